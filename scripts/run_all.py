@@ -1,0 +1,122 @@
+"""`make run`: start the receiver, the verifier and the status API against AMQP_URL and REDIS_URL,
+print where they are, and stop all three cleanly on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlsplit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from shared.config import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL, DEV_SERVICE_TOKEN  # noqa: E402
+
+SERVICES = ("receiver", "verifier", "status_api")
+HOW_TO_START = {
+    "RabbitMQ": "start it with `rabbitmq-server -detached` (or `docker compose up rabbitmq`), "
+    "or point AMQP_URL at a running broker",
+    "Redis": "start it with `redis-server --daemonize yes` (or `docker compose up redis`), "
+    "or point REDIS_URL at a running server",
+}
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 2):
+            return True
+    except OSError:
+        return False
+
+
+def check_servers() -> bool:
+    ok = True
+    for name, url, port in (
+        ("RabbitMQ", os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL, 5672),
+        ("Redis", os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, 6379),
+    ):
+        if not reachable(url, port):
+            host = urlsplit(url).hostname
+            print(f"{name} is not reachable at {host}:{urlsplit(url).port or port}: {HOW_TO_START[name]}.")
+            ok = False
+    return ok
+
+
+def wait_ready(urls: list[str], procs: list[subprocess.Popen[bytes]], timeout_s: float = 30) -> bool:
+    deadline = time.monotonic() + timeout_s
+    pending = list(urls)
+    while pending and time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            with urllib.request.urlopen(pending[0], timeout=1) as resp:
+                if resp.status == 200:
+                    pending.pop(0)
+                    continue
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return not pending
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def main() -> int:
+    if not check_servers():
+        return 1
+    token = os.environ.get("STATUS_API_TOKEN") or DEV_SERVICE_TOKEN
+    procs = [subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT) for name in SERVICES]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    r_port = os.environ.get("RECEIVER_PORT", "8080")
+    s_port = os.environ.get("STATUS_API_PORT", "8081")
+    v_port = os.environ.get("VERIFIER_PORT", "8082")
+    urls = [f"http://127.0.0.1:{p}/readyz" for p in (r_port, s_port, v_port)]
+    if not wait_ready(urls, procs):
+        print("the services did not become ready; see the log lines above")
+        stop(procs)
+        return 1
+    print(
+        "\nhookstatus is running:\n"
+        f"  receiver     http://127.0.0.1:{r_port}/hooks/<connection_id>\n"
+        f"  status API   http://127.0.0.1:{s_port}/v1/connections\n"
+        f"  verifier     http://127.0.0.1:{v_port}/metrics\n"
+        f"  service token: {token}"
+        + ("   (development default; set STATUS_API_TOKEN)" if token == DEV_SERVICE_TOKEN else "")
+        + "\n  try `make demo` in another terminal; Ctrl-C stops all three.\n",
+        flush=True,
+    )
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    code = 0 if stopping else 1
+    if not stopping:
+        print("a service exited; stopping the others")
+    stop(procs)
+    print("stopped")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The receiver: ``POST /hooks/{connection_id}`` (and ``GET`` for handshakes).
+
+It verifies the request with the connection's provider scheme, publishes one delivery message per
+request it can attribute to a connection (verified or not; never a body) and answers 202 only once
+RabbitMQ has confirmed that message. No confirm in time: 503 with ``Retry-After``, so the provider
+retries and nothing it was told is accepted is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from services.receiver.config import Settings
+from services.receiver.lookup import ConnectionTarget, load_target
+from shared import http, metrics
+from shared.broker import ConfirmedPublisher, Topology, amqp_connection
+from shared.errors import BrokerUnavailable, VerificationError
+from shared.models import DeliveryMessage, new_id, now_ms
+from shared.providers import PROVIDERS, InboundRequest, Verified
+from shared.providers.core import verify_with_rotation
+from shared.store import Store, redis_client
+
+log = logging.getLogger(__name__)
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
+CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
+RETRY_AFTER_S = "5"
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with redis_client(settings.redis_url) as client:
+        app[STORE] = Store(client, settings.redis_prefix)
+        yield
+
+
+async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    topology = Topology(settings.amqp_prefix, settings.analytics_exchange)
+    async with amqp_connection(settings.amqp_url, "receiver") as connection:
+        app[PUBLISHER] = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
+        yield
+
+
+def _request_for(request: web.Request, target: ConnectionTarget, body: bytes) -> InboundRequest:
+    url = target.webhook_url + (f"?{request.query_string}" if request.query_string else "")
+    return InboundRequest(request.method, url, request.headers, request.query, body)
+
+
+async def _publish(app: web.Application, msg: DeliveryMessage) -> None:
+    started = time.perf_counter()
+    try:
+        await app[PUBLISHER].publish(msg.to_bytes(), message_id=msg.delivery_id)
+    except BrokerUnavailable:
+        metrics.PUBLISH_FAILURES.inc()
+        raise
+    metrics.PUBLISH_CONFIRM.observe(time.perf_counter() - started)
+
+
+def _message(target: ConnectionTarget, delivery_id: str, at: int, **fields: object) -> DeliveryMessage:
+    return DeliveryMessage(
+        delivery_id=delivery_id,
+        connection_id=target.connection_id,
+        provider=target.provider,
+        received_at_ms=at,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _verified_message(target: ConnectionTarget, delivery_id: str, at: int, v: Verified) -> DeliveryMessage:
+    return _message(
+        target,
+        delivery_id,
+        at,
+        outcome="verified",
+        event_id=v.event_id,
+        event_type=v.event_type,
+        is_test=v.is_test,
+        handshake=v.handshake,
+        secret_slot=v.secret_slot,
+        learnt_secret=v.learnt_secret,
+    )
+
+
+def _unavailable() -> web.Response:
+    return http.error_response(
+        503,
+        "broker_unavailable",
+        "The delivery could not be stored right now; retry later.",
+        {"Retry-After": RETRY_AFTER_S},
+    )
+
+
+async def receive(request: web.Request) -> web.StreamResponse:
+    cid = request.match_info["connection_id"]
+    if not CONNECTION_ID.match(cid):
+        return http.error_response(404, "unknown_connection", "No connection has this id.")
+    at = now_ms()
+    target = await load_target(request.app[STORE], cid, at)
+    if target is None:
+        return http.error_response(404, "unknown_connection", "No connection has this id.")
+    if target.state == "disconnected":
+        return http.error_response(410, "connection_disconnected", "This connection was disconnected.")
+    provider = PROVIDERS.get(target.provider)
+    if provider is None:  # a provider removed from the code while connections still name it
+        return http.error_response(410, "provider_unsupported", "This connection's provider is not supported.")
+    if request.method not in provider.methods:
+        return http.error_response(405, "method_not_allowed", f"{target.provider} webhooks use POST.")
+    body = await request.read()
+    inbound = _request_for(request, target, body)
+    delivery_id = new_id()
+    try:
+        verified = verify_with_rotation(provider, inbound, target.secrets(), target.settings, at / 1000)
+    except VerificationError as exc:
+        metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+        msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
+        try:
+            await _publish(request.app, msg)
+        except BrokerUnavailable:
+            return _unavailable()
+        log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
+                                             "reason": exc.code})
+        return http.error_response(exc.status, exc.code, exc.message, delivery_id=delivery_id)
+    metrics.WEBHOOKS.labels(target.provider, "verified").inc()
+    try:
+        await _publish(request.app, _verified_message(target, delivery_id, at, verified))
+    except BrokerUnavailable:
+        return _unavailable()
+    log.debug("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
+    if verified.reply is not None:
+        reply = verified.reply
+        return web.Response(
+            status=reply.status, body=reply.body, content_type=reply.content_type, headers=dict(reply.headers)
+        )
+    return http.json_response({"status": "accepted", "delivery_id": delivery_id}, 202)
+
+
+async def _ready(app: web.Application) -> dict[str, bool]:
+    publisher_ok = await app[PUBLISHER].ready()
+    return {"redis": await app[STORE].ping(), "rabbitmq": publisher_ok}
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[http.error_middleware])
+    app[SETTINGS] = settings
+    app[http.SERVICE_NAME] = "receiver"
+    app[http.READY_CHECK] = lambda: _ready(app)
+    app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
+    app.router.add_route("POST", "/hooks/{connection_id}", receive)
+    app.router.add_route("GET", "/hooks/{connection_id}", receive)
+    http.add_health_routes(app)
+    return app

@@ -1,0 +1,67 @@
+"""The status API: the product backend's and the browser's view of every connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aio_pika.abc import AbstractRobustConnection
+from aiohttp import web
+
+from services.status_api import views
+from services.status_api.auth import PRINCIPAL, Principal, bearer_token, service_token_matches
+from services.status_api.config import Settings
+from services.status_api.connections import Connections
+from shared import http
+from shared.broker import Topology, amqp_connection
+from shared.errors import Unauthorized
+from shared.store import Store, redis_client
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)
+AMQP = web.AppKey("amqp", AbstractRobustConnection)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: http.Handler) -> web.StreamResponse:
+    if request.path.startswith("/v1/"):
+        token = bearer_token(request)
+        if token is None:
+            raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+        if service_token_matches(token, request.app[SETTINGS].status_api_token):
+            request[PRINCIPAL] = Principal("service")
+        else:
+            raise Unauthorized("the token is not valid", code="invalid_token")
+    return await handler(request)
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with redis_client(settings.redis_url) as client:
+        app[STORE] = store = Store(client, settings.redis_prefix)
+        app[views.CONNECTIONS] = Connections(store, settings)
+        yield
+
+
+async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with amqp_connection(settings.amqp_url, "status_api") as connection:
+        channel = await connection.channel()
+        await Topology(settings.amqp_prefix, settings.analytics_exchange).declare(channel)
+        await channel.close()
+        app[AMQP] = connection
+        yield
+
+
+async def _ready(app: web.Application) -> dict[str, bool]:
+    return {"redis": await app[STORE].ping(), "rabbitmq": not app[AMQP].is_closed}
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware])
+    app[SETTINGS] = settings
+    app[http.SERVICE_NAME] = "status_api"
+    app[http.READY_CHECK] = lambda: _ready(app)
+    app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
+    views.add_routes(app)
+    http.add_health_routes(app)
+    return app

@@ -1,0 +1,104 @@
+"""HTTP handlers of the status API. They parse, authorise, call ``Connections`` and render."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.status_api import validation as v
+from services.status_api.auth import require, require_service
+from services.status_api.connections import Connections, NewConnection
+from shared.errors import NotFound
+from shared.http import json_response
+from shared.models import connection_view
+from shared.providers import PROVIDERS
+
+CONNECTIONS = web.AppKey("connections", Connections)
+CREATE_FIELDS = {"account_id", "provider", "timeout_s", "secret", "settings", "expected_interval_s"}
+RECONNECT_FIELDS = {"secret", "settings", "timeout_s"}
+
+
+async def _visible(request: web.Request) -> dict[str, str]:
+    """The connection named in the path, if the caller may see it; else 404 (never 403)."""
+    raw = await request.app[CONNECTIONS].get_raw(request.match_info["connection_id"])
+    if not require(request).can_see(raw["account_id"]):
+        raise NotFound("no connection has this id", code="connection_not_found")
+    return raw
+
+
+async def create_connection(request: web.Request) -> web.Response:
+    require_service(request)
+    data = await v.json_object(request)
+    v.only_fields(data, CREATE_FIELDS)
+    settings = request.app[CONNECTIONS].settings
+    new = NewConnection(
+        account_id=v.account_id(data.get("account_id")),
+        provider=v.string(data, "provider", required=True, max_len=64) or "",
+        timeout_s=v.integer(data, "timeout_s", 1, settings.max_timeout_s) or settings.default_timeout_s,
+        secret=v.string(data, "secret"),
+        settings=v.settings_object(data),
+        expected_interval_s=v.integer(data, "expected_interval_s", 1, 365 * 24 * 3600),
+    )
+    view = await request.app[CONNECTIONS].create(new)
+    return json_response(view, 201)
+
+
+async def get_connection(request: web.Request) -> web.Response:
+    return json_response(connection_view(await _visible(request)))
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    principal = require(request)
+    account = v.account_id(request.query.get("account_id") or principal.account_id)
+    if not principal.can_see(account):
+        return json_response({"connections": []})
+    rows = await request.app[CONNECTIONS].store.list_for_account(account)
+    return json_response({"connections": [connection_view(r) for r in rows]})
+
+
+async def reconnect(request: web.Request) -> web.Response:
+    raw = await _visible(request)
+    data = await v.json_object(request, optional=True)
+    v.only_fields(data, RECONNECT_FIELDS)
+    settings = request.app[CONNECTIONS].settings
+    view = await request.app[CONNECTIONS].reconnect(
+        raw,
+        v.string(data, "secret"),
+        v.settings_object(data),
+        v.integer(data, "timeout_s", 1, settings.max_timeout_s),
+    )
+    return json_response(view)
+
+
+async def disconnect(request: web.Request) -> web.Response:
+    require_service(request)
+    return json_response(await request.app[CONNECTIONS].disconnect(await _visible(request)))
+
+
+async def deliveries(request: web.Request) -> web.Response:
+    raw = await _visible(request)
+    items = await request.app[CONNECTIONS].store.deliveries(raw["id"])
+    return json_response({"deliveries": items})
+
+
+async def providers(request: web.Request) -> web.Response:
+    require(request)
+    return json_response({"providers": [_provider_entry(p.info) for p in PROVIDERS.values()]})
+
+
+def _provider_entry(info: object) -> dict[str, object]:
+    from dataclasses import asdict
+
+    entry = asdict(info)  # type: ignore[call-overload]
+    entry["settings"] = dict(entry["settings"])
+    return entry
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/connections", create_connection)
+    r.add_get("/v1/connections", list_connections)
+    r.add_get("/v1/connections/{connection_id}", get_connection)
+    r.add_delete("/v1/connections/{connection_id}", disconnect)
+    r.add_post("/v1/connections/{connection_id}/reconnect", reconnect)
+    r.add_get("/v1/connections/{connection_id}/deliveries", deliveries)
+    r.add_get("/v1/providers", providers)

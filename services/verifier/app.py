@@ -1,0 +1,72 @@
+"""The verifier process: the consumer, the timeout sweep, and a small HTTP server for health and
+metrics. SIGTERM stops consuming, lets in-flight messages finish, and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from services.verifier.config import Settings
+from services.verifier.sweeper import sweep_forever
+from services.verifier.worker import Consumer, Verifier
+from shared import http
+from shared.broker import Topology, amqp_connection
+from shared.store import Store, redis_client
+
+log = logging.getLogger(__name__)
+GRACE_S = 4.0
+
+
+def health_app(store: Store, amqp_ok: Callable[[], bool]) -> web.Application:
+    app = web.Application(middlewares=[http.error_middleware])
+    app[http.SERVICE_NAME] = "verifier"
+
+    async def ready() -> dict[str, bool]:
+        return {"redis": await store.ping(), "rabbitmq": amqp_ok()}
+
+    app[http.READY_CHECK] = ready
+    http.add_health_routes(app)
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
+    stop = stop or _signal_event()
+    topology = Topology(settings.amqp_prefix, settings.analytics_exchange)
+    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "verifier") as conn:
+        store = Store(client, settings.redis_prefix)
+        verifier = Verifier(store, retry_max_s=settings.store_retry_max_s)
+        channel = await conn.channel(publisher_confirms=True)
+        consumer = Consumer(verifier, channel, topology)
+        await consumer.start(settings.prefetch)
+        runner = None
+        if serve_http:
+            runner = web.AppRunner(health_app(store, lambda: not conn.is_closed), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.verifier_host, settings.verifier_port).start()
+        sweeper = asyncio.create_task(
+            sweep_forever(store, settings.sweep_interval_s, settings.sweep_batch, verifier.stopping)
+        )
+        log.info("verifier started", extra={"queue": topology.queue})
+        await stop.wait()
+        log.info("verifier stopping")
+        await consumer.stop(GRACE_S)
+        verifier.stopping.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        if runner is not None:
+            await runner.cleanup()
+    log.info("verifier stopped")
+
+
+def _signal_event() -> asyncio.Event:
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+    return event

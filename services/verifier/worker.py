@@ -1,0 +1,166 @@
+"""The verifier's consumer: ``handle(body) -> Decision`` with no AMQP types, and a thin consume loop.
+
+One place decides each message's fate:
+
+- applied, duplicate or ignored           -> ack
+- PoisonMessage (not JSON, unknown version, connection gone) -> dead-letter with its reason, then ack
+- StoreUnavailable (Redis away)            -> hold the message and retry until Redis is back
+- anything unexpected                      -> requeue; the queue's delivery limit dead-letters it
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+
+from shared import metrics
+from shared.broker import AMQP_ERRORS, Topology
+from shared.errors import PoisonMessage, StoreUnavailable
+from shared.models import DeliveryMessage, now_ms
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Fate(enum.Enum):
+    ACK = "ack"
+    DEAD_LETTER = "dead_letter"
+    REQUEUE = "requeue"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    fate: Fate
+    reason: str = ""
+    detail: str = ""
+
+
+class Verifier:
+    """Applies delivery messages to the store. Knows nothing of AMQP."""
+
+    def __init__(self, store: Store, *, retry_max_s: float = 5.0) -> None:
+        self.store = store
+        self.retry_max_s = retry_max_s
+        self.stopping = asyncio.Event()
+
+    async def handle(self, body: bytes) -> Decision:
+        try:
+            msg = DeliveryMessage.from_bytes(body)
+            return await self._apply(msg)
+        except PoisonMessage as exc:
+            return Decision(Fate.DEAD_LETTER, exc.reason, exc.message)
+        except Exception:
+            log.exception("unexpected error handling a delivery")
+            return Decision(Fate.REQUEUE, "unexpected_error")
+
+    async def _apply(self, msg: DeliveryMessage) -> Decision:
+        result = await self._with_store_retry(lambda: self.store.apply_delivery(msg))
+        if result is None:
+            return Decision(Fate.REQUEUE, "store_unavailable")
+        if result.status == "missing":
+            raise PoisonMessage("connection_missing", "the delivery's connection does not exist")
+        metrics.DELIVERIES_CONSUMED.labels(result.status).inc()
+        if result.status == "applied":
+            metrics.CONSUME_SECONDS.observe(max(0.0, (now_ms() - msg.received_at_ms) / 1000))
+            if result.from_state != result.to_state:
+                metrics.STATE_TRANSITIONS.labels(result.from_state, result.to_state).inc()
+                log.info("state changed", extra={"delivery_id": msg.delivery_id, "from": result.from_state,
+                                                  "to": result.to_state})
+        return Decision(Fate.ACK, result.status)
+
+    async def _with_store_retry(self, op: Callable[[], Awaitable[T]]) -> T | None:
+        """Run ``op``; while Redis is away, hold on and retry with backoff. ``None`` when stopping."""
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except StoreUnavailable:
+                if self.stopping.is_set():
+                    return None
+                log.warning("redis unavailable; holding the delivery", extra={"retry_in_s": delay})
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                except TimeoutError:
+                    pass
+                delay = min(delay * 2, self.retry_max_s)
+
+
+class Consumer:
+    """The thin AMQP loop around ``Verifier.handle``."""
+
+    def __init__(self, verifier: Verifier, channel: AbstractChannel, topology: Topology) -> None:
+        self.verifier = verifier
+        self.channel = channel
+        self.topology = topology
+        self._queue: AbstractQueue | None = None
+        self._tag: str | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def start(self, prefetch: int) -> None:
+        await self.channel.set_qos(prefetch_count=prefetch)
+        await self.topology.declare(self.channel)
+        self._queue = await self.channel.get_queue(self.topology.queue, ensure=False)
+        self._tag = await self._queue.consume(self._on_message)
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
+        try:
+            decision = await self.verifier.handle(message.body)
+            await self._settle(message, decision)
+        except AMQP_ERRORS:
+            # The channel went away; the broker redelivers what we did not ack.
+            log.warning("could not settle a message; the broker will redeliver it")
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
+
+    async def _settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+        if decision.fate is Fate.ACK:
+            await message.ack()
+        elif decision.fate is Fate.REQUEUE:
+            await message.nack(requeue=True)
+        else:
+            await self._dead_letter(message, decision)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, decision: Decision) -> None:
+        """Publish to the dead-letter exchange with our reason (confirmed), then ack the original."""
+        exchange = await self.channel.get_exchange(self.topology.dead_exchange, ensure=False)
+        await exchange.publish(
+            aio_pika.Message(
+                message.body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                message_id=message.message_id,
+                headers={"x-dead-reason": decision.reason, "x-dead-detail": decision.detail[:200],
+                         "x-dead-at-ms": now_ms()},
+            ),
+            routing_key="",
+        )
+        await message.ack()
+        metrics.DEAD_LETTERED.labels(decision.reason).inc()
+        metrics.DELIVERIES_CONSUMED.labels("dead_lettered").inc()
+        log.warning("message dead-lettered", extra={"delivery_id": message.message_id, "reason": decision.reason})
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking messages, let in-flight ones finish (or return them), then return."""
+        if self._queue is not None and self._tag is not None:
+            try:
+                await self._queue.cancel(self._tag)
+            except AMQP_ERRORS:
+                pass
+        started = time.monotonic()
+        while self._in_flight and time.monotonic() - started < grace_s:
+            await asyncio.sleep(0.02)
+        self.verifier.stopping.set()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=1.0)

@@ -1,0 +1,77 @@
+"""Settings read once from the environment, with working local defaults.
+
+Each service has one frozen dataclass (``services.<name>.config.Settings``) built on
+``CommonSettings``; nothing reads ``os.environ`` anywhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Self
+
+from shared.errors import ConfigError
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEV_SERVICE_TOKEN = "dev-service-token-change-me"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _coerce(name: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (bool, "bool"):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in (tuple[str, ...], "tuple[str, ...]"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"environment variable {name} has an invalid value") from exc
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class CommonSettings:
+    """Settings every service reads. Field ``foo_bar`` comes from env ``FOO_BAR``."""
+
+    amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
+    redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
+    # Prefixes isolate one deployment (or one test) from another on shared servers.
+    redis_prefix: str = "whs"
+    amqp_prefix: str = "whs"
+    analytics_exchange: str = "analytics"
+    public_base_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    publish_timeout_s: float = 5.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Self:
+        """Build from the environment; ``overrides`` win (tests and tools use them)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            raw = _env(f.name.upper())
+            if raw is not None:
+                values[f.name] = _coerce(f.name.upper(), raw, f.type)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for url_field, schemes in (("amqp_url", ("amqp", "amqps")), ("redis_url", ("redis", "rediss", "unix"))):
+            value = getattr(self, url_field)
+            if value.split("://", 1)[0] not in schemes:
+                raise ConfigError(f"{url_field.upper()} must start with one of {', '.join(schemes)}://")
+        if not self.public_base_url.startswith(("http://", "https://")):
+            raise ConfigError("PUBLIC_BASE_URL must be an absolute http(s) URL")

@@ -1,0 +1,89 @@
+"""The project's exceptions, in one small tree.
+
+    HookStatusError
+     ├── ConfigError            bad or missing configuration; the process refuses to start
+     ├── ApiError               a client's request cannot be served (carries status + code)
+     │    ├── NotFound          404
+     │    ├── BadRequest        400
+     │    └── Unauthorized      401
+     ├── VerificationError      a webhook did not verify (carries a reason code, 401 by default)
+     ├── SettingsError          a provider's settings are missing or invalid (400 at creation)
+     ├── BrokerUnavailable      RabbitMQ did not confirm in time (receiver answers 503)
+     ├── StoreUnavailable       Redis cannot be reached (503, or the verifier holds and retries)
+     └── PoisonMessage          a delivery message that can never be processed (dead-lettered)
+
+Third-party errors are translated where they are met (``raise X(...) from exc``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HookStatusError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(HookStatusError):
+    pass
+
+
+class ApiError(HookStatusError):
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+
+class BadRequest(ApiError):
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "not_found"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "unauthorized"
+
+
+class VerificationError(HookStatusError):
+    """A webhook that did not verify. ``code`` is machine-readable, ``message`` says what to do."""
+
+    def __init__(self, code: str, message: str, *, status: int = 401, **detail: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.detail = detail
+
+
+class SettingsError(HookStatusError):
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class BrokerUnavailable(HookStatusError):
+    pass
+
+
+class StoreUnavailable(HookStatusError):
+    pass
+
+
+class PoisonMessage(HookStatusError):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message

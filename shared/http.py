@@ -1,0 +1,98 @@
+"""aiohttp pieces every HTTP service uses: JSON responses, the error middleware, health routes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from shared import metrics
+from shared.errors import ApiError, BrokerUnavailable, StoreUnavailable
+
+log = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
+SERVICE_NAME = web.AppKey("service_name", str)
+READY_CHECK = web.AppKey("ready_check", ReadyCheck)  # type: ignore[type-abstract]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes ``{"error": {"code", "message"}}``; no traceback ever reaches a client."""
+    service = request.app[SERVICE_NAME]
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = error_response(exc.status, exc.code, exc.message)
+    except StoreUnavailable:
+        response = error_response(503, "store_unavailable", "Redis is not reachable; retry shortly.",
+                                  {"Retry-After": "5"})
+    except BrokerUnavailable:
+        response = error_response(503, "broker_unavailable", "RabbitMQ is not reachable; retry shortly.",
+                                  {"Retry-After": "5"})
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        response = error_response(exc.status, code, exc.reason, dict(exc.headers) if exc.status == 405 else None)
+    except Exception:
+        log.exception("unhandled error", extra={"route": _route_name(request)})
+        response = error_response(500, "internal_error", "Something went wrong on our side.")
+    route = _route_name(request)
+    metrics.HTTP_REQUESTS.labels(service, route, request.method, str(response.status)).inc()
+    metrics.HTTP_DURATION.labels(service, route).observe(time.perf_counter() - started)
+    return response
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await request.app[READY_CHECK]()
+    ok = all(checks.values())
+    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    body, content_type = metrics.render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def add_health_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)

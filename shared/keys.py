@@ -1,0 +1,40 @@
+"""Every Redis key and channel name, in one place.
+
+One connection's keys share a hash tag (``{<connection id>}``) so they live in one Redis Cluster slot
+and every Lua script touches one slot only. The pending index and the account sets are separate keys
+(their own slots) that are only ever written by single commands, never inside a script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def conn(self, cid: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:conn"
+
+    def deliveries(self, cid: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:deliveries"
+
+    def seen_delivery(self, cid: str, delivery_id: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:seen:d:{delivery_id}"
+
+    def seen_event(self, cid: str, event_id: str) -> str:
+        return f"{self.prefix}:{{{cid}}}:seen:e:{event_id}"
+
+    def account(self, account_id: str) -> str:
+        return f"{self.prefix}:acct:{{{account_id}}}:conns"
+
+    @property
+    def pending(self) -> str:
+        """Sorted set: connection id scored by its pending deadline (ms)."""
+        return f"{self.prefix}:pending"
+
+    @property
+    def changes(self) -> str:
+        """Pub/sub channel: one message per stored change of any connection."""
+        return f"{self.prefix}:changes"

@@ -1,0 +1,47 @@
+-- Apply one delivery to one connection, atomically and idempotently.
+-- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key
+-- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
+--       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
+--       11 learnt secret ('' for none), 12 deliveries kept
+-- Returns {status, from_state, to_state}; status: applied | duplicate | missing | ignored
+local conn, list, seen_d, seen_e = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local outcome, reason, message, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+
+if redis.call('EXISTS', conn) == 0 then return {'missing', '', ''} end
+local state = redis.call('HGET', conn, 'state')
+if state == 'disconnected' then return {'ignored', state, state} end
+if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then return {'duplicate', state, state} end
+
+local to = state
+if outcome == 'verified' then
+  if ARGV[8] == '1' and not redis.call('SET', seen_e, '1', 'NX', 'EX', ARGV[6]) then
+    return {'duplicate', state, state}
+  end
+  redis.call('HINCRBY', conn, 'events_received', 1)
+  redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9])
+  if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
+  if ARGV[11] ~= '' then redis.call('HSET', conn, 'secret', ARGV[11]) end
+  if state == 'pending' or state == 'failed' then
+    to = 'connected'
+    local why = 'verified_event'
+    if ARGV[10] == '1' then why = 'handshake_completed' end
+    redis.call('HSET', conn, 'state', to, 'reason', why, 'connected_at', at, 'last_error', '')
+  end
+else
+  redis.call('HSET', conn, 'last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))
+  redis.call('HINCRBY', conn, 'rejected_total', 1)
+  if state == 'pending' then
+    local seen = cjson.decode(redis.call('HGET', conn, 'seen') or '{}')
+    seen[reason] = (seen[reason] or 0) + 1
+    redis.call('HSET', conn, 'seen', cjson.encode(seen))
+  end
+end
+
+redis.call('LPUSH', list, ARGV[1])
+redis.call('LTRIM', list, 0, tonumber(ARGV[12]) - 1)
+redis.call('HSET', conn, 'updated_at', at)
+local version = redis.call('HINCRBY', conn, 'version', 1)
+local id = redis.call('HGET', conn, 'id')
+local account = redis.call('HGET', conn, 'account_id')
+redis.call('PUBLISH', ARGV[7], cjson.encode({id = id, account_id = account, version = version, state = to}))
+return {'applied', state, to}

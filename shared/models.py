@@ -1,0 +1,177 @@
+"""The delivery message (receiver -> verifier) and the public status object (status API -> people).
+
+The delivery message is versioned JSON. It never carries a body or a secret: a verified delivery
+carries the provider's event id and type, a rejected one its reason code and message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from shared.errors import PoisonMessage
+
+MESSAGE_VERSION = 1
+Outcome = Literal["verified", "rejected"]
+State = Literal["pending", "connected", "failed", "disconnected"]
+STATES: tuple[State, ...] = ("pending", "connected", "failed", "disconnected")
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def iso(ms: int | str | None) -> str | None:
+    """Milliseconds since the epoch as ISO 8601 UTC (``2026-11-27T16:30:00.123Z``)."""
+    if ms in (None, ""):
+        return None
+    dt = datetime.fromtimestamp(int(ms) / 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def new_id() -> str:
+    """Unguessable ids: 128 random bits."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryMessage:
+    delivery_id: str
+    connection_id: str
+    provider: str
+    received_at_ms: int
+    outcome: Outcome
+    reason: str | None = None
+    message: str | None = None
+    event_id: str | None = None
+    event_type: str | None = None
+    is_test: bool = False
+    handshake: bool = False
+    secret_slot: str | None = None
+    learnt_secret: str | None = None
+    v: int = MESSAGE_VERSION
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> DeliveryMessage:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise PoisonMessage("not_json", "the message body is not JSON") from exc
+        if not isinstance(data, dict):
+            raise PoisonMessage("bad_shape", "the message is not a JSON object")
+        if data.get("v") != MESSAGE_VERSION:
+            raise PoisonMessage("unknown_version", f"unknown message version {data.get('v')!r}")
+        try:
+            msg = cls(**data)
+        except TypeError as exc:
+            raise PoisonMessage("bad_shape", "the message has missing or unknown fields") from exc
+        if msg.outcome not in ("verified", "rejected") or not msg.delivery_id or not msg.connection_id:
+            raise PoisonMessage("bad_shape", "the message has an invalid outcome or ids")
+        return msg
+
+    def list_entry(self) -> bytes:
+        """What the deliveries list keeps: never a body or a secret."""
+        return orjson.dumps(
+            {
+                "id": self.delivery_id,
+                "at": iso(self.received_at_ms),
+                "outcome": self.outcome,
+                "reason": self.reason,
+                "message": self.message,
+                "event_id": self.event_id,
+                "event_type": self.event_type,
+                "is_test": self.is_test,
+                "handshake": self.handshake,
+            }
+        )
+
+
+# --- the connect button --------------------------------------------------------------------------
+
+REASON_WORDS: dict[str, str] = {
+    "awaiting_first_event": "Waiting for the first signed event from the provider.",
+    "verified_event": "A signed event arrived and verified.",
+    "handshake_completed": "The provider completed its registration handshake.",
+    "deadline_no_events": "Nothing arrived from the provider before the deadline. Check that the webhook "
+    "URL is pasted in the provider's dashboard and that the endpoint is enabled.",
+    "deadline_bad_signatures": "Events arrived, but their signatures do not match your signing secret. "
+    "Copy the signing secret from the provider again and reconnect.",
+    "deadline_stale_timestamps": "Events arrived, but their timestamps were out of tolerance: they were "
+    "replays or the sender's clock is wrong.",
+    "deadline_rejected_deliveries": "Events arrived, but none of them verified. See the recent deliveries "
+    "for why.",
+    "disconnected_by_user": "Disconnected.",
+}
+
+
+def cta_for(state: str, health: str | None = None) -> dict[str, Any]:
+    """The connect button for a state: a label and an action the UI shows as is."""
+    if state == "pending":
+        return {"label": "Waiting for first event…", "action": "send_test", "secondary": "Send test event"}
+    if state == "connected":
+        if health == "failing":
+            return {"label": "Fix signing secret", "action": "reconnect", "secondary": "Send test event"}
+        return {"label": "Connected", "action": "reconnect", "secondary": "Reconnect"}
+    if state == "failed":
+        return {"label": "Reconnect", "action": "reconnect", "secondary": "Send test event"}
+    return {"label": "Connect", "action": "connect", "secondary": None}
+
+
+def _json_field(raw: str | None) -> Any:
+    return orjson.loads(raw) if raw else None
+
+
+def health_of(raw: dict[str, str], now: int) -> str | None:
+    """For a connected connection: ``ok``, ``failing`` (latest delivery rejected) or ``silent``."""
+    if raw.get("state") != "connected":
+        return None
+    last_error = _json_field(raw.get("last_error"))
+    last_event = int(raw.get("last_event_at") or 0)
+    if last_error and int(last_error.get("at") or 0) > last_event:
+        return "failing"
+    expected = int(raw.get("expected_interval_s") or 0)
+    if expected and last_event and now - last_event > expected * 1000:
+        return "silent"
+    return "ok"
+
+
+def connection_view(raw: dict[str, str], now: int | None = None) -> dict[str, Any]:
+    """The public status object of a stored connection. Never includes a secret."""
+    now = now_ms() if now is None else now
+    state = raw["state"]
+    health = health_of(raw, now)
+    reason = raw.get("reason") or None
+    prev_until = int(raw.get("prev_secret_until") or 0)
+    return {
+        "id": raw["id"],
+        "account_id": raw["account_id"],
+        "provider": raw["provider"],
+        "state": state,
+        "reason": reason,
+        "reason_message": REASON_WORDS.get(reason or "", None),
+        "health": health,
+        "cta": cta_for(state, health),
+        "webhook_url": raw["webhook_url"],
+        "pending_deadline": iso(raw.get("pending_deadline")) if state == "pending" else None,
+        "created_at": iso(raw.get("created_at")),
+        "updated_at": iso(raw.get("updated_at")),
+        "last_event_at": iso(raw.get("last_event_at")),
+        "events_received": int(raw.get("events_received") or 0),
+        "last_error": _public_error(_json_field(raw.get("last_error"))),
+        "previous_secret_active": bool(prev_until and prev_until > now),
+        "previous_secret_last_used_at": iso(raw.get("prev_secret_used_at")),
+        "version": int(raw.get("version") or 0),
+    }
+
+
+def _public_error(err: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not err:
+        return None
+    return {"code": err.get("code"), "message": err.get("message"), "at": iso(err.get("at"))}

@@ -1,0 +1,140 @@
+"""The verification core every provider adapter stands on.
+
+Signatures are always computed over the raw body bytes and compared in constant time; every malformed
+header becomes a ``VerificationError`` with one of the reason codes below, never a stray ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from shared.errors import VerificationError
+from shared.providers.base import InboundRequest, Provider, Verified
+
+Algorithm = Literal["sha1", "sha256", "sha512"]
+
+# Reason codes (machine-readable). Messages are written where the error is raised and say what to do.
+MISSING_HEADER = "missing_header"
+MALFORMED_SIGNATURE = "malformed_signature"
+MALFORMED_TIMESTAMP = "malformed_timestamp"
+SIGNATURE_MISMATCH = "signature_mismatch"
+TIMESTAMP_TOO_OLD = "timestamp_too_old"
+TIMESTAMP_TOO_NEW = "timestamp_too_new"
+MALFORMED_BODY = "malformed_body"
+
+TIMESTAMP_REASONS = frozenset({TIMESTAMP_TOO_OLD, TIMESTAMP_TOO_NEW})
+
+
+def hmac_digest(key: bytes, message: bytes, algorithm: Algorithm = "sha256") -> bytes:
+    return hmac.new(key, message, getattr(hashlib, algorithm)).digest()
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+def any_matches(expected: bytes, candidates: Iterable[bytes]) -> bool:
+    """True when any candidate equals ``expected``; every candidate is compared in constant time."""
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(expected, candidate)
+    return matched
+
+
+def require_header(request: InboundRequest, *names: str) -> str:
+    """The first present header among ``names`` (aliases), or a ``missing_header`` error."""
+    for name in names:
+        value = request.headers.get(name)
+        if value is not None and value.strip():
+            return value.strip()
+    raise VerificationError(
+        MISSING_HEADER,
+        f"The request has no {names[0]} header. Check that the provider signs its webhooks and that "
+        "nothing between it and us (a proxy) strips headers.",
+        header=names[0],
+    )
+
+
+def decode_b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(MALFORMED_SIGNATURE, f"The {what} is not valid base64.") from exc
+
+
+def decode_hex(value: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(value)
+    except ValueError as exc:
+        raise VerificationError(MALFORMED_SIGNATURE, f"The {what} is not valid hex.") from exc
+
+
+def parse_timestamp(raw: str, header: str, *, millis: bool = False) -> float:
+    """A Unix timestamp from a header, in seconds."""
+    try:
+        value = int(raw.strip())
+    except ValueError as exc:
+        raise VerificationError(
+            MALFORMED_TIMESTAMP, f"The {header} header is not an integer Unix timestamp.", header=header
+        ) from exc
+    return value / 1000.0 if millis else float(value)
+
+
+def check_tolerance(timestamp_s: float, now: float, tolerance_s: float) -> None:
+    """Raise when the signed timestamp is further than ``tolerance_s`` from our clock."""
+    skew = now - timestamp_s
+    if skew > tolerance_s:
+        raise VerificationError(
+            TIMESTAMP_TOO_OLD,
+            f"The signed timestamp is {int(skew)} s old (tolerance {int(tolerance_s)} s). Either this is a "
+            "replay of an old delivery, or the sender's clock is wrong.",
+            skew_s=int(skew),
+        )
+    if -skew > tolerance_s:
+        raise VerificationError(
+            TIMESTAMP_TOO_NEW,
+            f"The signed timestamp is {int(-skew)} s in the future (tolerance {int(tolerance_s)} s). "
+            "The sender's clock runs ahead of ours.",
+            skew_s=int(skew),
+        )
+
+
+def mismatch(detail: str = "") -> VerificationError:
+    return VerificationError(
+        SIGNATURE_MISMATCH,
+        "The signature does not match the connection's signing secret. Copy the signing secret from the "
+        "provider's dashboard again and reconnect with it." + (f" {detail}" if detail else ""),
+    )
+
+
+def verify_with_rotation(
+    provider: Provider,
+    request: InboundRequest,
+    secrets: tuple[str, str | None],
+    settings: Mapping[str, Any],
+    now: float,
+) -> Verified:
+    """Verify with the current secret, then (during a rotation) with the previous one."""
+    current, previous = secrets
+    try:
+        return provider.verify(request, current, settings, now)
+    except VerificationError as exc:
+        if exc.code != SIGNATURE_MISMATCH or not previous:
+            raise
+        first = exc
+    try:
+        verified = provider.verify(request, previous, settings, now)
+    except VerificationError:
+        raise first from None
+    return _with_slot(verified, "previous")
+
+
+def _with_slot(verified: Verified, slot: Literal["current", "previous"]) -> Verified:
+    from dataclasses import replace
+
+    return replace(verified, secret_slot=slot)

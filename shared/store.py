@@ -1,0 +1,194 @@
+"""Redis access: every read and every atomic state transition of a connection.
+
+Transitions are Lua scripts (``shared/lua/``), one round trip each, compare-and-set, publishing the
+change on the ``changes`` channel in the same script. Redis errors leave this module as
+``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, TypeVar
+
+import orjson
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from shared.errors import StoreUnavailable
+from shared.keys import Keys
+from shared.models import DeliveryMessage
+from shared.providers.core import TIMESTAMP_REASONS
+
+T = TypeVar("T")
+DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
+DELIVERIES_KEPT = 50
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _lua(name: str) -> str:
+    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10
+    )
+
+
+@asynccontextmanager
+async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
+    client = make_redis(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    status: str  # applied | duplicate | missing | ignored
+    from_state: str
+    to_state: str
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.redis = client
+        self.keys = Keys(prefix)
+        self._apply = client.register_script(_lua("apply_delivery"))
+        self._expire = client.register_script(_lua("expire_pending"))
+        self._set_state = client.register_script(_lua("set_state"))
+
+    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await op()
+        except REDIS_ERRORS as exc:
+            raise StoreUnavailable("Redis is not reachable") from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.redis.ping())
+        except REDIS_ERRORS:
+            return False
+
+    # --- connections --------------------------------------------------------------------------
+
+    async def create(self, fields: dict[str, Any]) -> None:
+        cid, k = fields["id"], self.keys
+
+        async def op() -> None:
+            # Separate slots, so separate commands; the pending index first, so no connection is
+            # ever stored without the sweep seeing it.
+            await self.redis.zadd(k.pending, {cid: fields["pending_deadline"]})
+            await self.redis.hset(k.conn(cid), mapping=fields)
+            await self.redis.sadd(k.account(fields["account_id"]), cid)
+            await self.redis.publish(k.changes, orjson.dumps(
+                {"id": cid, "account_id": fields["account_id"], "version": fields["version"], "state": "pending"}
+            ))
+
+        await self._call(op)
+
+    async def get(self, cid: str) -> dict[str, str] | None:
+        raw = await self._call(lambda: self.redis.hgetall(self.keys.conn(cid)))
+        return raw or None
+
+    async def get_fields(self, cid: str, names: tuple[str, ...]) -> list[str | None]:
+        return await self._call(lambda: self.redis.hmget(self.keys.conn(cid), names))
+
+    async def get_many(self, ids: list[str]) -> list[dict[str, str]]:
+        async def op() -> list[dict[str, str]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for cid in ids:
+                    pipe.hgetall(self.keys.conn(cid))
+                return [r for r in await pipe.execute() if r]
+
+        return await self._call(op)
+
+    async def account_connection_ids(self, account_id: str) -> list[str]:
+        return sorted(await self._call(lambda: self.redis.smembers(self.keys.account(account_id))))
+
+    async def list_for_account(self, account_id: str) -> list[dict[str, str]]:
+        rows = await self.get_many(await self.account_connection_ids(account_id))
+        return sorted(rows, key=lambda r: (r.get("created_at", ""), r["id"]))
+
+    async def reconnect(
+        self, cid: str, now: int, deadline: int, secret: str | None, prev_until: int, settings: str | None
+    ) -> str | None:
+        args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings or ""]
+
+        async def op() -> str | None:
+            before = await self._set_state(keys=[self.keys.conn(cid)], args=args)
+            if before:
+                await self.redis.zadd(self.keys.pending, {cid: deadline})
+            return before
+
+        return await self._call(op)
+
+    async def disconnect(self, cid: str, now: int) -> str | None:
+        async def op() -> str | None:
+            before = await self._set_state(
+                keys=[self.keys.conn(cid)], args=["disconnect", now, self.keys.changes]
+            )
+            await self.redis.zrem(self.keys.pending, cid)
+            return before
+
+        return await self._call(op)
+
+    async def deliveries(self, cid: str) -> list[dict[str, Any]]:
+        raw = await self._call(lambda: self.redis.lrange(self.keys.deliveries(cid), 0, DELIVERIES_KEPT - 1))
+        return [orjson.loads(item) for item in raw]
+
+    # --- the verifier's transitions -----------------------------------------------------------
+
+    async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
+        cid, k = msg.connection_id, self.keys
+        event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
+        keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key]
+        args = [
+            msg.list_entry(),
+            msg.outcome,
+            msg.reason or "",
+            msg.message or "",
+            msg.received_at_ms,
+            DEDUPE_TTL_S,
+            k.changes,
+            "1" if msg.event_id else "0",
+            msg.secret_slot or "current",
+            "1" if msg.handshake else "0",
+            msg.learnt_secret or "",
+            DELIVERIES_KEPT,
+        ]
+        status, before, after = await self._call(lambda: self._apply(keys=keys, args=args))
+        return ApplyResult(status, before, after)
+
+    async def due_pending(self, now: int, limit: int) -> list[str]:
+        return await self._call(
+            lambda: self.redis.zrangebyscore(self.keys.pending, "-inf", now, start=0, num=limit)
+        )
+
+    async def expire_pending(self, cid: str, now: int) -> str | None:
+        """Fail one due connection (compare-and-set); drop it from the index unless it is pending
+        with a later deadline (a reconnect moved it)."""
+        stamp_codes = ",".join(sorted(TIMESTAMP_REASONS))
+
+        async def op() -> str | None:
+            reason = await self._expire(keys=[self.keys.conn(cid)], args=[now, self.keys.changes, stamp_codes])
+            await self._unindex_unless_pending(cid, now)
+            return reason or None
+
+        return await self._call(op)
+
+    async def _unindex_unless_pending(self, cid: str, now: int) -> None:
+        conn = self.keys.conn(cid)
+        state, deadline = await self.redis.hmget(conn, ["state", "pending_deadline"])
+        if state == "pending" and int(deadline or 0) > now:
+            return
+        await self.redis.zrem(self.keys.pending, cid)
+        # A reconnect may have slipped in between the read and the ZREM (its ZADD follows its state
+        # change): look again and put it back, so no pending connection is ever missed by the sweep.
+        state, deadline = await self.redis.hmget(conn, ["state", "pending_deadline"])
+        if state == "pending":
+            await self.redis.zadd(self.keys.pending, {cid: int(deadline or 0)})

@@ -1,0 +1,132 @@
+"""The whole system in one test process: receiver and status API on real loopback sockets, the
+verifier consuming from the real broker, all on a test's own prefixes. And a small client for it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from services.receiver.app import create_app as create_receiver
+from services.receiver.config import Settings as ReceiverSettings
+from services.status_api.app import create_app as create_status_api
+from services.status_api.config import Settings as StatusSettings
+from services.verifier.app import run as run_verifier
+from services.verifier.config import Settings as VerifierSettings
+
+TOKEN = "test-service-token"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class System:
+    receiver_url: str
+    api_url: str
+    session: aiohttp.ClientSession
+    common: dict[str, Any]
+    verifiers: list[tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TOKEN}"}
+
+    async def api(self, method: str, path: str, **kw: Any) -> tuple[int, Any]:
+        headers = {**self.auth, **kw.pop("headers", {})}
+        async with self.session.request(method, self.api_url + path, headers=headers, **kw) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+    async def create(self, provider: str = "standard-webhooks", **fields: Any) -> dict[str, Any]:
+        body = {"account_id": fields.pop("account_id", "acct-test"), "provider": provider, **fields}
+        status, data = await self.api("POST", "/v1/connections", json=body)
+        assert status == 201, data
+        return data  # type: ignore[no-any-return]
+
+    async def get(self, cid: str) -> dict[str, Any]:
+        status, data = await self.api("GET", f"/v1/connections/{cid}")
+        assert status == 200, data
+        return data  # type: ignore[no-any-return]
+
+    async def post_hook(
+        self, url: str, body: Any, headers: dict[str, str], method: str = "POST"
+    ) -> tuple[int, Any]:
+        async with self.session.request(method, url, data=body, headers=headers) as resp:
+            text = await resp.read()
+            try:
+                import orjson
+
+                return resp.status, orjson.loads(text)
+            except ValueError:
+                return resp.status, text
+
+    async def wait_for(
+        self, cid: str, predicate: Callable[[dict[str, Any]], bool], timeout_s: float = 10
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = await self.get(cid)
+            if predicate(view):
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met in {timeout_s}s; last status: {view}")
+            await asyncio.sleep(0.05)
+
+    def verifier_settings(self, **overrides: Any) -> VerifierSettings:
+        values = {"sweep_interval_s": 0.2, **self.common, **overrides}
+        return VerifierSettings.from_env(**values)
+
+    def start_verifier(self, **overrides: Any) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_verifier(self.verifier_settings(**overrides), stop, serve_http=False))
+        self.verifiers.append((stop, task))
+
+    async def stop_verifiers(self) -> None:
+        for stop, _ in self.verifiers:
+            stop.set()
+        for _, task in self.verifiers:
+            await asyncio.wait_for(task, 15)
+        self.verifiers.clear()
+
+
+@asynccontextmanager
+async def start_system(
+    amqp_url: str, redis_url: str, prefix: str, *, verifiers: int = 1, **overrides: Any
+) -> AsyncIterator[System]:
+    r_port = free_port()
+    common: dict[str, Any] = {
+        "amqp_url": amqp_url,
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "amqp_prefix": prefix,
+        "analytics_exchange": f"{prefix}.analytics",
+        "public_base_url": f"http://127.0.0.1:{r_port}",
+        **overrides,
+    }
+    receiver = web.AppRunner(create_receiver(ReceiverSettings.from_env(**common)))
+    api = web.AppRunner(create_status_api(StatusSettings.from_env(status_api_token=(TOKEN,), **common)))
+    await receiver.setup()
+    await api.setup()
+    s_port = free_port()
+    await web.TCPSite(receiver, "127.0.0.1", r_port).start()
+    await web.TCPSite(api, "127.0.0.1", s_port).start()
+    async with aiohttp.ClientSession() as session:
+        system = System(f"http://127.0.0.1:{r_port}", f"http://127.0.0.1:{s_port}", session, common)
+        for _ in range(verifiers):
+            system.start_verifier()
+        try:
+            yield system
+        finally:
+            await system.stop_verifiers()
+            await api.cleanup()
+            await receiver.cleanup()
