@@ -67,7 +67,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        response = error_response(exc.status, code, exc.reason, dict(exc.headers) if exc.status == 405 else None)
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = error_response(exc.status, code, exc.reason, allow)
     except Exception:
         log.exception("unhandled error", extra={"route": _route_name(request)})
         response = error_response(500, "internal_error", "Something went wrong on our side.")
