@@ -69,7 +69,8 @@ class CommonSettings:
         return settings
 
     def validate(self) -> None:
-        for url_field, schemes in (("amqp_url", ("amqp", "amqps")), ("redis_url", ("redis", "rediss", "unix"))):
+        redis_schemes = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+        for url_field, schemes in (("amqp_url", ("amqp", "amqps")), ("redis_url", redis_schemes)):
             value = getattr(self, url_field)
             if value.split("://", 1)[0] not in schemes:
                 raise ConfigError(f"{url_field.upper()} must start with one of {', '.join(schemes)}://")

@@ -35,6 +35,11 @@ class Keys:
         return f"{self.prefix}:pending"
 
     @property
+    def state_counts(self) -> str:
+        """Hash: state -> number of connections in it (kept by every transition; read by the gauges)."""
+        return f"{self.prefix}:state_counts"
+
+    @property
     def changes(self) -> str:
         """Pub/sub channel: one message per stored change of any connection."""
         return f"{self.prefix}:changes"

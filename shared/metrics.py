@@ -1,16 +1,28 @@
-"""Prometheus metrics, named by Prometheus conventions. No connection id, account id or secret is
-ever a label: labels are bounded sets (service, route template, status, provider, reason code)."""
+"""Prometheus metrics, named by Prometheus conventions (``_total`` counters, ``_seconds`` base units).
+
+No connection id, account id or secret is ever a label: labels are bounded sets (service, route
+template, method, status, provider, outcome/reason code, state, queue role). Every metric here is
+listed in ``docs/METRICS.md``; a test checks that the table and ``/metrics`` agree.
+
+Every process imports this module, so every service's ``/metrics`` exposes every family; the docs say
+which service sets which. The gauges that describe shared state (connections by state, the pending
+backlog, queue depths) are refreshed by each verifier replica from Redis and RabbitMQ, so every
+replica reports the same value: aggregate them with ``max``, never ``sum``.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+# --- HTTP (receiver, status API, verifier's health server) ---------------------------------------
 HTTP_REQUESTS = Counter(
     "hookstatus_http_requests_total", "HTTP requests served.", ["service", "route", "method", "status"]
 )
 HTTP_DURATION = Histogram(
     "hookstatus_http_request_duration_seconds", "HTTP request handling time.", ["service", "route"]
 )
+
+# --- receiver ------------------------------------------------------------------------------------
 WEBHOOKS = Counter(
     "hookstatus_webhooks_total",
     "Webhooks received, by provider and outcome (verified or the rejection reason code).",
@@ -24,6 +36,8 @@ PUBLISH_CONFIRM = Histogram(
 PUBLISH_FAILURES = Counter(
     "hookstatus_publish_failures_total", "Deliveries the broker did not confirm (answered 503)."
 )
+
+# --- verifier ------------------------------------------------------------------------------------
 DELIVERIES_CONSUMED = Counter(
     "hookstatus_deliveries_consumed_total",
     "Delivery messages handled by the verifier, by result (applied, duplicate, ignored, dead_lettered).",
@@ -34,12 +48,41 @@ CONSUME_SECONDS = Histogram(
     "Time from a webhook's arrival at the receiver to its effect stored by the verifier.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-STATE_TRANSITIONS = Counter(
-    "hookstatus_state_transitions_total", "Connection state transitions.", ["from_state", "to_state"]
-)
 DEAD_LETTERED = Counter(
     "hookstatus_dead_lettered_total", "Messages sent to the dead-letter queue, by reason.", ["reason"]
 )
+SETUP_TO_CONNECTED = Histogram(
+    "hookstatus_setup_to_connected_seconds",
+    "Time from a connection's creation to its first pending -> connected transition (the funnel).",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600),
+)
+QUEUE_MESSAGES = Gauge(
+    "hookstatus_queue_messages",
+    "Messages ready in a RabbitMQ queue (deliveries: consumer lag; dead_letter: parked messages).",
+    ["queue"],
+)
+QUEUE_CONSUMERS = Gauge("hookstatus_queue_consumers", "Consumers attached to a RabbitMQ queue.", ["queue"])
+
+# --- every state change, wherever it is made (counted in shared/store.py) -------------------------
+STATE_TRANSITIONS = Counter(
+    "hookstatus_state_transitions_total",
+    "Connection state transitions (from_state 'none' is a creation).",
+    ["from_state", "to_state"],
+)
+
+# --- shared state, refreshed periodically by the verifier from Redis -----------------------------
+CONNECTIONS = Gauge("hookstatus_connections", "Connections by state.", ["state"])
+PENDING_PAST_DEADLINE = Gauge(
+    "hookstatus_pending_past_deadline",
+    "Entries in the pending index whose deadline has passed: the timeout sweep's backlog.",
+)
+GAUGES_REFRESHED = Gauge(
+    "hookstatus_gauges_refreshed_timestamp_seconds",
+    "When this process last refreshed the shared-state gauges (0: never).",
+)
+
+# --- status API ----------------------------------------------------------------------------------
+SSE_STREAMS = Gauge("hookstatus_sse_streams_open", "Server-Sent Events streams open on this process.")
 
 
 def render() -> tuple[bytes, str]:

@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
+from shared import metrics
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import DeliveryMessage
@@ -32,14 +34,41 @@ def _lua(name: str) -> str:
     return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
 
 
-def make_redis(url: str) -> aioredis.Redis:
+# A Redis Cluster client offers the commands Store uses just as a single-node client does; typing it
+# as one keeps the rest of the code free of the union (redis-py types cluster replies loosely).
+RedisClient = aioredis.Redis
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def _plain_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}://{rest}"
+
+
+def make_redis(url: str) -> RedisClient:
+    """A client for ``REDIS_URL``: ``redis://`` (or ``rediss://``, ``unix://``) is one server;
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) is a Redis Cluster found from that seed
+    node. Keys are laid out so that each command and script touches one slot."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3}
+    if is_cluster_url(url):
+        return cast(aioredis.Redis, RedisCluster.from_url(_plain_url(url), **options))
+    return aioredis.Redis.from_url(url, health_check_interval=10, **options)
+
+
+def make_pubsub_redis(url: str) -> aioredis.Redis:
+    """A plain client for SUBSCRIBE. On a cluster, classic PUBLISH reaches every node, so
+    subscribing on the seed node hears every change, whichever node the publisher used."""
     return aioredis.Redis.from_url(
-        url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3, health_check_interval=10
+        _plain_url(url), decode_responses=True, socket_connect_timeout=3, health_check_interval=10
     )
 
 
 @asynccontextmanager
-async def redis_client(url: str) -> AsyncIterator[aioredis.Redis]:
+async def redis_client(url: str) -> AsyncIterator[RedisClient]:
     client = make_redis(url)
     try:
         yield client
@@ -55,12 +84,13 @@ class ApplyResult:
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self._apply = client.register_script(_lua("apply_delivery"))
         self._expire = client.register_script(_lua("expire_pending"))
         self._set_state = client.register_script(_lua("set_state"))
+        self._count = client.register_script(_lua("count_transition"))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -85,7 +115,9 @@ class Store:
             await self.redis.zadd(k.pending, {cid: fields["pending_deadline"]})
             await self.redis.hset(k.conn(cid), mapping=fields)
             await self.redis.sadd(k.account(fields["account_id"]), cid)
-            await self.redis.publish(k.changes, orjson.dumps(
+            await self._count_transition(None, "pending")
+            # The cluster client has no publish(); classic PUBLISH reaches every node of a cluster.
+            await self.redis.execute_command("PUBLISH", k.changes, orjson.dumps(
                 {"id": cid, "account_id": fields["account_id"], "version": fields["version"], "state": "pending"}
             ))
 
@@ -123,6 +155,7 @@ class Store:
             before = await self._set_state(keys=[self.keys.conn(cid)], args=args)
             if before:
                 await self.redis.zadd(self.keys.pending, {cid: deadline})
+                await self._count_transition(before, "pending")
             return before
 
         return await self._call(op)
@@ -133,6 +166,8 @@ class Store:
                 keys=[self.keys.conn(cid)], args=["disconnect", now, self.keys.changes]
             )
             await self.redis.zrem(self.keys.pending, cid)
+            if before:
+                await self._count_transition(before, "disconnected")
             return before
 
         return await self._call(op)
@@ -162,6 +197,8 @@ class Store:
             DELIVERIES_KEPT,
         ]
         status, before, after = await self._call(lambda: self._apply(keys=keys, args=args))
+        if status == "applied":
+            await self._call(lambda: self._count_transition(before, after))
         return ApplyResult(status, before, after)
 
     async def due_pending(self, now: int, limit: int) -> list[str]:
@@ -176,6 +213,8 @@ class Store:
 
         async def op() -> str | None:
             reason = await self._expire(keys=[self.keys.conn(cid)], args=[now, self.keys.changes, stamp_codes])
+            if reason:
+                await self._count_transition("pending", "failed")
             await self._unindex_unless_pending(cid, now)
             return reason or None
 
@@ -192,3 +231,23 @@ class Store:
         state, deadline = await self.redis.hmget(conn, ["state", "pending_deadline"])
         if state == "pending":
             await self.redis.zadd(self.keys.pending, {cid: int(deadline or 0)})
+
+    # --- the state counters and gauges (docs/METRICS.md) --------------------------------------
+
+    async def _count_transition(self, before: str | None, after: str) -> None:
+        """Every stored state change passes here once: it moves the connection between the Redis
+        per-state counters (read by ``hookstatus_connections``) and counts the transition. A separate
+        key from the connection's, so a separate command: a crash between the two can leave one
+        counter off by one (docs/OPERATIONS.md says how to recount)."""
+        if before == after:
+            return
+        await self._count(keys=[self.keys.state_counts], args=[before or "", after])
+        metrics.STATE_TRANSITIONS.labels(before or "none", after).inc()
+
+    async def state_counts(self) -> dict[str, int]:
+        raw = await self._call(lambda: self.redis.hgetall(self.keys.state_counts))
+        return {state: int(n) for state, n in raw.items()}
+
+    async def pending_past_deadline(self, now: int) -> int:
+        """Index entries already due: O(log N), whatever the number of pending connections."""
+        return int(await self._call(lambda: self.redis.zcount(self.keys.pending, "-inf", now)))

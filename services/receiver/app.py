@@ -132,7 +132,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         await _publish(request.app, _verified_message(target, delivery_id, at, verified))
     except BrokerUnavailable:
         return _unavailable()
-    log.debug("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
+    log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
     if verified.reply is not None:
         reply = verified.reply
         return web.Response(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from services.verifier.config import Settings
+from services.verifier.gauges import QueueDepth, refresh_forever
 from services.verifier.sweeper import sweep_forever
 from services.verifier.worker import Consumer, Verifier
 from shared import http
@@ -52,6 +53,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         sweeper = asyncio.create_task(
             sweep_forever(store, settings.sweep_interval_s, settings.sweep_batch, verifier.stopping)
         )
+        gauges = asyncio.create_task(
+            refresh_forever(store, QueueDepth(conn, topology), settings.gauges_interval_s, verifier.stopping)
+        )
         log.info("verifier started", extra={"queue": topology.queue})
         await stop.wait()
         log.info("verifier stopping")
@@ -59,6 +63,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         verifier.stopping.set()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
+            await gauges
         if runner is not None:
             await runner.cleanup()
     log.info("verifier stopped")

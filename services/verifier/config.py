@@ -13,3 +13,4 @@ class Settings(CommonSettings):
     sweep_interval_s: float = 1.0
     sweep_batch: int = 500
     store_retry_max_s: float = 5.0
+    gauges_interval_s: float = 5.0  # how often the shared-state gauges are read from Redis and RabbitMQ

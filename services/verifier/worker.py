@@ -69,13 +69,27 @@ class Verifier:
         if result.status == "missing":
             raise PoisonMessage("connection_missing", "the delivery's connection does not exist")
         metrics.DELIVERIES_CONSUMED.labels(result.status).inc()
+        log.info("delivery handled", extra={
+            "delivery_id": msg.delivery_id, "connection_id": msg.connection_id, "provider": msg.provider,
+            "outcome": msg.outcome, "result": result.status,
+        })
         if result.status == "applied":
             metrics.CONSUME_SECONDS.observe(max(0.0, (now_ms() - msg.received_at_ms) / 1000))
-            if result.from_state != result.to_state:
-                metrics.STATE_TRANSITIONS.labels(result.from_state, result.to_state).inc()
+            if result.from_state != result.to_state:  # the store counted the transition
                 log.info("state changed", extra={"delivery_id": msg.delivery_id, "from": result.from_state,
                                                   "to": result.to_state})
+            if (result.from_state, result.to_state) == ("pending", "connected"):
+                await self._observe_setup_time(msg)
         return Decision(Fate.ACK, result.status)
+
+    async def _observe_setup_time(self, msg: DeliveryMessage) -> None:
+        """The funnel: from the connection's creation to the verified event that connected it."""
+        try:
+            [created] = await self.store.get_fields(msg.connection_id, ("created_at",))
+        except StoreUnavailable:
+            return  # one lost sample is better than holding the message
+        if created:
+            metrics.SETUP_TO_CONNECTED.observe(max(0.0, (msg.received_at_ms - int(created)) / 1000))
 
     async def _with_store_retry(self, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``op``; while Redis is away, hold on and retry with backoff. ``None`` when stopping."""

@@ -1,0 +1,71 @@
+"""The shared-state gauges, refreshed by every verifier replica every few seconds.
+
+Bounded cost per refresh, whatever the number of connections: one HGETALL of the per-state counters
+(kept by the store on every transition), one ZCOUNT on the pending index, and one passive queue
+declare per queue. No SCAN, ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from shared import metrics
+from shared.broker import AMQP_ERRORS, Topology
+from shared.errors import StoreUnavailable
+from shared.models import STATES, now_ms
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+
+
+async def refresh_store_gauges(store: Store) -> None:
+    counts = await store.state_counts()
+    for state in STATES:
+        metrics.CONNECTIONS.labels(state).set(counts.get(state, 0))
+    metrics.PENDING_PAST_DEADLINE.set(await store.pending_past_deadline(now_ms()))
+
+
+class QueueDepth:
+    """Reads queue depths with passive declares on a channel of its own (a failed passive declare
+    closes its channel; the consumer's channel is never put at risk)."""
+
+    def __init__(self, connection: AbstractRobustConnection, topology: Topology) -> None:
+        self._connection = connection
+        self._queues = {"deliveries": topology.queue, "dead_letter": topology.dead_queue}
+        self._channel: AbstractChannel | None = None
+
+    async def refresh(self) -> None:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel()
+        for role, name in self._queues.items():
+            queue = await self._channel.declare_queue(name, passive=True)
+            result = queue.declaration_result
+            metrics.QUEUE_MESSAGES.labels(role).set(result.message_count or 0)
+            metrics.QUEUE_CONSUMERS.labels(role).set(result.consumer_count or 0)
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await self._channel.close()
+
+
+async def refresh_forever(
+    store: Store, depth: QueueDepth, interval_s: float, stopping: asyncio.Event
+) -> None:
+    while not stopping.is_set():
+        try:
+            await refresh_store_gauges(store)
+            await depth.refresh()
+            metrics.GAUGES_REFRESHED.set(time.time())
+        except StoreUnavailable:
+            log.warning("gauges not refreshed: redis unavailable")
+        except AMQP_ERRORS as exc:
+            log.warning("queue depth not refreshed", extra={"error": type(exc).__name__})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+    await depth.close()
