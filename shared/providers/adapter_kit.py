@@ -1,0 +1,83 @@
+"""Small pieces several provider adapters share: pasted secrets, ``k=v`` signature headers, echoed
+handshake tokens. Everything here raises the project's own errors, never a stray ``ValueError``."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as _secrets
+
+from shared.errors import SettingsError, VerificationError
+from shared.providers import core
+
+MAX_ECHO_CHARS = 1024
+
+
+def pasted_secret(secret: str, min_len: int = 8) -> str:
+    """A secret the provider issued, as pasted: surrounding whitespace removed, not absurdly short."""
+    value = secret.strip()
+    if len(value) < min_len:
+        raise SettingsError(
+            f"the signing secret is too short (at least {min_len} characters); paste it exactly as the "
+            "provider shows it",
+            field="secret",
+        )
+    return value
+
+
+def random_secret() -> str:
+    return _secrets.token_hex(32)
+
+
+def key_values(raw: str, header: str, separator: str = ",") -> list[tuple[str, str]]:
+    """``t=1,v1=ab,v1=cd`` -> ``[("t", "1"), ("v1", "ab"), ("v1", "cd")]``; malformed parts are an error."""
+    pairs: list[tuple[str, str]] = []
+    for part in raw.split(separator):
+        key, sep, value = part.strip().partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise VerificationError(
+                core.MALFORMED_SIGNATURE,
+                f"The {header} header is malformed: expected key=value pairs separated by '{separator}'.",
+                header=header,
+            )
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def values_of(pairs: list[tuple[str, str]], key: str) -> list[str]:
+    return [value for k, value in pairs if k == key]
+
+
+def one_value(pairs: list[tuple[str, str]], key: str, header: str) -> str:
+    found = values_of(pairs, key)
+    if not found:
+        raise VerificationError(
+            core.MALFORMED_SIGNATURE, f"The {header} header has no '{key}=' part.", header=header
+        )
+    return found[0]
+
+
+def prefixed(raw: str, prefix: str, header: str) -> str:
+    """The value after a required ``prefix`` (``sha256=``, ``v1=``), compared case-insensitively."""
+    if not raw.lower().startswith(prefix.lower()) or len(raw) == len(prefix):
+        raise VerificationError(
+            core.MALFORMED_SIGNATURE,
+            f"The {header} header must look like '{prefix}<signature>'.",
+            header=header,
+        )
+    return raw[len(prefix) :].strip()
+
+
+def echo_token(value: str | None, name: str) -> str:
+    """A handshake token to echo back: present, short and printable, so we never reflect arbitrary data."""
+    if not value or len(value) > MAX_ECHO_CHARS or not value.isprintable():
+        raise VerificationError(
+            "malformed_handshake",
+            f"The handshake's {name} is missing, empty or not a short printable token.",
+            status=400,
+        )
+    return value
+
+
+def token_id(kind: str, token: str) -> str:
+    """A stable event id for a handshake token, without storing the token itself."""
+    return f"{kind}:" + hashlib.sha256(token.encode()).hexdigest()[:32]
