@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from shared.errors import BadRequest
+from shared.providers.asana import Asana
 from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.calendly import Calendly
+from shared.providers.dropbox import Dropbox
 from shared.providers.generic_hmac_sha256 import GenericHmacSha256
+from shared.providers.hubspot import HubSpot
+from shared.providers.intercom import Intercom
+from shared.providers.linear import Linear
+from shared.providers.msgraph import MsGraph
+from shared.providers.paddle import Paddle
+from shared.providers.pagerduty import PagerDuty
+from shared.providers.square import Square
 from shared.providers.standard_webhooks import StandardWebhooks
+from shared.providers.twitter import Twitter
+from shared.providers.typeform import Typeform
 
 __all__ = [
     "PROVIDERS",
@@ -22,6 +34,18 @@ PROVIDERS: dict[str, Provider] = {
     for p in (
         StandardWebhooks(),
         GenericHmacSha256(),
+        HubSpot(),
+        Linear(),
+        Square(),
+        PagerDuty(),
+        Calendly(),
+        Paddle(),
+        Typeform(),
+        Intercom(),
+        Dropbox(),
+        Twitter(),
+        Asana(),
+        MsGraph(),
     )
 }
 

@@ -1,0 +1,66 @@
+"""Dropbox: ``GET ?challenge=...`` is echoed back; events carry ``X-Dropbox-Signature``.
+
+Verification handshake: Dropbox sends ``GET <url>?challenge=<token>`` when the webhook URI is added and
+expects the token back as the body, with ``Content-Type: text/plain`` and
+``X-Content-Type-Options: nosniff`` (so the echo can never be sniffed as HTML). Notifications are POSTs
+with ``X-Dropbox-Signature`` = hex HMAC-SHA256(app secret, raw body).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from shared.providers import core
+from shared.providers.adapter_kit import echo_token, pasted_secret, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.events import body_fingerprint, json_body
+
+SIGNATURE = "X-Dropbox-Signature"
+
+
+class Dropbox(Provider):
+    info: ClassVar[ProviderInfo] = ProviderInfo(
+        name="dropbox",
+        title="Dropbox",
+        headers=(SIGNATURE,),
+        scheme="hex HMAC-SHA256(app secret, raw body)",
+        handshake="GET ?challenge=<token>: the token is echoed as text/plain with "
+        "X-Content-Type-Options: nosniff",
+        secret_format="the app secret (App Console -> your app -> Settings -> App secret)",
+        settings={},
+        test_instructions="App Console -> your app -> Webhooks: add the webhook URL (Dropbox sends the "
+        "challenge at once), then change a file in a linked account.",
+    )
+    methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
+
+    def generate_secret(self) -> str:
+        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
+
+    def validate_secret(self, secret: str) -> str:
+        return pasted_secret(secret)
+
+    def verify(
+        self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
+    ) -> Verified:
+        if request.method == "GET":
+            return _challenge(request)
+        given = core.decode_hex(core.require_header(request, SIGNATURE), f"{SIGNATURE} value")
+        if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
+            raise core.mismatch("Dropbox signs with the app secret, not the app key or an access token.")
+        data = json_body(request.body)
+        kind = next(iter(data), None) if isinstance(data, dict) else None
+        return Verified(event_id=body_fingerprint(request.body), event_type=kind)
+
+
+def _challenge(request: InboundRequest) -> Verified:
+    challenge = echo_token(request.query.get("challenge"), "challenge query parameter")
+    return Verified(
+        event_id=token_id("dropbox-challenge", challenge),
+        event_type="challenge",
+        is_test=True,
+        handshake=True,
+        reply=HandshakeReply(
+            body=challenge.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+        ),
+    )

@@ -1,0 +1,69 @@
+"""Linear: ``Linear-Signature`` is hex HMAC-SHA256(signing secret, raw body).
+
+The timestamp is not a header but the body's ``webhookTimestamp`` (milliseconds); Linear's docs and SDK
+reject deliveries more than 60 s away from the receiver's clock. It is read only after the signature
+verified, since only then is the body trusted. Like Linear's SDK, a body without the field is accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from shared.errors import VerificationError
+from shared.providers import core
+from shared.providers.adapter_kit import pasted_secret
+from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.events import body_fingerprint, json_body
+
+SIGNATURE = "Linear-Signature"
+
+
+class Linear(Provider):
+    info: ClassVar[ProviderInfo] = ProviderInfo(
+        name="linear",
+        title="Linear",
+        headers=(SIGNATURE, "Linear-Delivery", "Linear-Event"),
+        scheme="hex HMAC-SHA256(signing secret, raw body); body field webhookTimestamp (ms), 60 s tolerance",
+        handshake=None,
+        secret_format="the webhook's signing secret (Settings -> API -> Webhooks -> your webhook)",
+        settings={},
+        test_instructions="Create or edit an issue in a team the webhook listens to.",
+    )
+    tolerance_s: ClassVar[int | None] = 60
+
+    def generate_secret(self) -> str:
+        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
+
+    def validate_secret(self, secret: str) -> str:
+        return pasted_secret(secret)
+
+    def verify(
+        self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
+    ) -> Verified:
+        given = core.decode_hex(core.require_header(request, SIGNATURE), f"{SIGNATURE} value")
+        if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
+            raise core.mismatch()
+        data = json_body(request.body)
+        stamp = data.get("webhookTimestamp") if isinstance(data, dict) else None
+        if stamp is not None:
+            if isinstance(stamp, bool) or not isinstance(stamp, int):
+                raise VerificationError(
+                    core.MALFORMED_TIMESTAMP, "The body's webhookTimestamp is not a millisecond timestamp."
+                )
+            core.check_tolerance(stamp / 1000, now, self.tolerance_s or 60)
+        return Verified(event_id=_event_id(request, data), event_type=_event_type(data))
+
+
+def _event_id(request: InboundRequest, data: Any) -> str:
+    delivery = request.headers.get("Linear-Delivery")
+    if delivery:
+        return f"linear:{delivery[:200]}"
+    return body_fingerprint(request.body)
+
+
+def _event_type(data: Any) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("type"), str):
+        return None
+    action = data.get("action")
+    return f"{data['type']}.{action}"[:200] if isinstance(action, str) else data["type"][:200]

@@ -1,0 +1,99 @@
+"""Microsoft Graph change notifications.
+
+Subscription validation: on ``POST /subscriptions`` Graph POSTs to the notification URL with
+``?validationToken=<token>`` and needs the token back, URL-decoded, as ``text/plain`` with 200 within
+10 s. Notifications are then unsigned JSON ``{"value": [...]}``; each item carries the ``clientState``
+set on the subscription, which must equal the connection's ``settings.client_state`` (compared in
+constant time). The connection's ``secret`` is not used by this scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from shared.errors import SettingsError, VerificationError
+from shared.providers import core
+from shared.providers.adapter_kit import echo_token, pasted_secret, random_secret, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.events import body_fingerprint, json_body
+
+CLIENT_STATE_MAX = 128  # Graph's limit on clientState
+
+
+class MsGraph(Provider):
+    info: ClassVar[ProviderInfo] = ProviderInfo(
+        name="msgraph",
+        title="Microsoft Graph change notifications",
+        headers=(),
+        scheme="no signature: every notification's clientState must equal settings.client_state",
+        handshake="POST ?validationToken=<token>: the token is echoed as text/plain with 200",
+        secret_format="not used (the shared value is settings.client_state)",
+        settings={
+            "client_state": f"required: the clientState set on the subscription (1-{CLIENT_STATE_MAX} "
+            "characters; use a random value)"
+        },
+        test_instructions="Create the subscription (POST /subscriptions with this URL as notificationUrl "
+        "and the same clientState); Graph's validation request verifies the connection.",
+    )
+
+    def generate_secret(self) -> str:
+        return random_secret()
+
+    def validate_secret(self, secret: str) -> str:
+        return pasted_secret(secret)
+
+    def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(settings) - {"client_state"})
+        if unknown:
+            raise SettingsError(f"unknown msgraph setting(s): {', '.join(unknown)}", field=unknown[0])
+        value = settings.get("client_state")
+        if not isinstance(value, str) or not 1 <= len(value) <= CLIENT_STATE_MAX or not value.isprintable():
+            raise SettingsError(
+                f"settings.client_state is required: the subscription's clientState, 1-{CLIENT_STATE_MAX} "
+                "printable characters",
+                field="client_state",
+            )
+        return {"client_state": value}
+
+    def verify(
+        self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
+    ) -> Verified:
+        if "validationToken" in request.query:
+            return _validation(request.query.get("validationToken"))
+        items = _notifications(request.body)
+        expected = str(settings.get("client_state", "")).encode()
+        for item in items:
+            given = item.get("clientState")
+            if not isinstance(given, str) or not core.constant_time_equal(expected, given.encode()):
+                raise core.mismatch(
+                    "For Microsoft Graph this is the clientState: the subscription's clientState must equal "
+                    "the connection's settings.client_state."
+                )
+        first = items[0]
+        kind = first.get("lifecycleEvent") or first.get("changeType")
+        return Verified(
+            event_id=body_fingerprint(request.body), event_type=str(kind)[:200] if kind else None
+        )
+
+
+def _validation(token: str | None) -> Verified:
+    token = echo_token(token, "validationToken query parameter")
+    return Verified(
+        event_id=token_id("msgraph-validation", token),
+        event_type="validation",
+        is_test=True,
+        handshake=True,
+        reply=HandshakeReply(body=token.encode(), content_type="text/plain"),
+    )
+
+
+def _notifications(body: bytes) -> list[dict[str, Any]]:
+    data = json_body(body)
+    items = data.get("value") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+        raise VerificationError(
+            core.MALFORMED_BODY,
+            "A Microsoft Graph notification must be JSON with a non-empty 'value' list of notifications.",
+        )
+    return items
