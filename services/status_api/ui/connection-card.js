@@ -1,0 +1,200 @@
+// One connection's card. Built once, then updated in place, so keyboard focus and screen reader
+// position survive every live update.
+
+import {
+  DISPLAYS, TESTS, ago, clockTime, displayOf, fullTime, h, icon, summaryOf, timeEl,
+} from './view.js';
+
+const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect', Connect: 'connect' };
+const DELIVERIES_SHOWN = 5;
+
+function badge(spec, extraClass = '') {
+  return [icon(spec.icon), h('span', { class: `badge-text ${extraClass}`.trim() }, spec.label)];
+}
+
+export class ConnectionCard {
+  /** ``onAction(card, action)`` runs a button's action; ``title`` is the provider's name. */
+  constructor(view, title, onAction) {
+    this.view = null;
+    this.display = null;
+    this.localTest = null; // the test this page started, until the stream reports it
+    this.instructions = '';
+    this.onAction = onAction;
+    this.build(view.id, title);
+    this.update(view);
+  }
+
+  build(id, title) {
+    const titleId = `title-${id}`;
+    this.titleEl = h('h3', { id: titleId, class: 'title' }, title);
+    this.badgeEl = h('span', { class: 'badge', part: 'badge' });
+    this.summaryEl = h('p', { class: 'summary' });
+    this.deadlineEl = h('p', { class: 'deadline', hidden: true });
+    this.urlEl = h('code', { class: 'url' });
+    this.lastEventEl = h('dd', {});
+    this.countEl = h('dd', {});
+    this.primary = h('button', { type: 'button', class: 'cta primary', part: 'cta' });
+    this.secondary = h('button', { type: 'button', class: 'cta secondary', part: 'cta-secondary' });
+    this.primary.addEventListener('click', () => this.press(this.primary));
+    this.secondary.addEventListener('click', () => this.press(this.secondary));
+    this.noteEl = h('p', { class: 'note', hidden: true });
+    this.testEl = h('div', { class: 'test', role: 'group', 'aria-label': `Test event for ${title}`, hidden: true });
+    this.deliveriesEl = h('ol', { class: 'deliveries' });
+    this.el = h('article', { class: 'card', 'data-connection-id': id, 'aria-labelledby': titleId, part: 'card' },
+      h('div', { class: 'head' }, this.titleEl, this.badgeEl),
+      this.summaryEl, this.deadlineEl,
+      h('dl', { class: 'facts' },
+        h('div', {}, h('dt', {}, 'Webhook URL'), h('dd', {}, this.urlEl)),
+        h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
+        h('div', {}, h('dt', {}, 'Events received'), this.countEl)),
+      h('div', { class: 'actions' }, this.primary, this.secondary),
+      this.noteEl, this.testEl,
+      h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
+        h('h4', {}, 'Recent deliveries'), this.deliveriesEl));
+    this.setDeliveries([]);
+  }
+
+  get id() {
+    return this.el.dataset.connectionId;
+  }
+
+  get test() {
+    const reported = this.view && this.view.last_test;
+    if (this.localTest && (!reported || reported.id !== this.localTest.id)) return this.localTest;
+    return reported || null;
+  }
+
+  /** Apply a newer status object. Returns what changed, for the announcements. */
+  update(view) {
+    const before = { display: this.display, test: this.test && this.test.state, version: this.view && this.view.version };
+    this.view = view;
+    this.display = displayOf(view);
+    this.el.dataset.state = view.state;
+    this.el.dataset.display = this.display;
+    this.renderStatus();
+    this.renderButtons();
+    this.renderTest();
+    this.tick(Date.now());
+    const test = this.test;
+    return {
+      display: before.display !== this.display,
+      test: Boolean(test) && before.test !== test.state,
+      version: before.version !== view.version,
+    };
+  }
+
+  renderStatus() {
+    const view = this.view;
+    const spec = DISPLAYS[this.display];
+    this.badgeEl.dataset.tone = spec.tone;
+    this.badgeEl.replaceChildren(...badge(spec));
+    this.summaryEl.textContent = summaryOf(view, this.display);
+    this.urlEl.textContent = view.webhook_url || '';
+    this.lastEventEl.replaceChildren(view.last_event_at ? timeEl(view.last_event_at) : 'None yet');
+    this.countEl.textContent = String(view.events_received || 0);
+    this.deadlineEl.hidden = !(view.state === 'pending' && view.pending_deadline);
+  }
+
+  renderButtons() {
+    const cta = this.view.cta || { label: 'Connect', action: 'connect', secondary: null };
+    const secondaryAction = cta.secondary ? ACTION_OF_LABEL[cta.secondary] || null : null;
+    // When the secondary button already does the primary's action, the primary is the state itself
+    // ("Connected", "Waiting for first event…"): shown as is, but not a second way to do the same.
+    const primaryIsState = secondaryAction === cta.action;
+    const testRunning = Boolean(this.test && this.test.state === 'waiting');
+    this.setButton(this.primary, cta.label, cta.action, primaryIsState);
+    this.primary.classList.toggle('is-state', primaryIsState);
+    if (primaryIsState) this.primary.prepend(icon(DISPLAYS[this.display].icon));
+    this.secondary.hidden = !cta.secondary;
+    this.setButton(this.secondary, cta.secondary || '', secondaryAction,
+      !secondaryAction || (secondaryAction === 'send_test' && testRunning));
+  }
+
+  setButton(button, label, action, inert) {
+    button.textContent = label;
+    button.dataset.action = action || '';
+    // aria-disabled (not disabled) keeps the button focusable and readable by screen readers.
+    if (inert) button.setAttribute('aria-disabled', 'true');
+    else button.removeAttribute('aria-disabled');
+  }
+
+  async press(button) {
+    if (button.getAttribute('aria-disabled') === 'true' || button.getAttribute('aria-busy') === 'true') return;
+    button.setAttribute('aria-busy', 'true');
+    this.note(null);
+    try {
+      await this.onAction(this, button.dataset.action);
+    } finally {
+      button.removeAttribute('aria-busy');
+    }
+  }
+
+  /** A page-started test: shown at once; the stream's ``last_test`` takes over when it names it. */
+  startedTest(test) {
+    this.localTest = { ...test, state: test.state || 'waiting' };
+    this.instructions = test.instructions || this.instructions;
+    this.renderButtons();
+    this.renderTest();
+    this.tick(Date.now());
+  }
+
+  renderTest() {
+    const test = this.test;
+    this.testEl.hidden = !test;
+    if (!test) return;
+    const spec = TESTS[test.state] || TESTS.waiting;
+    this.testEl.dataset.testState = test.state;
+    this.testEl.dataset.tone = spec.tone;
+    const lines = [h('p', { class: 'test-head' }, ...badge(spec))];
+    if (test.state === 'waiting') {
+      if (this.instructions) lines.push(h('p', { class: 'instructions' }, this.instructions));
+      lines.push(h('p', { class: 'test-window', 'data-until': test.expires_at || '' }));
+    } else if (test.state === 'passed') {
+      lines.push(h('p', {}, `A verified event arrived${test.finished_at ? ` at ${clockTime(test.finished_at)}` : ''}. `
+        + 'This connection receives data.'));
+    } else {
+      lines.push(h('p', {}, test.reason_message || 'No verified event arrived before the test window closed.'));
+    }
+    this.testEl.replaceChildren(...lines);
+  }
+
+  note(text) {
+    this.noteEl.hidden = !text;
+    this.noteEl.textContent = text || '';
+  }
+
+  setDeliveries(items) {
+    const shown = items.slice(0, DELIVERIES_SHOWN);
+    if (!shown.length) {
+      this.deliveriesEl.replaceChildren(h('li', { class: 'empty' }, 'Nothing received yet.'));
+      return;
+    }
+    this.deliveriesEl.replaceChildren(...shown.map(deliveryItem));
+  }
+
+  /** Keep relative times and countdowns current. */
+  tick(now) {
+    for (const el of this.el.querySelectorAll('time[data-relative]')) el.textContent = ago(el.dateTime, now);
+    const deadline = this.view.pending_deadline;
+    if (!this.deadlineEl.hidden && deadline) {
+      this.deadlineEl.textContent = Date.parse(deadline) > now
+        ? `If no signed event arrives, it is marked failed at ${clockTime(deadline)} (${ago(deadline, now)}).`
+        : 'The deadline has passed; checking…';
+    }
+    const window_ = this.testEl.querySelector('.test-window');
+    const until = window_ && window_.dataset.until;
+    if (until) window_.textContent = `The test window closes at ${clockTime(until)} (${ago(until, now)}).`;
+  }
+}
+
+function deliveryItem(d) {
+  const ok = d.outcome === 'verified';
+  const what = d.handshake ? 'Handshake' : d.event_type || (ok ? 'Event' : 'Delivery');
+  return h('li', { class: 'delivery', 'data-outcome': d.outcome },
+    icon(ok ? 'check' : 'cross'),
+    h('span', { class: 'outcome' }, ok ? 'Verified' : 'Rejected'),
+    h('span', { class: 'what' }, what),
+    d.is_test ? h('span', { class: 'tag' }, 'test') : null,
+    d.at ? h('time', { datetime: d.at, title: fullTime(d.at), 'data-relative': '' }, ago(d.at)) : null,
+    !ok && d.message ? h('span', { class: 'why' }, d.message) : null);
+}

@@ -1,0 +1,266 @@
+// <integration-status token="…" [api-base="https://status.example"] [connection-id="…"]>
+//
+// Every connection of the token's account, live. Drop it into any page (no build step):
+//   <script type="module" src="/ui/integration-status.js"></script>
+//   <integration-status token="BROWSER_TOKEN"></integration-status>
+// It fires (bubbling, composed) DOM events the host page may handle:
+//   integration-status:change        detail = the status object, on every change
+//   integration-status:connect       cancelable; detail.connection; the product runs its setup flow
+//   integration-status:reconnect     cancelable; preventDefault() to run the product's own flow instead
+//   integration-status:auth-error    detail.code = token_expired | invalid_token | …; set a new token
+//                                    attribute to resume (the element restarts on any attribute change)
+
+import { LiveStream, StatusApi } from './api.js';
+import { ConnectionCard } from './connection-card.js';
+import { DISPLAYS, TESTS, h, icon } from './view.js';
+
+const STYLE_URL = new URL('./integration-status.css', import.meta.url);
+const MESSAGES = {
+  token_expired: 'This link has expired — reload from the product to get a new one.',
+  invalid_token: 'This link is not valid — open the integrations page from the product again.',
+  missing_token: 'This page needs a link from the product — open Integrations there to get one.',
+  not_browser_token: 'This page needs a browser token for one account, not a service token.',
+};
+const LINK_WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', closed: 'Offline' };
+const RETRY_MAX_MS = 30000;
+
+class IntegrationStatus extends HTMLElement {
+  static observedAttributes = ['token', 'api-base', 'connection-id'];
+
+  constructor() {
+    super();
+    this.cards = new Map();
+    this.titles = new Map();
+    this.generation = 0;
+    this.retryMs = 1000;
+    this.deliveryTimers = new Map();
+    this.buildShell(this.attachShadow({ mode: 'open' }));
+  }
+
+  buildShell(root) {
+    this.linkEl = h('span', { class: 'link', part: 'link' });
+    this.noticeEl = h('div', { class: 'notice', role: 'alert', hidden: true, part: 'notice' });
+    this.emptyEl = h('p', { class: 'empty', hidden: true },
+      'No integrations yet. A connection appears here, live, as soon as it is set up in the product.');
+    this.listEl = h('div', { class: 'list' });
+    this.politeEl = h('div', { class: 'sr-only', 'aria-live': 'polite', 'data-announce': 'polite' });
+    this.urgentEl = h('div', { class: 'sr-only', 'aria-live': 'assertive', 'data-announce': 'assertive' });
+    root.append(
+      h('link', { rel: 'stylesheet', href: STYLE_URL.href }),
+      h('div', { class: 'wrap', part: 'wrap' },
+        h('div', { class: 'toolbar' }, h('h2', { part: 'heading' }, 'Integrations'), this.linkEl),
+        this.noticeEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
+  }
+
+  connectedCallback() {
+    this.ticker = setInterval(() => this.tick(), 1000);
+    this.start();
+  }
+
+  disconnectedCallback() {
+    clearInterval(this.ticker);
+    this.stop();
+  }
+
+  attributeChangedCallback(name, before, after) {
+    if (this.isConnected && before !== after) this.start();
+  }
+
+  // --- lifecycle ------------------------------------------------------------------------------
+
+  async start() {
+    this.stop();
+    const generation = ++this.generation;
+    const token = this.getAttribute('token');
+    this.clear();
+    if (!token) return this.fail('missing_token');
+    this.api = new StatusApi(this.getAttribute('api-base'), token);
+    this.setLink('connecting');
+    try {
+      const me = await this.api.me();
+      if (generation !== this.generation) return;
+      if (!me.account_id) return this.fail('not_browser_token');
+      this.accountId = me.account_id;
+      this.openStream();
+      await this.loadTitles();
+      const list = await this.api.connections(this.accountId);
+      if (generation !== this.generation) return;
+      for (const view of list) this.upsert(view, { quiet: true });
+      this.dataset.ready = '';
+      this.emptyEl.hidden = this.cards.size > 0;
+    } catch (error) {
+      if (generation === this.generation) this.onError(error, () => this.start());
+    }
+  }
+
+  stop() {
+    if (this.stream) this.stream.close();
+    this.stream = null;
+    clearTimeout(this.retryTimer);
+  }
+
+  clear() {
+    this.cards.clear();
+    this.listEl.replaceChildren();
+    this.noticeEl.hidden = true;
+    this.listEl.hidden = false;
+    delete this.dataset.error;
+    delete this.dataset.ready;
+  }
+
+  async loadTitles() {
+    const providers = await this.api.providers().catch(() => []);
+    for (const p of providers) this.titles.set(p.name, { title: p.title, test: p.test_instructions });
+  }
+
+  openStream() {
+    this.stream = new LiveStream(this.api.streamUrl(this.accountId), {
+      onConnection: (view) => this.upsert(view),
+      onLink: (state) => this.onLink(state),
+    });
+  }
+
+  onLink(state) {
+    this.setLink(state);
+    if (state === 'live') this.retryMs = 1000;
+    if (state !== 'closed') return;
+    // The browser gave up (the server answered an error, e.g. 401). Ask why before trying again.
+    this.stop();
+    this.api.me().then(() => this.retry(() => this.openStream()), (error) => this.onError(error, () => this.openStream()));
+  }
+
+  onError(error, again) {
+    if (error.isAuth) return this.fail(error.code === 'token_expired' ? 'token_expired' : 'invalid_token');
+    this.setLink('reconnecting');
+    this.retry(again);
+  }
+
+  retry(again) {
+    const generation = this.generation;
+    this.retryTimer = setTimeout(() => generation === this.generation && again(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  /** A message nothing on this page can fix (expired or invalid link): say so, show no stale data. */
+  fail(code) {
+    this.stop();
+    this.setLink(null);
+    this.dataset.error = code;
+    this.listEl.hidden = true;
+    this.emptyEl.hidden = true;
+    this.noticeEl.replaceChildren(icon('warning'), h('span', {}, MESSAGES[code] || MESSAGES.invalid_token));
+    this.noticeEl.hidden = false;
+    this.emit('auth-error', { code });
+  }
+
+  setLink(state) {
+    this.linkEl.hidden = !state;
+    if (!state) return;
+    this.dataset.link = state;
+    this.linkEl.dataset.link = state;
+    this.linkEl.replaceChildren(icon(state === 'live' ? 'dot' : 'spinner'), h('span', {}, LINK_WORDS[state]));
+  }
+
+  // --- connections ----------------------------------------------------------------------------
+
+  upsert(view, { quiet = false } = {}) {
+    const only = this.getAttribute('connection-id');
+    if (only && view.id !== only) return;
+    const card = this.cards.get(view.id);
+    if (card && card.view.version > view.version) return; // an older event arriving late
+    if (!card) return this.add(view, quiet);
+    const changed = card.update(view);
+    if (changed.version) this.refreshDeliveries(card);
+    if (!quiet) this.announceChange(card, changed);
+    if (changed.display || changed.test || changed.version) this.emit('change', view);
+  }
+
+  add(view, quiet) {
+    const provider = this.titles.get(view.provider);
+    const card = new ConnectionCard(view, provider ? provider.title : view.provider, (c, a) => this.act(c, a));
+    if (provider) card.instructions = provider.test;
+    this.cards.set(view.id, card);
+    const after = [...this.cards.values()].find((c) => c !== card && order(c.view, view) > 0);
+    this.listEl.insertBefore(card.el, after ? after.el : null);
+    this.emptyEl.hidden = true;
+    this.refreshDeliveries(card);
+    if (!quiet) this.announce(`${card.titleEl.textContent} added: ${DISPLAYS[card.display].label}.`);
+    this.emit('change', view);
+  }
+
+  refreshDeliveries(card) {
+    // Several changes in a burst cost one read.
+    clearTimeout(this.deliveryTimers.get(card.id));
+    this.deliveryTimers.set(card.id, setTimeout(async () => {
+      try {
+        card.setDeliveries(await this.api.deliveries(card.id));
+      } catch (error) {
+        if (error.isAuth) this.onError(error);
+      }
+    }, 150));
+  }
+
+  announceChange(card, changed) {
+    const name = card.titleEl.textContent;
+    if (changed.display) {
+      const label = DISPLAYS[card.display].label;
+      this.announce(`${name}: ${label}. ${card.summaryEl.textContent}`, card.display === 'failed');
+    }
+    if (changed.test && card.test.state !== 'waiting') {
+      this.announce(`${name}: ${TESTS[card.test.state].label}.`, card.test.state === 'failed');
+    }
+  }
+
+  announce(text, urgent = false) {
+    const region = urgent ? this.urgentEl : this.politeEl;
+    region.append(h('p', {}, text));
+    while (region.childElementCount > 5) region.firstElementChild.remove();
+  }
+
+  // --- actions --------------------------------------------------------------------------------
+
+  async act(card, action) {
+    try {
+      if (action === 'send_test') await this.sendTest(card);
+      else if (action === 'reconnect') await this.reconnect(card);
+      else if (action === 'connect') this.connect(card);
+    } catch (error) {
+      if (error.isAuth) return this.onError(error);
+      card.note(error.message);
+      this.announce(`${card.titleEl.textContent}: ${error.message}`, true);
+    }
+  }
+
+  async sendTest(card) {
+    const test = await this.api.startTest(card.id);
+    card.startedTest(test);
+    this.announce(`${card.titleEl.textContent}: test started. ${card.instructions || ''}`.trim());
+  }
+
+  async reconnect(card) {
+    if (!this.emit('reconnect', { connection: card.view }, true)) return;
+    this.upsert(await this.api.reconnect(card.id));
+  }
+
+  connect(card) {
+    if (this.emit('connect', { connection: card.view }, true)) {
+      card.note('Set this integration up again from the product’s setup flow.');
+    }
+  }
+
+  emit(name, detail, cancelable = false) {
+    const event = new CustomEvent(`integration-status:${name}`, { detail, cancelable, bubbles: true, composed: true });
+    return this.dispatchEvent(event);
+  }
+
+  tick() {
+    const now = Date.now();
+    for (const card of this.cards.values()) card.tick(now);
+  }
+}
+
+function order(a, b) {
+  return (a.created_at || '').localeCompare(b.created_at || '') || a.id.localeCompare(b.id);
+}
+
+if (!customElements.get('integration-status')) customElements.define('integration-status', IntegrationStatus);
