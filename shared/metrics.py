@@ -12,7 +12,12 @@ replica reports the same value: aggregate them with ``max``, never ``sum``.
 
 from __future__ import annotations
 
+import prometheus_client
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.registry import REGISTRY
+
+# No ``*_created`` series: they double the families a dashboard sees and nothing here reads them.
+prometheus_client.disable_created_metrics()
 
 # --- HTTP (receiver, status API, verifier's health server) ---------------------------------------
 HTTP_REQUESTS = Counter(
@@ -82,8 +87,22 @@ GAUGES_REFRESHED = Gauge(
 )
 
 # --- status API ----------------------------------------------------------------------------------
-SSE_STREAMS = Gauge("hookstatus_sse_streams_open", "Server-Sent Events streams open on this process.")
+ANALYTICS_EVENTS = Counter(
+    "hookstatus_analytics_events_total", "Product analytics events that happened, by event name.", ["event"]
+)
+ANALYTICS_DROPPED = Counter(
+    "hookstatus_analytics_dropped_total",
+    "Analytics events not published, by event and why (queue_full, broker_unavailable).",
+    ["event", "reason"],
+)
+STATUS_VIEWED = Counter(
+    "hookstatus_status_viewed_total", "Statuses shown to people, by what was shown.", ["status"]
+)
+SSE_STREAMS = Gauge("hookstatus_sse_streams", "Server-Sent Event streams open in this process.")
+SSE_DROPPED = Counter(
+    "hookstatus_sse_dropped_total", "Streams ended because their reader fell behind or stopped reading."
+)
 
 
 def render() -> tuple[bytes, str]:
-    return generate_latest(), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
