@@ -35,6 +35,9 @@ AMQP_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
 )
+# Opening a channel on a connection that just dropped raises aiormq's bare RuntimeError("... closed"):
+# for a publisher that is the broker being away too (503), never a 500.
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, RuntimeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +131,7 @@ class ConfirmedPublisher:
             return False
         try:
             await asyncio.wait_for(self._ready_exchange(), self._timeout_s)
-        except AMQP_ERRORS:
+        except PUBLISH_ERRORS:
             return False
         return True
 
@@ -145,7 +148,7 @@ class ConfirmedPublisher:
             confirm = await exchange.publish(
                 message, ROUTING_KEY, mandatory=True, timeout=self._timeout_s
             )
-        except AMQP_ERRORS as exc:
+        except PUBLISH_ERRORS as exc:
             raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
         if not isinstance(confirm, Basic.Ack):
             raise BrokerUnavailable(f"the broker refused the message: {type(confirm).__name__}")

@@ -108,6 +108,27 @@ REASON_WORDS: dict[str, str] = {
     "deadline_rejected_deliveries": "Events arrived, but none of them verified. See the recent deliveries "
     "for why.",
     "disconnected_by_user": "Disconnected.",
+    # Why one delivery was rejected (a delivery's ``reason``; a failed connection's ``failed_detail``).
+    "missing_header": "Deliveries arrive without the provider's signature header: check that the provider "
+    "signs its webhooks and that no proxy strips headers.",
+    "malformed_signature": "Deliveries carry a signature header we cannot read: check the provider chosen "
+    "for this connection.",
+    "malformed_timestamp": "Deliveries carry a timestamp header that is not a Unix timestamp.",
+    "signature_mismatch": "Deliveries are signed with a secret that is not this connection's: copy the "
+    "signing secret from the provider again and reconnect with it.",
+    "timestamp_too_old": "Deliveries are signed too long ago: they are replays, or the sender's clock is "
+    "behind ours.",
+    "timestamp_too_new": "Deliveries are signed in the future: the sender's clock is ahead of ours.",
+    "previous_secret": "Deliveries are signed with the secret you replaced: update the secret in the "
+    "provider's dashboard.",
+    "secret_format": "Deliveries verify only with your secret in another format (whsec_ prefix, hex or "
+    "base64): reconnect with the secret exactly as the provider shows it.",
+    "wrong_provider": "Deliveries come from a different provider than this connection is set up for: "
+    "create a connection for that provider.",
+    "secret_not_set": "Deliveries arrive, but no signing secret is set yet: reconnect with the secret the "
+    "provider shows.",
+    "verify_token_mismatch": "The provider's verify token does not match the connection's settings.",
+    "malformed_handshake": "The provider's handshake request was incomplete.",
 }
 
 
@@ -165,7 +186,8 @@ def connection_view(raw: dict[str, str], now: int | None = None) -> dict[str, An
         "last_event_at": iso(raw.get("last_event_at")),
         "events_received": int(raw.get("events_received") or 0),
         "last_error": _public_error(_json_field(raw.get("last_error"))),
-        "previous_secret_active": bool(prev_until and prev_until > now),
+        "failed_detail": _failed_detail(raw) if state == "failed" else None,
+        "previous_secret_active": bool(raw.get("prev_secret") and prev_until > now),
         "previous_secret_last_used_at": iso(raw.get("prev_secret_used_at")),
         "version": int(raw.get("version") or 0),
     }
@@ -175,3 +197,14 @@ def _public_error(err: dict[str, Any] | None) -> dict[str, Any] | None:
     if not err:
         return None
     return {"code": err.get("code"), "message": err.get("message"), "at": iso(err.get("at"))}
+
+
+def _failed_detail(raw: dict[str, str]) -> dict[str, Any] | None:
+    """The most frequent rejection before the deadline, in words; the last error's own message when it
+    has that code (it names the header, the skew or the other provider)."""
+    code = raw.get("failed_detail")
+    if not code:
+        return None
+    last = _json_field(raw.get("last_error")) or {}
+    message = last.get("message") if last.get("code") == code else None
+    return {"code": code, "message": message or REASON_WORDS.get(code)}

@@ -122,7 +122,9 @@ class Consumer:
     async def start(self, prefetch: int) -> None:
         await self.channel.set_qos(prefetch_count=prefetch)
         await self.topology.declare(self.channel)
-        self._queue = await self.channel.get_queue(self.topology.queue, ensure=False)
+        # The queue object the robust channel registered when it declared it: consuming on that one
+        # is what makes the channel consume again after a reconnect (ensure=False would not).
+        self._queue = await self.channel.get_queue(self.topology.queue)
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
