@@ -116,7 +116,9 @@ async def receive(request: web.Request) -> web.StreamResponse:
     inbound = _request_for(request, target, body)
     delivery_id = new_id()
     try:
-        verified = verify_with_rotation(provider, inbound, target.secrets(), target.settings, at / 1000)
+        verified = verify_with_rotation(
+            provider, inbound, target.secrets(), target.settings, at / 1000, retired=target.retired_secret
+        )
     except VerificationError as exc:
         metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
         msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)

@@ -20,6 +20,8 @@ class ConnectionTarget:
     webhook_url: str
     secret: str = field(repr=False)
     previous_secret: str | None = field(default=None, repr=False)
+    # A previous secret whose rotation window has ended: never verifies, only explains a failure.
+    retired_secret: str | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def secrets(self) -> tuple[str, str | None]:
@@ -39,5 +41,6 @@ async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | No
         webhook_url=url or "",
         secret=secret or "",
         previous_secret=previous,
+        retired_secret=prev if prev and previous is None else None,
         settings=orjson.loads(settings) if settings else {},
     )

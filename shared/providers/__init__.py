@@ -7,17 +7,26 @@ from shared.providers.asana import Asana
 from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.calendly import Calendly
 from shared.providers.dropbox import Dropbox
+from shared.providers.generic_hmac import GenericHmac
 from shared.providers.generic_hmac_sha256 import GenericHmacSha256
+from shared.providers.github import GitHub
 from shared.providers.hubspot import HubSpot
 from shared.providers.intercom import Intercom
 from shared.providers.linear import Linear
+from shared.providers.meta import Meta
 from shared.providers.msgraph import MsGraph
 from shared.providers.paddle import Paddle
 from shared.providers.pagerduty import PagerDuty
+from shared.providers.shopify import Shopify
+from shared.providers.slack import Slack
 from shared.providers.square import Square
 from shared.providers.standard_webhooks import StandardWebhooks
+from shared.providers.stripe import Stripe
+from shared.providers.svix import Svix
+from shared.providers.twilio import Twilio
 from shared.providers.twitter import Twitter
 from shared.providers.typeform import Typeform
+from shared.providers.zoom import Zoom
 
 __all__ = [
     "PROVIDERS",
@@ -34,6 +43,15 @@ PROVIDERS: dict[str, Provider] = {
     for p in (
         StandardWebhooks(),
         GenericHmacSha256(),
+        Svix(),
+        Stripe(),
+        GitHub(),
+        Slack(),
+        Shopify(),
+        Twilio(),
+        Zoom(),
+        Meta(),
+        GenericHmac(),
         HubSpot(),
         Linear(),
         Square(),

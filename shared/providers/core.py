@@ -26,6 +26,9 @@ SIGNATURE_MISMATCH = "signature_mismatch"
 TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_TOO_NEW = "timestamp_too_new"
 MALFORMED_BODY = "malformed_body"
+SECRET_NOT_SET = "secret_not_set"
+# No signing secret yet: the provider issues it only once the webhook URL is registered there.
+SECRET_PENDING = ""
 
 TIMESTAMP_REASONS = frozenset({TIMESTAMP_TOO_OLD, TIMESTAMP_TOO_NEW})
 
@@ -112,14 +115,50 @@ def mismatch(detail: str = "") -> VerificationError:
     )
 
 
+def secret_not_set() -> VerificationError:
+    return VerificationError(
+        SECRET_NOT_SET,
+        "Deliveries arrive, but this connection has no signing secret yet. Copy the signing secret the "
+        "provider shows for this webhook and reconnect with it.",
+    )
+
+
 def verify_with_rotation(
     provider: Provider,
     request: InboundRequest,
     secrets: tuple[str, str | None],
     settings: Mapping[str, Any],
     now: float,
+    *,
+    retired: str | None = None,
 ) -> Verified:
-    """Verify with the current secret, then (during a rotation) with the previous one."""
+    """Verify with the current secret, then (during a rotation) with the previous one.
+
+    On failure the error is refined by ``shared.providers.diagnosis`` (which secret or scheme the
+    request does match, if any); ``retired`` is a previous secret whose window has ended, used only
+    to say so.
+    """
+    current, previous = secrets
+    # An empty key would let anyone sign; only a GET handshake proven otherwise (Meta's verify token,
+    # flagged by the adapter's ``secretless_get``) may go on without a secret.
+    if not current and not (request.method == "GET" and getattr(provider, "secretless_get", False)):
+        raise secret_not_set()
+    try:
+        return _current_then_previous(provider, request, (current, previous), settings, now)
+    except VerificationError as exc:
+        # Imported here: diagnosis consults the provider registry, which imports this module.
+        from shared.providers.diagnosis import Secrets, diagnose
+
+        raise diagnose(provider, request, exc, Secrets(current, previous, retired), settings, now) from None
+
+
+def _current_then_previous(
+    provider: Provider,
+    request: InboundRequest,
+    secrets: tuple[str, str | None],
+    settings: Mapping[str, Any],
+    now: float,
+) -> Verified:
     current, previous = secrets
     try:
         return provider.verify(request, current, settings, now)
@@ -138,3 +177,19 @@ def _with_slot(verified: Verified, slot: Literal["current", "previous"]) -> Veri
     from dataclasses import replace
 
     return replace(verified, secret_slot=slot)
+
+
+def after_prefix(raw: str, prefix: str, header: str) -> str:
+    """The value after a required ``prefix`` (``sha256=``, ``v0=``), compared case-insensitively."""
+    if not raw.lower().startswith(prefix.lower()) or len(raw.strip()) <= len(prefix):
+        raise VerificationError(
+            MALFORMED_SIGNATURE, f"The {header} header must look like '{prefix}<signature>'.", header=header
+        )
+    return raw[len(prefix) :].strip()
+
+
+def check_hex(expected: bytes, raw: str, prefix: str, header: str) -> None:
+    """``raw`` is ``prefix`` + the hex of ``expected``, or a reason code says why not."""
+    given = decode_hex(after_prefix(raw, prefix, header) if prefix else raw, f"{header} value")
+    if not constant_time_equal(expected, given):
+        raise mismatch()

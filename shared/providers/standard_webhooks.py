@@ -1,8 +1,10 @@
 """Standard Webhooks (standardwebhooks.com), the scheme Svix and many others sign with.
 
 ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` (``svix-*`` accepted too); the signed
-content is ``{id}.{timestamp}.{body}``; the key is the base64 part after ``whsec_``; the signature header
-holds space-separated ``v1,<base64 HMAC-SHA256>`` entries, any of which may match.
+content is ``{id}.{timestamp}.{body}``. The signature header holds space-separated entries, any of which
+may match: ``v1,<base64 HMAC-SHA256>`` keyed with the base64 part after ``whsec_``, or (asymmetric)
+``v1a,<base64 ed25519 signature>`` checked with the sender's ``whpk_`` public key. A ``whsk_`` key pair
+given at creation is stored as its public key only: verifying never needs the private half.
 """
 
 from __future__ import annotations
@@ -13,24 +15,51 @@ import secrets as _secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
 from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.events import event_type_of
 
 SECRET_PREFIX = "whsec_"
+PUBLIC_PREFIX = "whpk_"
+PRIVATE_PREFIX = "whsk_"
 
 
-def decode_secret(secret: str) -> bytes:
-    raw = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
+def _b64(raw: str, what: str) -> bytes:
     try:
         return base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise VerificationError(
             "secret_format",
-            "The connection's signing secret is not in the whsec_<base64> format; paste it again exactly "
-            "as the provider shows it.",
+            f"The connection's {what} is not valid base64; paste it again exactly as the sender shows it.",
         ) from exc
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (the prefix is optional)."""
+    raw = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
+    return _b64(raw, "signing secret (whsec_<base64>)")
+
+
+def public_key(secret: str) -> Ed25519PublicKey:
+    """The ed25519 public key of a ``whpk_`` secret."""
+    raw = _b64(secret[len(PUBLIC_PREFIX) :], "public key (whpk_<base64>)")
+    if len(raw) != 32:
+        raise VerificationError("secret_format", "A whpk_ public key must be 32 bytes (base64-encoded).")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_of_private(secret: str) -> str:
+    """``whsk_<seed or seed+public>`` -> ``whpk_<public>``."""
+    raw = _b64(secret[len(PRIVATE_PREFIX) :], "secret key (whsk_<base64>)")
+    if len(raw) not in (32, 64):
+        raise VerificationError("secret_format", "A whsk_ secret key must be 32 or 64 bytes (base64).")
+    pub = Ed25519PrivateKey.from_private_bytes(raw[:32]).public_key()
+    return PUBLIC_PREFIX + base64.b64encode(pub.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
 
 
 class StandardWebhooks(Provider):
@@ -38,9 +67,11 @@ class StandardWebhooks(Provider):
         name="standard-webhooks",
         title="Standard Webhooks",
         headers=("webhook-id", "webhook-timestamp", "webhook-signature"),
-        scheme="v1: base64 HMAC-SHA256 over '{id}.{timestamp}.{body}', key = base64 after whsec_",
+        scheme="v1: base64 HMAC-SHA256 over '{id}.{timestamp}.{body}', key = base64 after whsec_; "
+        "v1a: base64 ed25519 signature over the same, checked with a whpk_ public key; 300 s",
         handshake=None,
-        secret_format="whsec_ + base64 of 24-64 random bytes",
+        secret_format="whsec_ + base64 of 24-64 random bytes (generated when none is given), or the "
+        "sender's whpk_ public key (a whsk_ key pair is stored as its public key)",
         settings={},
         test_instructions="Send any event from the sender; with Svix: Webhooks -> Endpoint -> Testing -> "
         "Send Example.",
@@ -52,7 +83,13 @@ class StandardWebhooks(Provider):
         return SECRET_PREFIX + base64.b64encode(_secrets.token_bytes(32)).decode()
 
     def validate_secret(self, secret: str) -> str:
+        secret = secret.strip()
         try:
+            if secret.startswith(PRIVATE_PREFIX):
+                secret = public_of_private(secret)
+            if secret.startswith(PUBLIC_PREFIX):
+                public_key(secret)
+                return secret
             key = decode_secret(secret)
         except VerificationError as exc:
             raise SettingsError(exc.message, field="secret") from exc
@@ -70,25 +107,53 @@ class StandardWebhooks(Provider):
         raw_ts = self._header(request, "timestamp")
         raw_sig = self._header(request, "signature")
         timestamp = core.parse_timestamp(raw_ts, "webhook-timestamp")
-        candidates = self._signatures(raw_sig)
+        entries = self._signatures(raw_sig)
         core.check_tolerance(timestamp, now, self.tolerance_s or 300)
         signed = f"{msg_id}.{raw_ts}.".encode() + request.body
-        expected = core.hmac_digest(decode_secret(secret), signed)
-        if not core.any_matches(expected, candidates):
-            raise core.mismatch()
+        if secret.startswith(PUBLIC_PREFIX):
+            self._check_ed25519(public_key(secret), signed, entries.get("v1a", []))
+        else:
+            self._check_hmac(decode_secret(secret), signed, entries.get("v1", []))
         return Verified(event_id=msg_id, event_type=event_type_of(request.body, "type"))
 
     @staticmethod
-    def _signatures(raw: str) -> list[bytes]:
-        found: list[bytes] = []
+    def _check_hmac(key: bytes, signed: bytes, candidates: list[bytes]) -> None:
+        if not candidates:
+            raise _wrong_kind("v1a (ed25519)", "a whsec_ (HMAC) secret", "whpk_ public key")
+        if not core.any_matches(core.hmac_digest(key, signed), candidates):
+            raise core.mismatch()
+
+    @staticmethod
+    def _check_ed25519(key: Ed25519PublicKey, signed: bytes, candidates: list[bytes]) -> None:
+        if not candidates:
+            raise _wrong_kind("v1 (HMAC)", "a whpk_ (ed25519) public key", "whsec_ signing secret")
+        for candidate in candidates:
+            try:
+                key.verify(candidate, signed)
+                return
+            except InvalidSignature:
+                continue
+        raise core.mismatch("The connection holds a whpk_ public key: it must be the sender's current one.")
+
+    @staticmethod
+    def _signatures(raw: str) -> dict[str, list[bytes]]:
+        found: dict[str, list[bytes]] = {}
         for entry in raw.split():
             version, _, value = entry.partition(",")
-            if version == "v1" and value:
-                found.append(core.decode_b64(value, "webhook-signature value"))
+            if version in ("v1", "v1a") and value:
+                found.setdefault(version, []).append(core.decode_b64(value, "webhook-signature value"))
         if not found:
             raise VerificationError(
                 core.MALFORMED_SIGNATURE,
-                "The webhook-signature header has no 'v1,<base64>' entry.",
+                "The webhook-signature header has no 'v1,<base64>' or 'v1a,<base64>' entry.",
                 header="webhook-signature",
             )
         return found
+
+
+def _wrong_kind(signed_with: str, holds: str, wanted: str) -> VerificationError:
+    return VerificationError(
+        "secret_format",
+        f"The request is signed with {signed_with} only, but the connection holds {holds}. Reconnect "
+        f"with the sender's {wanted}.",
+    )

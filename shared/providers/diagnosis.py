@@ -1,0 +1,215 @@
+"""Why a delivery did not verify, in words a user can act on.
+
+Called by ``core.verify_with_rotation`` only when verification has already failed, with the error it
+failed with. It tries a bounded number of alternatives, each one an HMAC (or ed25519) check over the
+body, and returns a more precise ``VerificationError`` when one explains the failure:
+
+- ``previous_secret``   the request verifies with a secret replaced by a reconnect whose window ended;
+- ``secret_format``     it verifies with the stored secret in another format (``whsec_`` added or
+                        removed, a ``v1,`` prefix removed, hex <-> base64, quotes or spaces removed);
+- ``wrong_provider``    it verifies under another registered provider's scheme with the same secret,
+                        or carries another provider's signature headers and none of this one's.
+
+Otherwise the original error stands. Cost: at most ``1 + len(variants) + len(PROVIDERS)`` checks, and
+only headers are looked at for bodies over ``MAX_BODY_BYTES`` (a flood of junk stays cheap).
+No message ever contains a secret, only a description of how it differs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import VerificationError
+from shared.providers import core
+from shared.providers.base import InboundRequest, Provider
+
+log = logging.getLogger(__name__)
+
+PREVIOUS_SECRET = "previous_secret"
+SECRET_FORMAT = "secret_format"
+WRONG_PROVIDER = "wrong_provider"
+MAX_BODY_BYTES = 256 * 1024
+# Codes that mean "not this provider's request, or not readable as one".
+_SHAPE_CODES = frozenset({core.MISSING_HEADER, core.MALFORMED_SIGNATURE, core.MALFORMED_TIMESTAMP})
+# Adapters of one scheme under different names: never "wrong" for each other.
+_FAMILIES = {"svix": "standard-webhooks"}
+_WHSEC = "whsec_"
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    current: str = field(repr=False)
+    previous: str | None = field(default=None, repr=False)  # still inside its rotation window
+    retired: str | None = field(default=None, repr=False)  # replaced, window over
+
+
+def diagnose(
+    provider: Provider,
+    request: InboundRequest,
+    error: VerificationError,
+    secrets: Secrets,
+    settings: Mapping[str, Any],
+    now: float,
+) -> VerificationError:
+    """A more precise error than ``error`` when one explains the failure, else ``error`` itself."""
+    small = len(request.body) <= MAX_BODY_BYTES
+    if error.code in _SHAPE_CODES:
+        return other_provider(provider, request, secrets.current, now, verify=small) or error
+    if error.code != core.SIGNATURE_MISMATCH or not small:
+        return error
+    return (
+        _retired(provider, request, secrets, settings, now)
+        or _secret_format(provider, request, secrets.current, settings, now)
+        or other_provider(provider, request, secrets.current, now, verify=True, by_headers=False)
+        or error
+    )
+
+
+def _verifies(provider: Provider, request: InboundRequest, secret: str, settings: Mapping[str, Any],
+              now: float) -> bool:
+    try:
+        provider.verify(request, secret, settings, now)
+    except VerificationError:
+        return False
+    except Exception:  # noqa: BLE001 - a diagnosis must never turn a 401 into a 500
+        log.warning("diagnosis check failed", extra={"provider": provider.name}, exc_info=True)
+        return False
+    return True
+
+
+def _retired(provider: Provider, request: InboundRequest, secrets: Secrets, settings: Mapping[str, Any],
+             now: float) -> VerificationError | None:
+    retired = secrets.retired
+    if not retired or retired == secrets.current or not _verifies(provider, request, retired, settings, now):
+        return None
+    return VerificationError(
+        PREVIOUS_SECRET,
+        "The request is signed with the signing secret this connection had before its last reconnect, and "
+        "that secret's rotation window has ended. The sender still uses the old secret: update it in "
+        f"{provider.info.title} to the new one (or reconnect with the secret {provider.info.title} uses).",
+    )
+
+
+def _secret_format(provider: Provider, request: InboundRequest, secret: str, settings: Mapping[str, Any],
+                   now: float) -> VerificationError | None:
+    for variant, how in secret_variants(secret):
+        if _verifies(provider, request, variant, settings, now):
+            return VerificationError(
+                SECRET_FORMAT,
+                f"The signature matches your signing secret {how}: the secret was pasted in a different "
+                f"format than {provider.info.title} signs with. Reconnect with the secret copied exactly as "
+                f"{provider.info.title} shows it{_format_hint(how)}.",
+                variant=how,
+            )
+    return None
+
+
+def _format_hint(how: str) -> str:
+    if "whsec_" in how:
+        return " (keep or drop the whsec_ prefix just as shown)"
+    return ""
+
+
+def secret_variants(secret: str) -> list[tuple[str, str]]:
+    """Other spellings of ``secret`` a person may have pasted instead, each with how it differs."""
+    seen = {secret}
+    out: list[tuple[str, str]] = []
+    for variant, how in _candidates(secret):
+        if variant and variant not in seen:
+            seen.add(variant)
+            out.append((variant, how))
+    return out
+
+
+def _candidates(secret: str) -> Iterator[tuple[str, str]]:
+    trimmed = secret.strip().strip("'\"").strip()
+    if trimmed != secret:
+        yield trimmed, "once the surrounding spaces or quotes are removed"
+    if trimmed.startswith(_WHSEC):
+        yield trimmed[len(_WHSEC) :], "without its whsec_ prefix"
+    else:
+        yield _WHSEC + trimmed, "with a whsec_ prefix"
+    bare = trimmed[len(_WHSEC) :] if trimmed.startswith(_WHSEC) else trimmed
+    if bare.lower().startswith("v1,"):
+        bare = bare[3:]
+        yield bare, "without the 'v1,' prefix (that is a signature's version tag, not part of the secret)"
+        yield _WHSEC + bare, "without the 'v1,' prefix and with whsec_ (as Standard Webhooks shows it)"
+    yield from _re_encoded(bare)
+
+
+def _re_encoded(bare: str) -> Iterator[tuple[str, str]]:
+    if len(bare) % 2 == 0 and _is_hex(bare):
+        as_b64 = base64.b64encode(bytes.fromhex(bare)).decode()
+        yield as_b64, "converted from hex to base64"
+        yield _WHSEC + as_b64, "converted from hex to base64, with a whsec_ prefix"
+    try:
+        raw = base64.b64decode(bare, validate=True)
+    except (binascii.Error, ValueError):
+        return
+    if raw:
+        yield raw.hex(), "converted from base64 to hex"
+
+
+def _is_hex(value: str) -> bool:
+    return bool(value) and all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def other_provider(
+    provider: Provider,
+    request: InboundRequest,
+    secret: str,
+    now: float,
+    *,
+    verify: bool,
+    by_headers: bool = True,
+) -> VerificationError | None:
+    """Another registered provider this request verifies under, or (``by_headers``) looks like."""
+    candidates = _lookalikes(provider, request)
+    if verify and secret:
+        for other, _ in candidates:
+            if _verifies(other, request, secret, {}, now):
+                return _wrong(provider, other, verified=True)
+    if by_headers and candidates:
+        other, present = candidates[0]
+        return _wrong(provider, other, verified=False, present=present)
+    return None
+
+
+def _lookalikes(provider: Provider, request: InboundRequest) -> list[tuple[Provider, list[str]]]:
+    """Other providers whose headers (and not this provider's) the request carries, best match first."""
+    # Imported here: the registry imports every adapter, and adapters import the core that calls us.
+    from shared.providers import PROVIDERS
+
+    own = {h.lower() for h in provider.info.headers}
+    family = _FAMILIES.get(provider.name, provider.name)
+    found: list[tuple[Provider, list[str]]] = []
+    for other in PROVIDERS.values():
+        if other.name == provider.name or _FAMILIES.get(other.name, other.name) == family:
+            continue
+        if request.method not in other.methods:
+            continue
+        present = [h for h in other.info.headers if h.lower() not in own and h in request.headers]
+        if present:
+            found.append((other, present))
+    found.sort(key=lambda item: -len(item[1]))
+    return found
+
+
+def _wrong(provider: Provider, other: Provider, *, verified: bool, present: list[str] | None = None
+           ) -> VerificationError:
+    mine, theirs = provider.info.title, other.info.title
+    if verified:
+        what = f"This is a {theirs} signature (it verifies with this connection's secret)"
+    else:
+        what = f"This request carries {theirs}'s headers ({', '.join(present or [])})"
+    return VerificationError(
+        WRONG_PROVIDER,
+        f"{what}; the connection is set up as {mine}. Create a connection with provider '{other.name}' "
+        f"for it, or paste this connection's URL in {mine} instead.",
+        provider=other.name,
+    )
