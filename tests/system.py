@@ -53,6 +53,13 @@ class System:
         assert status == 201, data
         return data  # type: ignore[no-any-return]
 
+    async def browser_token(self, account_id: str = "acct-test", ttl_s: int | None = None) -> str:
+        """A short-lived token scoped to one account, as the product backend would mint for the page."""
+        body = {} if ttl_s is None else {"ttl_s": ttl_s}
+        status, data = await self.api("POST", f"/v1/accounts/{account_id}/tokens", json=body)
+        assert status == 201, data
+        return str(data["token"])
+
     async def get(self, cid: str) -> dict[str, Any]:
         status, data = await self.api("GET", f"/v1/connections/{cid}")
         assert status == 200, data
@@ -101,8 +108,15 @@ class System:
 
 @asynccontextmanager
 async def start_system(
-    amqp_url: str, redis_url: str, prefix: str, *, verifiers: int = 1, **overrides: Any
+    amqp_url: str,
+    redis_url: str,
+    prefix: str,
+    *,
+    verifiers: int = 1,
+    status_api: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[System]:
+    """``overrides`` go to every service's settings, ``status_api`` to the status API's only."""
     r_port = free_port()
     common: dict[str, Any] = {
         "amqp_url": amqp_url,
@@ -114,7 +128,9 @@ async def start_system(
         **overrides,
     }
     receiver = web.AppRunner(create_receiver(ReceiverSettings.from_env(**common)))
-    api = web.AppRunner(create_status_api(StatusSettings.from_env(status_api_token=(TOKEN,), **common)))
+    api = web.AppRunner(create_status_api(
+        StatusSettings.from_env(status_api_token=(TOKEN,), **common, **(status_api or {}))
+    ))
     await receiver.setup()
     await api.setup()
     s_port = free_port()

@@ -35,8 +35,13 @@ export class ConnectionCard {
     this.countEl = h('dd', {});
     this.primary = h('button', { type: 'button', class: 'cta primary', part: 'cta' });
     this.secondary = h('button', { type: 'button', class: 'cta secondary', part: 'cta-secondary' });
-    this.primary.addEventListener('click', () => this.press(this.primary));
-    this.secondary.addEventListener('click', () => this.press(this.secondary));
+    // A test event is always on offer after setup (acceptance criterion 3), even when the cta does
+    // not name it (connected: "Connected" + "Reconnect").
+    this.testButton = h('button', { type: 'button', class: 'cta tertiary', 'data-action': 'send_test' },
+      'Send test event');
+    for (const button of [this.primary, this.secondary, this.testButton]) {
+      button.addEventListener('click', () => this.press(button));
+    }
     this.noteEl = h('p', { class: 'note', hidden: true });
     this.testEl = h('div', { class: 'test', role: 'group', 'aria-label': `Test event for ${title}`, hidden: true });
     this.deliveriesEl = h('ol', { class: 'deliveries' });
@@ -47,7 +52,7 @@ export class ConnectionCard {
         h('div', {}, h('dt', {}, 'Webhook URL'), h('dd', {}, this.urlEl)),
         h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
         h('div', {}, h('dt', {}, 'Events received'), this.countEl)),
-      h('div', { class: 'actions' }, this.primary, this.secondary),
+      h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton),
       this.noteEl, this.testEl,
       h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
         h('h4', {}, 'Recent deliveries'), this.deliveriesEl));
@@ -108,6 +113,9 @@ export class ConnectionCard {
     this.secondary.hidden = !cta.secondary;
     this.setButton(this.secondary, cta.secondary || '', secondaryAction,
       !secondaryAction || (secondaryAction === 'send_test' && testRunning));
+    this.testButton.hidden = this.view.state === 'disconnected'
+      || cta.action === 'send_test' || secondaryAction === 'send_test';
+    this.setButton(this.testButton, 'Send test event', 'send_test', testRunning);
   }
 
   setButton(button, label, action, inert) {

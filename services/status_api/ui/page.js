@@ -1,6 +1,9 @@
-// The reference page: hands the token from its own URL (/ui/?token=…) to <integration-status>.
-// The attribute is set before the element is defined, so it starts once, with its token.
+// The reference page: hands the token from its own URL (/ui/?token=…[&connection=<id>]) to
+// <integration-status>. Attributes are set before the element is defined, so it starts once.
 const element = document.querySelector('integration-status');
-const token = new URLSearchParams(window.location.search).get('token');
-if (token) element.setAttribute('token', token);
+const params = new URLSearchParams(window.location.search);
+for (const [param, attribute] of [['token', 'token'], ['connection', 'connection-id']]) {
+  const value = params.get(param);
+  if (value) element.setAttribute(attribute, value);
+}
 await import('./integration-status.js');

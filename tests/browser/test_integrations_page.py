@@ -1,0 +1,338 @@
+"""The integrations page in a real browser (Debian's Chromium), on the whole running system.
+
+The product ticket's five acceptance criteria, one test (or two) each:
+
+  AC1 a clear success state without a page refresh  -> test_ac1_badge_turns_connected_without_a_reload
+                                                        test_ac1_a_new_connection_appears_live
+  AC2 failed / pending past its deadline looks
+      different from success                         -> test_ac2_pending_past_its_deadline_turns_failed
+                                                        test_ac2_failing_and_silent_look_distinct
+  AC3 a test event to verify the connection          -> test_ac3_send_test_event_passes
+                                                        test_ac3_send_test_event_fails_when_nothing_arrives
+  AC4 the connect button follows the state           -> test_ac4_the_button_follows_the_state
+  AC5 the status persists across sessions            -> test_ac5_status_persists_across_sessions
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import UI, UIFactory
+from tests.signing import standard_webhooks_headers
+from tests.system import System
+
+pytestmark = pytest.mark.slow
+EVENT = orjson.dumps({"type": "invoice.paid", "data": {"amount": 1200}})
+
+
+async def send_event(system: System, conn: dict[str, Any], secret: str | None = None) -> int:
+    """A webhook signed by the ``standardwebhooks`` package, as the provider would send it."""
+    headers = standard_webhooks_headers(secret or conn["secret"], EVENT, f"msg_{uuid.uuid4().hex}")
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, headers)
+    return status
+
+
+def account() -> str:
+    return f"acct-{uuid.uuid4().hex[:8]}"
+
+
+# --- AC1: success shows without a refresh ------------------------------------------------------
+
+WATCH_CONNECTED = """cid => {
+  const card = document.querySelector('integration-status').shadowRoot
+    .querySelector(`[data-connection-id="${cid}"]`);
+  window.__connectedAt = null;
+  new MutationObserver(() => {
+    if (card.dataset.state === 'connected' && window.__connectedAt === null) window.__connectedAt = Date.now();
+  }).observe(card, { attributes: true, attributeFilter: ['data-state'] });
+}"""
+
+
+async def test_ac1_badge_turns_connected_without_a_reload(ui: UI, capsys: pytest.CaptureFixture[str]) -> None:
+    conn = await ui.system.create()
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    await expect(card).to_have_attribute("data-state", "pending")
+    await expect(card.locator(".badge")).to_have_text("Pending")
+    await expect(card.locator(".badge .icon-spinner")).to_be_visible()
+    await ui.mark_document()
+    await ui.page.evaluate(WATCH_CONNECTED, conn["id"])
+
+    sent_at_ms = time.time() * 1000
+    assert await send_event(ui.system, conn) == 202
+
+    await expect(card).to_have_attribute("data-state", "connected")
+    await expect(card.locator(".badge")).to_have_text("Connected")
+    await expect(card.locator(".badge .icon-check")).to_be_visible()
+    await expect(card.locator(".badge .icon-spinner")).to_have_count(0)
+    await expect(ui.component.locator("[data-announce=polite]")).to_contain_text("Connected")
+    await expect(card.locator(".delivery[data-outcome=verified]")).to_contain_text("invoice.paid")
+    assert await ui.same_document(), "the page was reloaded"
+    assert len(ui.navigations) == 1, f"the page navigated: {ui.navigations}"
+
+    changed_at_ms = await ui.page.evaluate("window.__connectedAt")
+    with capsys.disabled():
+        print(f"\n[latency] signed webhook sent -> badge 'Connected' in the browser: "
+              f"{changed_at_ms - sent_at_ms:.0f} ms")
+
+
+async def test_ac1_a_new_connection_appears_live(ui: UI) -> None:
+    acct = account()
+    await ui.open(acct)
+    await ui.wait_live()
+    await expect(ui.component.locator(".empty")).to_be_visible()
+    await ui.mark_document()
+
+    conn = await ui.system.create(account_id=acct)
+    card = ui.card(conn["id"])
+    await expect(card).to_have_attribute("data-state", "pending")
+    await expect(card.locator(".badge")).to_have_text("Pending")
+    await expect(ui.component.locator(".empty")).to_be_hidden()
+    await expect(card.locator(".url")).to_have_text(conn["webhook_url"])
+
+    assert await send_event(ui.system, conn) == 202
+    await expect(card).to_have_attribute("data-state", "connected")
+    assert await ui.same_document()
+    assert len(ui.navigations) == 1
+
+
+async def test_only_the_tokens_account_is_shown(ui: UI) -> None:
+    mine, theirs = account(), account()
+    own = await ui.system.create(account_id=mine)
+    await ui.system.create(account_id=theirs)
+    await ui.open(mine)
+    await ui.wait_live()
+    await expect(ui.card(own["id"])).to_be_visible()
+    other = await ui.system.create(account_id=theirs)  # created while the stream is open
+    mine_later = await ui.system.create(account_id=mine)
+    await expect(ui.card(mine_later["id"])).to_be_visible()
+    await expect(ui.component.locator("[data-connection-id]")).to_have_count(2)
+    await expect(ui.card(other["id"])).to_have_count(0)
+
+
+# --- AC2: failed and unhealthy states are distinct ---------------------------------------------
+
+async def _badge_look(ui: UI, cid: str) -> tuple[str, str, str]:
+    badge = ui.card(cid).locator(".badge")
+    colour = await badge.evaluate("el => getComputedStyle(el).color")
+    shape = await badge.locator(".icon").get_attribute("class") or ""
+    return (await badge.inner_text()).strip(), colour, shape
+
+
+async def test_ac2_pending_past_its_deadline_turns_failed(ui: UI) -> None:
+    ok = await ui.system.create()
+    waiting = await ui.system.create()
+    late = await ui.system.create(timeout_s=2)
+    assert await send_event(ui.system, ok) == 202
+    await ui.system.wait_for(ok["id"], lambda v: v["state"] == "connected")
+    await ui.open()
+    await ui.wait_live()
+    await ui.mark_document()
+
+    card = ui.card(late["id"])
+    await expect(card).to_have_attribute("data-state", "failed")
+    await expect(card.locator(".badge")).to_have_text("Failed")
+    await expect(card.locator(".summary")).to_contain_text("Nothing arrived from the provider")
+    await expect(ui.component.locator("[data-announce=assertive]")).to_contain_text("Failed")
+
+    looks = {cid: await _badge_look(ui, cid) for cid in (ok["id"], waiting["id"], late["id"])}
+    words, colours, shapes = (set(part) for part in zip(*looks.values(), strict=True))
+    assert words == {"Connected", "Pending", "Failed"}
+    assert len(colours) == 3, f"each state needs its own colour: {looks}"
+    assert len(shapes) == 3, f"each state needs its own icon shape, not only a colour: {looks}"
+    assert await ui.same_document()
+
+
+async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:
+    failing = await ui.system.create()
+    silent = await ui.system.create(expected_interval_s=1)
+    for conn in (failing, silent):
+        assert await send_event(ui.system, conn) == 202
+        await ui.system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    await asyncio.sleep(1.2)  # longer than the silent connection's expected interval
+    await ui.open()
+    await ui.wait_live()
+
+    await expect(ui.card(silent["id"])).to_have_attribute("data-display", "silent")
+    await expect(ui.card(silent["id"]).locator(".badge")).to_have_text("Silent")
+    card = ui.card(failing["id"])
+    await expect(card).to_have_attribute("data-display", "connected")
+    wrong_secret = (await ui.system.create())["secret"]
+    assert await send_event(ui.system, failing, secret=wrong_secret) == 401
+
+    await expect(card).to_have_attribute("data-display", "failing")
+    await expect(card).to_have_attribute("data-state", "connected")
+    await expect(card.locator(".badge")).to_have_text("Failing")
+    await expect(card.locator(".summary")).to_contain_text("signature")
+    await expect(card.locator(".delivery[data-outcome=rejected]")).to_be_visible()
+    looks = {await _badge_look(ui, failing["id"]), await _badge_look(ui, silent["id"])}
+    assert len({look[1] for look in looks}) == 2 and len({look[2] for look in looks}) == 2, looks
+
+
+# --- AC3: a test event proves the connection -----------------------------------------------------
+
+async def test_ac3_send_test_event_passes(ui: UI) -> None:
+    conn = await ui.system.create()
+    assert await send_event(ui.system, conn) == 202
+    await ui.system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    await expect(card.locator(".cta.secondary")).to_have_text("Reconnect")
+    await card.get_by_role("button", name="Send test event").click()
+    panel = card.locator(".test")
+    await expect(panel).to_have_attribute("data-test-state", "waiting")
+
+    assert await send_event(ui.system, conn) == 202
+    await expect(panel).to_have_attribute("data-test-state", "passed")
+    await expect(panel).to_contain_text("Test passed")
+    await expect(ui.component.locator("[data-announce=polite]")).to_contain_text("Test passed")
+
+
+async def test_ac3_send_test_event_from_pending_with_the_keyboard(ui: UI) -> None:
+    conn = await ui.system.create()
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    button = card.get_by_role("button", name="Send test event")
+    await expect(button).to_be_visible()
+    for _ in range(20):  # Tab through the page until the button has focus
+        await ui.page.keyboard.press("Tab")
+        if await button.evaluate("el => el.getRootNode().activeElement === el"):
+            break
+    else:
+        raise AssertionError("'Send test event' cannot be reached with Tab")
+    await ui.page.keyboard.press("Enter")
+    panel = card.locator(".test")
+    await expect(panel).to_have_attribute("data-test-state", "waiting")
+    await expect(panel.locator(".instructions")).not_to_be_empty()
+    await expect(button).to_have_attribute("aria-disabled", "true")  # one test at a time
+
+    assert await send_event(ui.system, conn) == 202
+    await expect(panel).to_have_attribute("data-test-state", "passed")
+    await expect(card).to_have_attribute("data-state", "connected")
+
+
+async def test_ac3_send_test_event_fails_when_nothing_arrives(ui_with: UIFactory) -> None:
+    async with ui_with(test_default_timeout_s=2) as ui:
+        conn = await ui.system.create()
+        await ui.open()
+        await ui.wait_live()
+        card = ui.card(conn["id"])
+        await card.get_by_role("button", name="Send test event").click()
+        panel = card.locator(".test")
+        await expect(panel).to_have_attribute("data-test-state", "waiting")
+        await expect(panel).to_have_attribute("data-test-state", "failed")
+        await expect(panel).to_contain_text("Test failed")
+        await expect(panel.locator("p").nth(1)).not_to_be_empty()
+        await expect(ui.component.locator("[data-announce=assertive]")).to_contain_text("Test failed")
+
+
+# --- AC4: the connect button follows the state ---------------------------------------------------
+
+async def test_ac4_the_button_follows_the_state(ui: UI) -> None:
+    conn = await ui.system.create()
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    primary, secondary = card.locator(".cta.primary"), card.locator(".cta.secondary")
+    await expect(primary).to_have_text("Waiting for first event…")
+    await expect(secondary).to_have_text("Send test event")
+
+    assert await send_event(ui.system, conn) == 202
+    await expect(primary).to_have_text("Connected")
+    await expect(primary.locator(".icon-check")).to_be_visible()
+    await expect(secondary).to_have_text("Reconnect")
+
+    await secondary.click()
+    await expect(card).to_have_attribute("data-state", "pending")
+    await expect(primary).to_have_text("Waiting for first event…")
+
+    status, _ = await ui.system.api("DELETE", f"/v1/connections/{conn['id']}")
+    assert status == 200
+    await expect(card).to_have_attribute("data-state", "disconnected")
+    await expect(card.locator(".badge")).to_have_text("Disconnected")
+    await expect(primary).to_have_text("Connect")
+    await expect(secondary).to_be_hidden()
+    assert await ui.same_document()
+
+
+async def test_ac4_failed_offers_reconnect_which_waits_again(ui: UI) -> None:
+    conn = await ui.system.create(timeout_s=1)
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    await expect(card).to_have_attribute("data-state", "failed")
+    reconnect = card.locator(".cta.primary")
+    await expect(reconnect).to_have_text("Reconnect")
+    await reconnect.click()
+    await expect(card).to_have_attribute("data-state", "pending")
+    assert await send_event(ui.system, conn) == 202
+    await expect(card).to_have_attribute("data-state", "connected")
+
+
+# --- AC5: the status persists across sessions ----------------------------------------------------
+
+async def test_ac5_status_persists_across_sessions(ui: UI) -> None:
+    acct = account()
+    conn = await ui.system.create(account_id=acct)
+    await ui.open(acct)
+    await ui.wait_live()
+    assert await send_event(ui.system, conn) == 202
+    await expect(ui.card(conn["id"])).to_have_attribute("data-state", "connected")
+    await ui.page.context.close()  # the user leaves: cookies, storage and the stream are gone
+
+    browser = ui.page.context.browser
+    assert browser is not None
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.goto(f"{ui.system.api_url}/ui/?token={await ui.system.browser_token(acct)}")
+        card = page.locator(f'[data-connection-id="{conn["id"]}"]')
+        await expect(card).to_have_attribute("data-state", "connected")
+        await expect(card.locator(".badge")).to_have_text("Connected")
+        await expect(card.locator(".cta.primary")).to_have_text("Connected")
+        await expect(card.locator(".delivery[data-outcome=verified]")).to_have_count(1)
+    finally:
+        await context.close()
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+async def test_expired_token_shows_a_clear_message(ui: UI) -> None:
+    await ui.system.create()
+    token = await ui.system.browser_token(ttl_s=1)
+    await asyncio.sleep(1.2)
+    await ui.open(token=token)
+    notice = ui.component.locator(".notice")
+    await expect(notice).to_have_text("This link has expired — reload from the product to get a new one.")
+    await expect(notice).to_have_attribute("role", "alert")
+    await expect(ui.component).to_have_attribute("data-error", "token_expired")
+    await expect(ui.component.locator("[data-connection-id]")).to_have_count(0)
+
+
+async def test_forged_or_missing_token_shows_a_clear_message(ui: UI) -> None:
+    token = await ui.system.browser_token()
+    await ui.open(token=token[:-4] + "AAAA")
+    await expect(ui.component).to_have_attribute("data-error", "invalid_token")
+    await expect(ui.component.locator(".notice")).to_contain_text("This link is not valid")
+    await ui.page.goto(f"{ui.system.api_url}/ui/")
+    await expect(ui.component).to_have_attribute("data-error", "missing_token")
+    await expect(ui.component.locator(".notice")).to_contain_text("needs a link from the product")
+
+
+async def test_token_expiring_while_the_page_is_open_says_so(ui: UI) -> None:
+    conn = await ui.system.create()
+    await ui.open(token=await ui.system.browser_token(ttl_s=3))
+    await expect(ui.card(conn["id"])).to_be_visible()
+    await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
+    await expect(ui.component.locator(".notice")).to_contain_text("This link has expired")
+    assert len(ui.navigations) == 1

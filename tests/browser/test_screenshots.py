@@ -1,0 +1,77 @@
+"""Every state of a connection, as people see it, photographed in the browser.
+
+By default the pictures go to a temporary folder and the test checks them. To refresh the ones in
+the docs:  SCREENSHOTS_DIR=docs/img .venv/bin/python -m pytest tests/browser/test_screenshots.py
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import expect
+
+from tests.browser.conftest import UI
+from tests.browser.test_integrations_page import send_event
+from tests.system import System
+
+pytestmark = pytest.mark.slow
+# state name (the picture's name) -> the card's data-display when it is photographed
+DISPLAYS = {
+    "connected": "connected",
+    "test-passed": "connected",
+    "pending": "pending",
+    "failing": "failing",
+    "failed": "failed",
+    "disconnected": "disconnected",
+}
+STATES = tuple(DISPLAYS)
+
+
+async def _make_states(system: System, acct: str) -> dict[str, dict[str, Any]]:
+    """One connection per state, for one account (the test one still waits for its test)."""
+    made = {name: await system.create(account_id=acct, timeout_s=1 if name == "failed" else 600)
+            for name in STATES}
+    for name in ("connected", "test-passed", "failing"):
+        assert await send_event(system, made[name]) == 202
+        await system.wait_for(made[name]["id"], lambda v: v["state"] == "connected")
+    wrong = (await system.create(account_id=f"{acct}-other"))["secret"]
+    assert await send_event(system, made["failing"], secret=wrong) == 401
+    status, _ = await system.api("DELETE", f"/v1/connections/{made['disconnected']['id']}")
+    assert status == 200
+    await system.wait_for(made["failed"]["id"], lambda v: v["state"] == "failed")
+    await system.wait_for(made["failing"]["id"], lambda v: v["health"] == "failing")
+    return made
+
+
+async def _pass_a_test(ui: UI, conn: dict[str, Any]) -> None:
+    card = ui.card(conn["id"])
+    await card.get_by_role("button", name="Send test event").click()
+    await expect(card.locator(".test")).to_have_attribute("data-test-state", "waiting")
+    assert await send_event(ui.system, conn) == 202
+    await expect(card.locator(".test")).to_have_attribute("data-test-state", "passed")
+
+
+async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
+    out = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    acct = f"acct-{uuid.uuid4().hex[:6]}"
+    made = await _make_states(ui.system, acct)
+    await ui.page.emulate_media(reduced_motion="reduce")  # a still spinner photographs the same each time
+    await ui.open(acct)
+    await ui.wait_live()
+    await _pass_a_test(ui, made["test-passed"])
+    for name, display in DISPLAYS.items():
+        await expect(ui.card(made[name]["id"])).to_have_attribute("data-display", display)
+    written = []
+    for name, conn in made.items():
+        path = out / f"state-{name}.png"
+        await ui.card(conn["id"]).screenshot(path=path)
+        written.append(path)
+    page_path = out / "integrations-page.png"
+    await ui.page.screenshot(path=page_path, full_page=True)
+    for path in [*written, page_path]:
+        assert path.stat().st_size > 1000, path
