@@ -208,3 +208,16 @@ async def wait_stored(redis: aioredis.Redis, prefix: str, targets: list[Target],
             return total
         await asyncio.sleep(0.2)
     return total
+
+
+async def consumed_by_result(session: aiohttp.ClientSession, verifier_url: str) -> dict[str, float]:
+    """The verifier's ``hookstatus_deliveries_consumed_total`` by result, read from its /metrics."""
+    async with session.get(verifier_url + "/metrics") as resp:
+        text = await resp.text()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("hookstatus_deliveries_consumed_total{"):
+            labels, _, value = line.rpartition(" ")
+            result = labels.split('result="', 1)[1].split('"', 1)[0]
+            found[result] = float(value)
+    return found
