@@ -33,6 +33,9 @@ class Dropbox(Provider):
         "challenge at once), then change a file in a linked account.",
     )
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
+    # The challenge echo is unsigned whether or not the app secret is known, so it is answered before
+    # the secret is pasted: Dropbox will not save the webhook URL until the challenge is answered.
+    secretless_get: ClassVar[bool] = True
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from hubspot.utils.signature import Signature
+from hubspot.utils.signature import Signature  # type: ignore[import-untyped]
 
 from tests.providers.flow import accepted, connection, now_s, rejected
 from tests.system import System

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
-from paddle_billing.Notifications import Secret, Verifier
+from paddle_billing.Notifications import Secret, Verifier  # type: ignore[import-untyped]
 
 from tests.providers.flow import accepted, connection, hmac_sha, now_s, rejected
 from tests.system import System

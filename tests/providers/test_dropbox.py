@@ -1,0 +1,70 @@
+"""Dropbox through the running receiver: the GET ``challenge`` echo, then POSTs signed as Dropbox's
+webhook docs specify (``X-Dropbox-Signature`` = hex HMAC-SHA256(app secret, body))."""
+
+from __future__ import annotations
+
+import orjson
+
+from tests.providers.flow import accepted, connected, connection, hmac_sha, rejected
+from tests.system import System
+
+APP_SECRET = "k3xq9v2m7p4w1zt"  # Dropbox app secrets are 15 characters
+NOTIFICATION = orjson.dumps(
+    {"list_folder": {"accounts": ["dbid:AAH4f99T0taONIb-OurWxbNQ6ywGRopQngc"]},
+     "delta": {"users": [12345678]}}
+)
+
+
+def signed(body: bytes, secret: str = APP_SECRET) -> dict[str, str]:
+    return {"X-Dropbox-Signature": hmac_sha(secret, body).hex(), "content-type": "application/json"}
+
+
+async def challenge(system: System, conn: dict[str, object], query: str) -> tuple[int, bytes, dict[str, str]]:
+    async with system.session.get(f"{conn['webhook_url']}?{query}") as resp:
+        return resp.status, await resp.read(), dict(resp.headers)
+
+
+async def test_challenge_is_echoed_and_connects(system: System) -> None:
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    status, body, headers = await challenge(system, conn, "challenge=KCVkmwbMo9ysnt4DVvTOGtZPD6vYYw")
+    assert status == 200
+    assert body == b"KCVkmwbMo9ysnt4DVvTOGtZPD6vYYw"
+    assert headers["Content-Type"].startswith("text/plain")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    delivery = await connected(system, conn)
+    assert delivery["handshake"] is True
+    assert delivery["is_test"] is True
+    view = await system.get(conn["id"])
+    assert view["reason"] == "handshake_completed"
+
+
+async def test_challenge_is_answered_before_the_app_secret_is_pasted(system: System) -> None:
+    # The URL is added in the App Console before the app secret is copied here.
+    conn = await connection(system, "dropbox")
+    status, body, _ = await challenge(system, conn, "challenge=abc-123_x")
+    assert (status, body) == (200, b"abc-123_x")
+    await connected(system, conn)
+
+
+async def test_get_without_challenge_is_400(system: System) -> None:
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    status, body, _ = await challenge(system, conn, "other=1")
+    assert status == 400
+    assert orjson.loads(body)["error"]["code"] == "malformed_handshake"
+
+
+async def test_signed_notification_connects(system: System) -> None:
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    delivery = await accepted(system, conn, NOTIFICATION, signed(NOTIFICATION))
+    assert delivery["event_type"] == "list_folder"
+
+
+async def test_tampered_body_is_refused(system: System) -> None:
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    await rejected(system, conn, NOTIFICATION.replace(b"12345678", b"87654321"), signed(NOTIFICATION),
+                   "signature_mismatch")
+
+
+async def test_wrong_secret_is_refused(system: System) -> None:
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    await rejected(system, conn, NOTIFICATION, signed(NOTIFICATION, "the-app-key-xyz"), "signature_mismatch")
