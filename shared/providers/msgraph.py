@@ -62,7 +62,9 @@ class MsGraph(Provider):
         if "validationToken" in request.query:
             return _validation(request.query.get("validationToken"))
         items = _notifications(request.body)
-        expected = str(settings.get("client_state", "")).encode()
+        expected = str(settings.get("client_state") or "").encode()
+        if not expected:  # never let an empty clientState match an empty one
+            raise core.mismatch("The connection has no settings.client_state; reconnect with one.")
         for item in items:
             given = item.get("clientState")
             if not isinstance(given, str) or not core.constant_time_equal(expected, given.encode()):
