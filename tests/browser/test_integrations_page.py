@@ -88,14 +88,14 @@ async def test_ac1_a_new_connection_appears_live(ui: UI) -> None:
     acct = account()
     await ui.open(acct)
     await ui.wait_live()
-    await expect(ui.component.locator(".empty")).to_be_visible()
+    await expect(ui.component.locator(".no-connections")).to_be_visible()
     await ui.mark_document()
 
     conn = await ui.system.create(account_id=acct)
     card = ui.card(conn["id"])
     await expect(card).to_have_attribute("data-state", "pending")
     await expect(card.locator(".badge")).to_have_text("Pending")
-    await expect(ui.component.locator(".empty")).to_be_hidden()
+    await expect(ui.component.locator(".no-connections")).to_be_hidden()
     await expect(card.locator(".url")).to_have_text(conn["webhook_url"])
 
     assert await send_event(ui.system, conn) == 202
@@ -243,6 +243,7 @@ async def test_ac4_the_button_follows_the_state(ui: UI) -> None:
     await ui.open()
     await ui.wait_live()
     card = ui.card(conn["id"])
+    await ui.mark_document()
     primary, secondary = card.locator(".cta.primary"), card.locator(".cta.secondary")
     await expect(primary).to_have_text("Waiting for first event…")
     await expect(secondary).to_have_text("Send test event")

@@ -40,7 +40,7 @@ class IntegrationStatus extends HTMLElement {
   buildShell(root) {
     this.linkEl = h('span', { class: 'link', part: 'link' });
     this.noticeEl = h('div', { class: 'notice', role: 'alert', hidden: true, part: 'notice' });
-    this.emptyEl = h('p', { class: 'empty', hidden: true },
+    this.emptyEl = h('p', { class: 'no-connections', hidden: true },
       'No integrations yet. A connection appears here, live, as soon as it is set up in the product.');
     this.listEl = h('div', { class: 'list' });
     this.politeEl = h('div', { class: 'sr-only', 'aria-live': 'polite', 'data-announce': 'polite' });
