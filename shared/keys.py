@@ -26,6 +26,10 @@ class Keys:
     def seen_event(self, cid: str, event_id: str) -> str:
         return f"{self.prefix}:{{{cid}}}:seen:e:{event_id}"
 
+    def tests(self, cid: str) -> str:
+        """Hash: test id -> JSON record of that connection's earlier (replaced) test windows."""
+        return f"{self.prefix}:{{{cid}}}:tests"
+
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 
@@ -38,6 +42,11 @@ class Keys:
     def state_counts(self) -> str:
         """Hash: state -> number of connections in it (kept by every transition; read by the gauges)."""
         return f"{self.prefix}:state_counts"
+
+    @property
+    def tests_due(self) -> str:
+        """Sorted set: ``<connection id>:<test id>`` scored by the test window's end (ms)."""
+        return f"{self.prefix}:tests:due"
 
     @property
     def changes(self) -> str:

@@ -132,17 +132,78 @@ REASON_WORDS: dict[str, str] = {
 }
 
 
-def cta_for(state: str, health: str | None = None) -> dict[str, Any]:
-    """The connect button for a state: a label and an action the UI shows as is."""
+TEST_REASON_WORDS: dict[str, str] = {
+    "test_waiting": "Waiting for a test event: send one from the provider (see the instructions).",
+    "test_event_verified": "A signed test event arrived and verified: the connection works.",
+    "test_handshake_completed": "The provider completed its handshake: the connection works.",
+    "test_no_events": "No event arrived during the test. Send the test event from the provider's dashboard "
+    "and check that the webhook URL is pasted there.",
+    "test_bad_signatures": "Events arrived during the test, but their signatures do not match your signing "
+    "secret. Copy the signing secret from the provider again and reconnect.",
+    "test_stale_timestamps": "Events arrived during the test, but their timestamps were out of tolerance: "
+    "they were replays or the sender's clock is wrong.",
+    "test_rejected_deliveries": "Events arrived during the test, but none of them verified. See the recent "
+    "deliveries for why.",
+    "test_superseded": "A newer test replaced this one before it finished.",
+}
+SILENT_WORDS = "No event has arrived for longer than this connection expects. Check the provider's side."
+FAILING_WORDS = "Recent deliveries were rejected. See the recent deliveries for why."
+
+
+def cta_for(
+    state: str, health: str | None = None, test_state: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """The connect button: a label, an action and a secondary button the UI shows as is, plus ``hint``,
+    the state's reason in plain words (or null). The table is in docs/API.md."""
+    if state != "disconnected" and test_state == "waiting":
+        return _cta("Testing…", None, None, None, TEST_REASON_WORDS["test_waiting"])
     if state == "pending":
-        return {"label": "Waiting for first event…", "action": "send_test", "secondary": "Send test event"}
+        return _cta("Waiting for first event…", "send_test", "Send test event", "send_test",
+                    REASON_WORDS["awaiting_first_event"])
     if state == "connected":
         if health == "failing":
-            return {"label": "Fix signing secret", "action": "reconnect", "secondary": "Send test event"}
-        return {"label": "Connected", "action": "reconnect", "secondary": "Reconnect"}
+            return _cta("Fix signing secret", "reconnect", "Send test event", "send_test", FAILING_WORDS)
+        if health == "silent":
+            return _cta("Connected", "reconnect", "Send test event", "send_test", SILENT_WORDS)
+        return _cta("Connected", "reconnect", "Reconnect", "reconnect", None)
     if state == "failed":
-        return {"label": "Reconnect", "action": "reconnect", "secondary": "Send test event"}
-    return {"label": "Connect", "action": "connect", "secondary": None}
+        return _cta("Reconnect", "reconnect", "Send test event", "send_test",
+                    REASON_WORDS.get(reason or "", REASON_WORDS["deadline_no_events"]))
+    return _cta("Connect", "connect", None, None, None)
+
+
+def _cta(label: str, action: str | None, secondary: str | None, secondary_action: str | None,
+         hint: str | None) -> dict[str, Any]:
+    return {"label": label, "action": action, "secondary": secondary, "secondary_action": secondary_action,
+            "hint": hint}
+
+
+def display_of(raw: dict[str, str], health: str | None, now: int) -> str:
+    """One word a UI can style without logic: connected, pending, failing, silent, failed, disconnected."""
+    state = raw["state"]
+    if state == "connected" and health in ("failing", "silent"):
+        return health
+    if state == "pending" and int(raw.get("pending_deadline") or 0) <= now:
+        return "failed"  # the sweep has not run yet; the deadline has passed all the same
+    return state
+
+
+def view_of_test(raw: dict[str, str]) -> dict[str, Any] | None:
+    """A test event window, from the connection hash (or an archived record with the same fields)."""
+    if not raw.get("test_id"):
+        return None
+    state = raw.get("test_state") or "waiting"
+    reason = raw.get("test_reason") or ("test_waiting" if state == "waiting" else None)
+    return {
+        "id": raw["test_id"],
+        "state": state,
+        "reason": reason if state != "waiting" else None,
+        "reason_message": TEST_REASON_WORDS.get(reason or ""),
+        "seen": _json_field(raw.get("test_seen")) or {},
+        "started_at": iso(raw.get("test_started_at")),
+        "expires_at": iso(raw.get("test_expires_at")),
+        "finished_at": iso(raw.get("test_finished_at")),
+    }
 
 
 def _json_field(raw: str | None) -> Any:
@@ -169,6 +230,8 @@ def connection_view(raw: dict[str, str], now: int | None = None) -> dict[str, An
     state = raw["state"]
     health = health_of(raw, now)
     reason = raw.get("reason") or None
+    display = display_of(raw, health, now)
+    last_test = view_of_test(raw)
     prev_until = int(raw.get("prev_secret_until") or 0)
     return {
         "id": raw["id"],
@@ -178,7 +241,10 @@ def connection_view(raw: dict[str, str], now: int | None = None) -> dict[str, An
         "reason": reason,
         "reason_message": REASON_WORDS.get(reason or "", None),
         "health": health,
-        "cta": cta_for(state, health),
+        "display": display,
+        "cta": cta_for("failed" if display == "failed" else state, health,
+                       last_test["state"] if last_test else None, reason),
+        "last_test": last_test,
         "webhook_url": raw["webhook_url"],
         "pending_deadline": iso(raw.get("pending_deadline")) if state == "pending" else None,
         "created_at": iso(raw.get("created_at")),

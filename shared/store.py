@@ -27,6 +27,7 @@ from shared.providers.core import TIMESTAMP_REASONS
 T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
+TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -90,6 +91,8 @@ class Store:
         self._apply = client.register_script(_lua("apply_delivery"))
         self._expire = client.register_script(_lua("expire_pending"))
         self._set_state = client.register_script(_lua("set_state"))
+        self._start_test = client.register_script(_lua("start_test"))
+        self._expire_test = client.register_script(_lua("expire_test"))
         self._count = client.register_script(_lua("count_transition"))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -175,6 +178,55 @@ class Store:
     async def deliveries(self, cid: str) -> list[dict[str, Any]]:
         raw = await self._call(lambda: self.redis.lrange(self.keys.deliveries(cid), 0, DELIVERIES_KEPT - 1))
         return [orjson.loads(item) for item in raw]
+
+    # --- test windows ---------------------------------------------------------------------------
+
+    async def start_test(self, cid: str, test_id: str, now: int, expires_at: int) -> str | None:
+        """Open a test window: ``started``, ``disconnected``, or None when the connection is gone."""
+        member, k = f"{cid}:{test_id}", self.keys
+        args = [test_id, now, expires_at, k.changes, TESTS_KEPT_S]
+
+        async def op() -> str | None:
+            # The due index first, so no open window is ever stored without the sweep seeing it.
+            await self.redis.zadd(k.tests_due, {member: expires_at})
+            result = await self._start_test(keys=[k.conn(cid), k.tests(cid)], args=args)
+            if result != "started":
+                await self.redis.zrem(k.tests_due, member)
+            return result or None
+
+        return await self._call(op)
+
+    async def get_test(self, cid: str, test_id: str) -> dict[str, str] | None:
+        """The test's fields (``test_*``, as in the connection hash), current or archived."""
+        fields = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at", "test_expires_at",
+                  "test_finished_at")
+
+        async def op() -> dict[str, str] | None:
+            current = await self.redis.hmget(self.keys.conn(cid), fields)
+            if current[0] == test_id:
+                return {name: value or "" for name, value in zip(fields, current, strict=True)}
+            archived = await self.redis.hget(self.keys.tests(cid), test_id)
+            return orjson.loads(archived) if archived else None
+
+        return await self._call(op)
+
+    async def due_tests(self, now: int, limit: int) -> list[str]:
+        return await self._call(
+            lambda: self.redis.zrangebyscore(self.keys.tests_due, "-inf", now, start=0, num=limit)
+        )
+
+    async def expire_test(self, member: str, now: int) -> str | None:
+        """Fail one due test window (compare-and-set on its id) and drop it from the index."""
+        cid, _, test_id = member.partition(":")
+        stamp_codes = ",".join(sorted(TIMESTAMP_REASONS))
+
+        async def op() -> str | None:
+            reason = await self._expire_test(keys=[self.keys.conn(cid)],
+                                             args=[test_id, now, self.keys.changes, stamp_codes])
+            await self.redis.zrem(self.keys.tests_due, member)
+            return reason or None
+
+        return await self._call(op)
 
     # --- the verifier's transitions -----------------------------------------------------------
 

@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from services.status_api import views
+from services.status_api import analytics, checks, stream, tokens, views
 from services.status_api.auth import PRINCIPAL, Principal, bearer_token, service_token_matches
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
 from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.errors import Unauthorized
+from shared.models import now_ms
 from shared.store import Store, redis_client
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -27,8 +28,12 @@ async def auth_middleware(request: web.Request, handler: http.Handler) -> web.St
         token = bearer_token(request)
         if token is None:
             raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-        if service_token_matches(token, request.app[SETTINGS].status_api_token):
+        settings = request.app[SETTINGS]
+        if service_token_matches(token, settings.status_api_token):
             request[PRINCIPAL] = Principal("service")
+        elif tokens.looks_like_browser_token(token):
+            claims = tokens.verify(settings.token_signing_key, token, now_ms())
+            request[PRINCIPAL] = Principal("browser", claims.account_id, claims.expires_at_ms)
         else:
             raise Unauthorized("the token is not valid", code="invalid_token")
     return await handler(request)
@@ -49,7 +54,9 @@ async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
         await Topology(settings.amqp_prefix, settings.analytics_exchange).declare(channel)
         await channel.close()
         app[AMQP] = connection
-        yield
+        async with analytics.running(connection, settings) as publisher:
+            app[analytics.ANALYTICS] = publisher
+            yield
 
 
 async def _ready(app: web.Application) -> dict[str, bool]:
@@ -61,7 +68,11 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[http.SERVICE_NAME] = "status_api"
     app[http.READY_CHECK] = lambda: _ready(app)
-    app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
+    app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx, stream.hub_ctx])
+    app.on_shutdown.append(stream.close_streams)
     views.add_routes(app)
+    tokens.add_routes(app)
+    stream.add_routes(app)
+    checks.add_routes(app)
     http.add_health_routes(app)
     return app

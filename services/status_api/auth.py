@@ -20,6 +20,7 @@ from shared.errors import Unauthorized
 class Principal:
     kind: str  # "service" | "browser"
     account_id: str | None = None  # set for browser tokens: the one account they may see
+    expires_at_ms: int | None = None  # browser tokens: streams end when the token does
 
     def can_see(self, account_id: str) -> bool:
         return self.account_id is None or hmac.compare_digest(self.account_id, account_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from services.status_api import analytics
 from services.status_api import validation as v
 from services.status_api.auth import require, require_service
 from services.status_api.connections import Connections, NewConnection
@@ -17,7 +18,7 @@ CREATE_FIELDS = {"account_id", "provider", "timeout_s", "secret", "settings", "e
 RECONNECT_FIELDS = {"secret", "settings", "timeout_s"}
 
 
-async def _visible(request: web.Request) -> dict[str, str]:
+async def visible(request: web.Request) -> dict[str, str]:
     """The connection named in the path, if the caller may see it; else 404 (never 403)."""
     raw = await request.app[CONNECTIONS].get_raw(request.match_info["connection_id"])
     if not require(request).can_see(raw["account_id"]):
@@ -39,11 +40,14 @@ async def create_connection(request: web.Request) -> web.Response:
         expected_interval_s=v.integer(data, "expected_interval_s", 1, 365 * 24 * 3600),
     )
     view = await request.app[CONNECTIONS].create(new)
+    analytics.setup_completed(request, request.app[CONNECTIONS].store, view)
     return json_response(view, 201)
 
 
 async def get_connection(request: web.Request) -> web.Response:
-    return json_response(connection_view(await _visible(request)))
+    view = connection_view(await visible(request))
+    analytics.status_shown(request, [view], via="api")
+    return json_response(view)
 
 
 async def list_connections(request: web.Request) -> web.Response:
@@ -56,7 +60,7 @@ async def list_connections(request: web.Request) -> web.Response:
 
 
 async def reconnect(request: web.Request) -> web.Response:
-    raw = await _visible(request)
+    raw = await visible(request)
     data = await v.json_object(request, optional=True)
     v.only_fields(data, RECONNECT_FIELDS)
     settings = request.app[CONNECTIONS].settings
@@ -66,16 +70,17 @@ async def reconnect(request: web.Request) -> web.Response:
         v.settings_object(data),
         v.integer(data, "timeout_s", 1, settings.max_timeout_s),
     )
+    analytics.reconnect_requested(request, request.app[CONNECTIONS].store, raw, data.get("secret") is not None)
     return json_response(view)
 
 
 async def disconnect(request: web.Request) -> web.Response:
     require_service(request)
-    return json_response(await request.app[CONNECTIONS].disconnect(await _visible(request)))
+    return json_response(await request.app[CONNECTIONS].disconnect(await visible(request)))
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    raw = await _visible(request)
+    raw = await visible(request)
     items = await request.app[CONNECTIONS].store.deliveries(raw["id"])
     return json_response({"deliveries": items})
 

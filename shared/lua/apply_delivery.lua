@@ -13,6 +13,9 @@ if state == 'disconnected' then return {'ignored', state, state} end
 if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then return {'duplicate', state, state} end
 
 local to = state
+-- A test window counts what arrives after it opened (what was seen decides why it fails at expiry).
+local test = redis.call('HMGET', conn, 'test_state', 'test_started_at')
+local test_open = test[1] == 'waiting' and tonumber(at) >= tonumber(test[2] or '0')
 if outcome == 'verified' then
   if ARGV[8] == '1' and not redis.call('SET', seen_e, '1', 'NX', 'EX', ARGV[6]) then
     return {'duplicate', state, state}
@@ -21,6 +24,11 @@ if outcome == 'verified' then
   redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9])
   if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
   if ARGV[11] ~= '' then redis.call('HSET', conn, 'secret', ARGV[11]) end
+  if test_open then  -- an open test window passes with the first verified event or handshake
+    local passed = 'test_event_verified'
+    if ARGV[10] == '1' then passed = 'test_handshake_completed' end
+    redis.call('HSET', conn, 'test_state', 'passed', 'test_reason', passed, 'test_finished_at', at)
+  end
   if state == 'pending' or state == 'failed' then
     to = 'connected'
     local why = 'verified_event'
@@ -34,6 +42,11 @@ else
     local seen = cjson.decode(redis.call('HGET', conn, 'seen') or '{}')
     seen[reason] = (seen[reason] or 0) + 1
     redis.call('HSET', conn, 'seen', cjson.encode(seen))
+  end
+  if test_open then
+    local tseen = cjson.decode(redis.call('HGET', conn, 'test_seen') or '{}')
+    tseen[reason] = (tseen[reason] or 0) + 1
+    redis.call('HSET', conn, 'test_seen', cjson.encode(tseen))
   end
 end
 

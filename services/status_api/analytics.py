@@ -1,0 +1,201 @@
+"""Product analytics events, published to RabbitMQ without ever slowing or failing a request.
+
+    request --emit()--> bounded in-process queue --drain task, own channel--> topic exchange
+                        (full: dropped and counted)                          (routing key = event name)
+
+Every event is counted in Prometheus when it happens (``hookstatus_analytics_events_total{event}``),
+whether or not it reaches the broker; the ones that do not are counted in
+``hookstatus_analytics_dropped_total{event,reason}``. Look-ups an event needs (is there already a live
+connection for this account and provider?) run in the background too. The schema is in
+docs/ANALYTICS.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aio_pika
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiohttp import web
+
+from services.status_api.auth import PRINCIPAL
+from services.status_api.config import Settings
+from shared import metrics
+from shared.broker import AMQP_ERRORS
+from shared.errors import StoreUnavailable
+from shared.models import iso, new_id, now_ms
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+SETUP_COMPLETED = "integration_setup_completed"
+RECONNECT_ATTEMPTED = "integration_reconnect_attempted"
+STATUS_VIEWED = "integration_status_viewed"
+LIVE_STATES = ("connected", "pending")
+FLUSH_ON_CLOSE_S = 1.0
+# What a person was shown, as the product ticket segments it.
+STATUS_LABELS = {"connected": "connected", "pending": "pending", "failing": "error", "silent": "error",
+                 "failed": "error"}
+
+
+class Analytics:
+    """The bounded queue, its drain task's channel, and the background look-ups."""
+
+    def __init__(self, connection: AbstractRobustConnection, exchange: str, size: int, timeout_s: float) -> None:
+        self._connection = connection
+        self._exchange_name = exchange
+        self._timeout_s = timeout_s
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def emit(self, event: str, *, account_id: str, connection_id: str, provider: str, **fields: Any) -> None:
+        """Count the event and queue it for publishing; never blocks, never raises."""
+        metrics.ANALYTICS_EVENTS.labels(event).inc()
+        body = {
+            "event": event,
+            "event_id": new_id(),
+            "schema_version": SCHEMA_VERSION,
+            "occurred_at": iso(now_ms()),
+            "account_id": account_id,
+            "connection_id": connection_id,
+            "provider": provider,
+            **fields,
+        }
+        try:
+            self._queue.put_nowait(body)
+        except asyncio.QueueFull:
+            metrics.ANALYTICS_DROPPED.labels(event, "queue_full").inc()
+
+    def later(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run a look-up that leads to an event in the background (the request does not wait)."""
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain_forever(self) -> None:
+        while True:
+            body = await self._queue.get()
+            try:
+                await self._publish(body)
+            except AMQP_ERRORS as exc:
+                metrics.ANALYTICS_DROPPED.labels(body["event"], "broker_unavailable").inc()
+                log.warning("analytics event dropped", extra={"event_name": body["event"],
+                                                               "error": type(exc).__name__})
+                self._exchange = None
+            finally:
+                self._queue.task_done()
+
+    async def _publish(self, body: dict[str, Any]) -> None:
+        if self._connection.is_closed:
+            raise ConnectionError("the broker connection is closed")
+        exchange = await asyncio.wait_for(self._ready_exchange(), self._timeout_s)
+        message = aio_pika.Message(
+            orjson.dumps(body),
+            content_type="application/json",
+            message_id=body["event_id"],
+            type=body["event"],
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await exchange.publish(message, routing_key=body["event"], timeout=self._timeout_s)
+
+    async def _ready_exchange(self) -> AbstractExchange:
+        if self._exchange is None or self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel()
+            # Declared (durable, topic) by the status API at start-up; only looked up here.
+            self._exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
+        return self._exchange
+
+    async def close(self) -> None:
+        for task in tuple(self._tasks):
+            task.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), FLUSH_ON_CLOSE_S)
+        if self._channel is not None and not self._channel.is_closed:
+            with contextlib.suppress(*AMQP_ERRORS):
+                await self._channel.close()
+
+
+ANALYTICS = web.AppKey("analytics", Analytics)
+
+
+@asynccontextmanager
+async def running(connection: AbstractRobustConnection, settings: Settings) -> AsyncIterator[Analytics]:
+    analytics = Analytics(connection, settings.analytics_exchange, settings.analytics_queue_size,
+                          settings.publish_timeout_s)
+    drain = asyncio.create_task(analytics.drain_forever())
+    try:
+        yield analytics
+    finally:
+        await analytics.close()
+        drain.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await drain
+
+
+# --- the three events -----------------------------------------------------------------------------
+
+
+def setup_completed(request: web.Request, store: Store, view: dict[str, Any]) -> None:
+    """A connection was created; if the account already had a live one for this provider, that
+    is a reconnect attempt too."""
+    analytics = request.app[ANALYTICS]
+    analytics.emit(SETUP_COMPLETED, account_id=view["account_id"], connection_id=view["id"],
+                   provider=view["provider"], state=view["state"])
+    analytics.later(_reconnect_if_live(analytics, store, view["account_id"], view["provider"], view["id"],
+                                       "create", None))
+
+
+def reconnect_requested(request: web.Request, store: Store, before: dict[str, str], new_secret: bool) -> None:
+    """A reconnect: an attempt when this connection (or a sibling of the provider) was live."""
+    analytics = request.app[ANALYTICS]
+    live_self = before if before.get("state") in LIVE_STATES else None
+    analytics.later(_reconnect_if_live(analytics, store, before["account_id"], before["provider"], before["id"],
+                                       "reconnect", live_self, new_secret=new_secret))
+
+
+async def _reconnect_if_live(
+    analytics: Analytics, store: Store, account_id: str, provider: str, connection_id: str, trigger: str,
+    live: dict[str, str] | None, **fields: Any,
+) -> None:
+    try:
+        live = live or await _live_sibling(store, account_id, provider, connection_id)
+    except StoreUnavailable:
+        log.warning("reconnect analytics skipped: redis unavailable")
+        return
+    if live is None:
+        return
+    analytics.emit(RECONNECT_ATTEMPTED, account_id=account_id, connection_id=connection_id, provider=provider,
+                   trigger=trigger, existing_connection_id=live["id"], existing_state=live["state"], **fields)
+
+
+async def _live_sibling(store: Store, account_id: str, provider: str, exclude: str) -> dict[str, str] | None:
+    ids = [cid for cid in await store.account_connection_ids(account_id) if cid != exclude]
+    for raw in await store.get_many(ids):
+        if raw.get("provider") == provider and raw.get("state") in LIVE_STATES:
+            return raw
+    return None
+
+
+def status_shown(request: web.Request, views: Iterable[dict[str, Any]], via: str = "stream") -> None:
+    """Statuses a person was shown: counted for browser tokens only (the product backend's own reads
+    are not views). Disconnected connections are not a post-setup status and are not counted."""
+    principal = request.get(PRINCIPAL)
+    if principal is None or principal.kind != "browser":
+        return
+    analytics = request.app[ANALYTICS]
+    for view in views:
+        status = STATUS_LABELS.get(view["display"])
+        if status is None:
+            continue
+        metrics.STATUS_VIEWED.labels(status).inc()
+        analytics.emit(STATUS_VIEWED, account_id=view["account_id"], connection_id=view["id"],
+                       provider=view["provider"], status=status, display=view["display"], state=view["state"],
+                       reason=view["reason"], via=via)

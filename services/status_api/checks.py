@@ -1,0 +1,71 @@
+"""Test events: a window in which the next verified event (or handshake) proves the connection works.
+
+``POST /v1/connections/{id}/tests`` opens one (``timeout_s``, default 120) and answers with the
+provider's instructions for sending a test event. The verifier passes it atomically with the delivery
+(``shared/lua/apply_delivery.lua``) and its sweep fails it when the window closes, with what was seen
+(``test_no_events``, ``test_bad_signatures``, ``test_stale_timestamps``, ``test_rejected_deliveries``).
+Opening a new window replaces an open one (which fails as ``test_superseded``). Every change bumps the
+connection's version and is published, so streams show it; the connection carries it as ``last_test``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+
+from services.status_api import validation as v
+from services.status_api.views import CONNECTIONS, visible
+from shared.errors import ApiError, NotFound
+from shared.http import json_response
+from shared.models import new_id, now_ms, view_of_test
+from shared.providers import PROVIDERS
+
+TEST_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def _instructions(provider: str) -> str:
+    adapter = PROVIDERS.get(provider)
+    return adapter.info.test_instructions if adapter else "Send any signed event to the webhook URL."
+
+
+def _render(raw_test: dict[str, str], connection: dict[str, str]) -> dict[str, Any]:
+    view = view_of_test(raw_test) or {}
+    return {**view, "connection_id": connection["id"], "instructions": _instructions(connection["provider"])}
+
+
+async def start_test(request: web.Request) -> web.Response:
+    raw = await visible(request)
+    data = await v.json_object(request, optional=True)
+    v.only_fields(data, {"timeout_s"})
+    settings = request.app[CONNECTIONS].settings
+    timeout_s = v.integer(data, "timeout_s", 1, settings.test_max_timeout_s) or settings.test_default_timeout_s
+    store, test_id, now = request.app[CONNECTIONS].store, new_id(), now_ms()
+    result = await store.start_test(raw["id"], test_id, now, now + timeout_s * 1000)
+    if result is None:
+        raise NotFound("no connection has this id", code="connection_not_found")
+    if result == "disconnected":
+        raise ApiError("the connection is disconnected; reconnect it before testing it",
+                       code="connection_disconnected", status=409)
+    return json_response(_render(await _test_fields(request, raw["id"], test_id), raw), 201)
+
+
+async def get_test(request: web.Request) -> web.Response:
+    raw = await visible(request)
+    test_id = request.match_info["test_id"]
+    if not TEST_ID.match(test_id):
+        raise NotFound("no test has this id", code="test_not_found")
+    return json_response(_render(await _test_fields(request, raw["id"], test_id), raw))
+
+
+async def _test_fields(request: web.Request, cid: str, test_id: str) -> dict[str, str]:
+    fields = await request.app[CONNECTIONS].store.get_test(cid, test_id)
+    if fields is None:
+        raise NotFound("no test has this id", code="test_not_found")
+    return fields
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/connections/{connection_id}/tests", start_test)
+    app.router.add_get("/v1/connections/{connection_id}/tests/{test_id}", get_test)

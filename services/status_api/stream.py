@@ -1,0 +1,351 @@
+"""Server-Sent Events: the live status of one connection, or of every connection of an account.
+
+    Lua transition --PUBLISH changes--> ChangeHub (one pub/sub connection per process)
+        --> per-stream bounded asyncio queues (indexed by account) --> each stream re-reads the
+            changed connection and writes ``event: connection`` with its full status object
+
+Event ids are resume cursors: ``<first 12 hex of a connection id>.<version>`` for every connection the
+stream has shown, joined by ``-``. A client that comes back with ``Last-Event-ID`` gets every connection
+in scope whose version is above the cursor's (or that the cursor does not name), and nothing else. A
+version only grows, so nothing that changed is missed, whichever replica serves the resume.
+
+A stream whose queue fills (a reader that stopped reading) is ended, not the process; the browser comes
+back with ``Last-Event-ID`` and misses nothing. After the pub/sub connection is re-established, every
+stream re-reads its scope (notifications may have been lost meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from services.status_api import analytics
+from services.status_api import validation as v
+from services.status_api.auth import Principal, require
+from services.status_api.views import CONNECTIONS, visible
+from shared import metrics
+from shared.errors import ApiError, NotFound, StoreUnavailable
+from shared.models import connection_view, now_ms
+from shared.store import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+RETRY_MS = 2000  # how soon a browser reconnects after the stream ends
+SUBSCRIBE_WAIT_S = 5.0
+ID_CHARS = 12
+
+
+class Signal(enum.Enum):
+    RESYNC = "resync"  # notifications may have been lost: re-read the whole scope
+    CLOSE = "close"  # the process is shutting down
+    DROPPED = "dropped"  # the stream fell behind
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str
+    account_id: str
+    version: int
+
+
+class Listener:
+    """One stream's inbox. ``connection_id`` None means every connection of the account."""
+
+    def __init__(self, account_id: str, connection_id: str | None, size: int) -> None:
+        self.account_id = account_id
+        self.connection_id = connection_id
+        self.queue: asyncio.Queue[Change | Signal] = asyncio.Queue(size)
+
+    def offer(self, item: Change | Signal) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            metrics.SSE_DROPPED.inc()
+            self.interrupt(Signal.DROPPED)
+
+    def interrupt(self, signal: Signal) -> None:
+        """Replace whatever is queued with ``signal`` (it must get through even to a full queue)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(signal)
+
+
+class ChangeHub:
+    """Reads the changes channel on one pub/sub connection and fans out to listeners in-process."""
+
+    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int) -> None:
+        self._redis = client
+        self._channel = channel
+        self._queue_size = queue_size
+        self._by_account: dict[str, set[Listener]] = {}
+        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
+        self.closing = False
+
+    def listen(self, account_id: str, connection_id: str | None) -> Listener:
+        listener = Listener(account_id, connection_id, self._queue_size)
+        self._by_account.setdefault(account_id, set()).add(listener)
+        self.listeners.add(listener)
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        group = self._by_account.get(listener.account_id)
+        if group is not None:
+            group.discard(listener)
+            if not group:
+                del self._by_account[listener.account_id]
+        self.listeners.discard(listener)
+
+    def dispatch(self, data: str | bytes) -> None:
+        try:
+            note = orjson.loads(data)
+            change = Change(str(note["id"]), str(note["account_id"]), int(note["version"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed change notification")
+            return
+        for listener in tuple(self._by_account.get(change.account_id, ())):
+            if listener.connection_id in (None, change.id):
+                listener.offer(change)
+
+    def broadcast(self, signal: Signal) -> None:
+        for listener in tuple(self.listeners):
+            if signal is Signal.CLOSE:
+                listener.interrupt(signal)
+            else:
+                listener.offer(signal)
+
+    async def run(self, subscribed: asyncio.Event) -> None:
+        """Subscribe, and stay subscribed: on any Redis error, back off, re-subscribe and resync."""
+        delay = 0.1
+        while True:
+            try:
+                await self._listen_once(subscribed)
+            except REDIS_ERRORS as exc:
+                log.warning("change subscription lost; re-subscribing",
+                            extra={"error": type(exc).__name__, "retry_in_s": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen_once(self, subscribed: asyncio.Event) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self._channel)
+            subscribed.set()
+            self.broadcast(Signal.RESYNC)  # whatever happened while we were not subscribed
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self.dispatch(message["data"])
+        finally:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+HUB = web.AppKey("change_hub", ChangeHub)
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[CONNECTIONS].store
+    hub = ChangeHub(store.redis, store.keys.changes, app[CONNECTIONS].settings.sse_queue_size)
+    app[HUB] = hub
+    subscribed = asyncio.Event()
+    task = asyncio.create_task(hub.run(subscribed))
+    # Streams read their snapshot after listening; wait for the subscription so none misses a change.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_WAIT_S)
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def close_streams(app: web.Application) -> None:
+    """``on_shutdown``: end every open stream now, so shutdown does not wait for them."""
+    hub = app[HUB]
+    hub.closing = True
+    hub.broadcast(Signal.CLOSE)
+
+
+# --- resume cursors -------------------------------------------------------------------------------
+
+
+def encode_cursor(versions: dict[str, int]) -> str:
+    """``<id prefix>.<version>`` per connection. Prefixes that collide are left out (so re-sent)."""
+    by_prefix: dict[str, list[int]] = {}
+    for cid, version in versions.items():
+        by_prefix.setdefault(cid[:ID_CHARS], []).append(version)
+    return "-".join(f"{p}.{vs[0]}" for p, vs in sorted(by_prefix.items()) if len(vs) == 1)
+
+
+def decode_cursor(text: str | None) -> dict[str, int]:
+    """The cursor's versions by id prefix; anything unreadable counts as unknown (so re-sent)."""
+    known: dict[str, int] = {}
+    for part in (text or "").strip().split("-"):
+        prefix, _, version = part.partition(".")
+        if len(prefix) == ID_CHARS and version.isdigit():
+            known[prefix] = int(version)
+    return known
+
+
+# --- one stream -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    account_id: str
+    connection_id: str | None = None  # None: the whole account
+
+
+class EventStream:
+    """Writes SSE frames to one response, remembering what it has shown (its cursor)."""
+
+    def __init__(self, response: web.StreamResponse, write_timeout_s: float) -> None:
+        self.response = response
+        self.write_timeout_s = write_timeout_s
+        self.shown: dict[str, int] = {}
+
+    async def _write(self, frame: str) -> None:
+        await asyncio.wait_for(self.response.write(frame.encode()), self.write_timeout_s)
+
+    async def comment(self, text: str) -> None:
+        await self._write(f": {text}\n\n")
+
+    async def retry(self, ms: int) -> None:
+        await self._write(f"retry: {ms}\n\n")
+
+    async def event(self, name: str, data: Any) -> None:
+        await self._write(f"event: {name}\ndata: {orjson.dumps(data).decode()}\n\n")
+
+    def is_new(self, cid: str, version: int) -> bool:
+        return version > self.shown.get(cid, 0)
+
+    async def connection(self, view: dict[str, Any]) -> None:
+        self.shown[view["id"]] = max(view["version"], self.shown.get(view["id"], 0))
+        body = orjson.dumps(view).decode()
+        await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {body}\n\n")
+
+
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache, no-transform",
+    "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+}
+
+
+async def _load(request: web.Request, scope: Scope) -> list[dict[str, str]]:
+    store = request.app[CONNECTIONS].store
+    if scope.connection_id is not None:
+        raw = await store.get(scope.connection_id)
+        return [raw] if raw else []
+    return await store.list_for_account(scope.account_id)
+
+
+def _changed(rows: Iterable[dict[str, str]], known: dict[str, int], stream: EventStream) -> list[dict[str, str]]:
+    """Rows the client has not seen at their version; the ones it has are recorded as shown."""
+    fresh = []
+    for raw in rows:
+        version = int(raw.get("version") or 0)
+        seen = known.get(raw["id"][:ID_CHARS])
+        if seen is not None and version <= seen:
+            stream.shown[raw["id"]] = seen
+        elif stream.is_new(raw["id"], version):
+            fresh.append(raw)
+    return fresh
+
+
+async def _send_rows(stream: EventStream, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
+    views = [connection_view(raw) for raw in rows]
+    for view in views:
+        await stream.connection(view)
+    return views
+
+
+async def _on_change(request: web.Request, scope: Scope, stream: EventStream, change: Change) -> None:
+    if not stream.is_new(change.id, change.version):
+        return
+    raw = await request.app[CONNECTIONS].store.get(change.id)
+    if raw and raw["account_id"] == scope.account_id and stream.is_new(raw["id"], int(raw.get("version") or 0)):
+        await stream.connection(connection_view(raw))
+
+
+def _wait_s(heartbeat_s: float, principal: Principal) -> float:
+    if principal.expires_at_ms is None:
+        return heartbeat_s
+    return max(0.0, min(heartbeat_s, (principal.expires_at_ms - now_ms()) / 1000))
+
+
+async def _pump(request: web.Request, scope: Scope, stream: EventStream, listener: Listener) -> None:
+    """Forward changes until the client leaves, the token expires, or the process shuts down."""
+    principal = require(request)
+    heartbeat_s = request.app[CONNECTIONS].settings.sse_heartbeat_s
+    while True:
+        try:
+            item = await asyncio.wait_for(listener.queue.get(), _wait_s(heartbeat_s, principal))
+        except TimeoutError:
+            if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
+                await stream.event("token_expired", {"error": {
+                    "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
+                return
+            await stream.comment("heartbeat")
+            continue
+        if item is Signal.CLOSE or item is Signal.DROPPED:
+            return
+        if item is Signal.RESYNC:
+            await _send_rows(stream, _changed(await _load(request, scope), {}, stream))
+        else:
+            await _on_change(request, scope, stream, item)
+
+
+async def serve(request: web.Request, scope: Scope) -> web.StreamResponse:
+    """Snapshot (or resume), then live changes. Errors before the first byte are ordinary 4xx/5xx."""
+    hub = request.app[HUB]
+    if hub.closing:
+        raise ApiError("the service is shutting down; reconnect shortly", code="shutting_down", status=503)
+    listener = hub.listen(scope.account_id, scope.connection_id)  # before the snapshot: no gap
+    try:
+        last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        known = decode_cursor(last_id)
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        stream = EventStream(response, request.app[CONNECTIONS].settings.sse_write_timeout_s)
+        rows = _changed(await _load(request, scope), known, stream)
+        await response.prepare(request)
+        metrics.SSE_STREAMS.inc()
+        try:
+            await stream.retry(RETRY_MS)
+            views = await _send_rows(stream, rows)
+            await stream.event("ready", {"connections": len(stream.shown), "resumed": last_id is not None})
+            if last_id is None:
+                analytics.status_shown(request, views)
+            await _pump(request, scope, stream, listener)
+        except (ConnectionResetError, TimeoutError, StoreUnavailable) as exc:
+            log.info("stream ended", extra={"why": type(exc).__name__})
+        finally:
+            metrics.SSE_STREAMS.dec()
+    finally:
+        hub.forget(listener)
+    return response
+
+
+async def connection_stream(request: web.Request) -> web.StreamResponse:
+    raw = await visible(request)
+    return await serve(request, Scope(raw["account_id"], raw["id"]))
+
+
+async def account_stream(request: web.Request) -> web.StreamResponse:
+    account = v.account_id(request.match_info["account_id"])
+    if not require(request).can_see(account):
+        raise NotFound("no account has this id", code="account_not_found")
+    return await serve(request, Scope(account))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/connections/{connection_id}/stream", connection_stream)
+    app.router.add_get("/v1/accounts/{account_id}/stream", account_stream)

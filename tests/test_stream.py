@@ -1,0 +1,188 @@
+"""Server-Sent Events, end to end: a signed webhook through receiver and verifier shows up on an open
+stream (no polling), new connections appear on the account stream, and a resume misses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from hookstatus_client import HookStatusClient, SseParser, StreamEvent
+from services.status_api.app import create_app as create_status_api
+from services.status_api.config import Settings as StatusSettings
+from services.status_api.stream import ChangeHub, Signal, decode_cursor, encode_cursor
+from tests.signing import standard_webhooks_headers
+from tests.system import TOKEN, System, free_port, start_system
+
+EVENT = orjson.dumps({"type": "invoice.paid"})
+GUARD_S = 15  # a guard against hanging, not a speed assertion
+
+
+async def _signed(system: System, conn: dict[str, Any]) -> None:
+    headers = standard_webhooks_headers(conn["secret"], EVENT, f"msg_{uuid.uuid4().hex}")
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, headers)
+    assert status == 202
+
+
+async def _until(events: AsyncIterator[StreamEvent], name: str) -> list[StreamEvent]:
+    seen = []
+    async for event in events:
+        seen.append(event)
+        if event.event == name:
+            return seen
+    raise AssertionError(f"the stream ended before a {name!r} event")
+
+
+async def _next_connection(events: AsyncIterator[StreamEvent]) -> dict[str, Any]:
+    async for event in events:
+        if event.event == "connection":
+            return event.data  # type: ignore[no-any-return]
+    raise AssertionError("the stream ended")
+
+
+async def test_a_signed_webhook_reaches_an_open_stream(system: System) -> None:
+    conn = await system.create()
+    async with HookStatusClient(system.api_url, TOKEN, session=system.session) as client, \
+            asyncio.timeout(GUARD_S):
+        events = client.stream(connection_id=conn["id"])
+        first = await _until(events, "ready")
+        assert [e.event for e in first] == ["connection", "ready"]
+        assert first[0].data["state"] == "pending"
+        assert first[0].data["display"] == "pending"
+        assert first[0].data["cta"]["label"] == "Waiting for first event…"
+
+        await _signed(system, conn)
+        view = await _next_connection(events)
+        assert view["id"] == conn["id"]
+        assert view["state"] == "connected"
+        assert view["display"] == "connected"
+        assert view["cta"]["label"] == "Connected"
+        assert view["version"] > first[0].data["version"]
+        assert "secret" not in view
+        await events.aclose()
+
+
+async def test_the_account_stream_shows_connections_created_after_it_opened(system: System) -> None:
+    before = await system.create(account_id="acct-live")
+    await system.create(account_id="acct-other")
+    token = await system.browser_token("acct-live")
+    url = f"{system.api_url}/v1/accounts/acct-live/stream"
+    async with system.session.get(url, params={"token": token}) as resp, asyncio.timeout(GUARD_S):
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        parser = SseParser()
+        events: list[tuple[str, Any]] = []
+        created: dict[str, Any] | None = None
+        async for raw in resp.content:
+            event = parser.feed_line(raw.decode().rstrip("\r\n"))
+            if event is None:
+                continue
+            events.append((event.event, orjson.loads(event.data)))
+            if event.event == "ready":
+                created = await system.create(account_id="acct-live")
+            if event.event == "connection" and created and orjson.loads(event.data)["id"] == created["id"]:
+                break
+    assert created is not None
+    assert events[0][0] == "connection" and events[0][1]["id"] == before["id"]
+    assert events[1] == ("ready", {"connections": 1, "resumed": False})
+    assert events[-1][1]["state"] == "pending"
+    assert all(data.get("account_id", "acct-live") == "acct-live" for _, data in events)
+    assert parser.retry_ms == 2000
+
+
+async def test_resume_with_last_event_id_sends_what_changed_and_nothing_else(system: System) -> None:
+    a, b, c = [await system.create(account_id="acct-r") for _ in range(3)]
+    async with HookStatusClient(system.api_url, TOKEN, session=system.session) as client:
+        async with asyncio.timeout(GUARD_S):
+            first = await _until(client.stream(account_id="acct-r"), "ready")
+        snapshot = {e.data["id"] for e in first if e.event == "connection"}
+        assert snapshot == {a["id"], b["id"], c["id"]}
+        last_id = first[-2].id
+        assert last_id is not None
+
+        # While nobody listens: one connection changes, one is created.
+        await _signed(system, a)
+        await system.wait_for(a["id"], lambda v: v["state"] == "connected")
+        d = await system.create(account_id="acct-r")
+
+        async with asyncio.timeout(GUARD_S):
+            resumed = await _until(client.stream(account_id="acct-r", last_event_id=last_id), "ready")
+    got = {e.data["id"]: e.data for e in resumed if e.event == "connection"}
+    assert set(got) == {a["id"], d["id"]}
+    assert got[a["id"]]["state"] == "connected"
+    assert resumed[-1].data == {"connections": 4, "resumed": True}
+    # The resumed stream's cursor covers every connection, so a further resume re-sends nothing.
+    assert set(decode_cursor(resumed[-2].id)) == {x["id"][:12] for x in (a, b, c, d)}
+
+
+async def test_heartbeats_keep_the_stream_alive(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    async with start_system(amqp_url, redis_url, prefix, status_api={"sse_heartbeat_s": 0.1}) as system:
+        conn = await system.create()
+        url = f"{system.api_url}/v1/connections/{conn['id']}/stream"
+        parser = SseParser()
+        async with system.session.get(url, headers=system.auth) as resp, asyncio.timeout(GUARD_S):
+            async for raw in resp.content:
+                parser.feed_line(raw.decode().rstrip("\r\n"))
+                if parser.comments >= 2:
+                    break
+    assert parser.comments >= 2
+
+
+async def test_shutdown_closes_open_streams(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    settings = StatusSettings.from_env(
+        amqp_url=amqp_url, redis_url=redis_url, redis_prefix=prefix, amqp_prefix=prefix,
+        analytics_exchange=f"{prefix}.analytics", status_api_token=(TOKEN,),
+    )
+    runner = web.AppRunner(create_status_api(settings))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    lines: list[bytes] = []
+    async with aiohttp.ClientSession() as session, asyncio.timeout(GUARD_S):
+        url = f"http://127.0.0.1:{port}/v1/accounts/acct-x/stream"
+        async with session.get(url, headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            assert resp.status == 200
+            async for raw in resp.content:
+                lines.append(raw)
+                if raw.startswith(b"event: ready"):
+                    break
+            cleanup = asyncio.create_task(runner.cleanup())
+            rest = await resp.content.read()  # returns at end of stream: the server closed it
+            await cleanup
+    assert b"event: ready\n" in lines
+    assert b"event: connection" not in rest
+
+
+def test_a_stream_that_falls_behind_is_dropped_not_the_process() -> None:
+    hub = ChangeHub(aioredis.Redis(), "unused", queue_size=3)
+    slow = hub.listen("acct", None)
+    other = hub.listen("acct-2", None)
+    for version in range(1, 10):
+        hub.dispatch(orjson.dumps({"id": "c" * 32, "account_id": "acct", "version": version, "state": "x"}))
+    assert slow.queue.get_nowait() is Signal.DROPPED
+    assert other.queue.empty()  # other accounts' streams never see it
+    hub.forget(slow)
+    hub.dispatch(b"not json")  # ignored, not raised
+
+
+@pytest.mark.parametrize("versions", [{}, {"a" * 32: 3}, {"a" * 32: 3, "b" * 32: 12, "c" * 32: 1}])
+def test_cursor_round_trip(versions: dict[str, int]) -> None:
+    assert decode_cursor(encode_cursor(versions)) == {k[:12]: v for k, v in versions.items()}
+
+
+def test_cursor_leaves_out_colliding_prefixes_and_ignores_garbage() -> None:
+    cursor = encode_cursor({"a" * 12 + "1" * 20: 2, "a" * 12 + "2" * 20: 3, "b" * 32: 4})
+    assert decode_cursor(cursor) == {"b" * 12: 4}
+    assert decode_cursor("nonsense-123.x-\n") == {}
+    assert decode_cursor(None) == {}

@@ -1,0 +1,163 @@
+"""Browser tokens: minted by the product backend, scoped to one account, short-lived, unforgeable."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+
+from hookstatus_client import HookStatusClient, HookStatusError
+from services.status_api import tokens
+from tests.system import System
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def _as(system: System, token: str, method: str, path: str, **kw: object) -> tuple[int, dict]:
+    async with system.session.request(method, system.api_url + path,
+                                      headers={"Authorization": f"Bearer {token}"}, **kw) as resp:
+        return resp.status, await resp.json(content_type=None)
+
+
+async def test_minted_token_has_a_short_iso_expiry(system: System) -> None:
+    status, data = await system.api("POST", "/v1/accounts/acct-a/tokens")
+    assert status == 201
+    assert data["token"].startswith("hsb1.")
+    assert data["account_id"] == "acct-a"
+    expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+    assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
+
+    status, data = await system.api("POST", "/v1/accounts/acct-a/tokens", json={"ttl_s": 60})
+    assert status == 201
+    expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
+    assert expires - datetime.now(UTC) <= timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("body", [{"ttl_s": 0}, {"ttl_s": 10**6}, {"ttl_s": "60"}, {"scope": "all"}])
+async def test_bad_token_requests_are_400(system: System, body: dict) -> None:
+    status, data = await system.api("POST", "/v1/accounts/acct-a/tokens", json=body)
+    assert status == 400
+    assert data["error"]["code"] in ("invalid_field", "unknown_field")
+
+
+async def test_a_browser_token_sees_its_own_account_only(system: System) -> None:
+    mine = await system.create(account_id="acct-a")
+    theirs = await system.create(account_id="acct-b")
+    token = await system.browser_token("acct-a")
+
+    status, view = await _as(system, token, "GET", f"/v1/connections/{mine['id']}")
+    assert status == 200 and view["id"] == mine["id"]
+    assert "secret" not in view
+    # EventSource cannot send headers: the token also works as ?token=
+    async with system.session.get(f"{system.api_url}/v1/connections/{mine['id']}",
+                                  params={"token": token}) as resp:
+        assert resp.status == 200
+
+    for method, path in [
+        ("GET", f"/v1/connections/{theirs['id']}"),
+        ("GET", f"/v1/connections/{theirs['id']}/deliveries"),
+        ("GET", f"/v1/connections/{theirs['id']}/stream"),
+        ("POST", f"/v1/connections/{theirs['id']}/tests"),
+        ("POST", f"/v1/connections/{theirs['id']}/reconnect"),
+    ]:
+        status, data = await _as(system, token, method, path)
+        assert status == 404, (method, path, data)
+        assert data["error"]["code"] == "connection_not_found"
+    status, data = await _as(system, token, "GET", "/v1/accounts/acct-b/stream")
+    assert status == 404
+
+    status, data = await _as(system, token, "GET", "/v1/connections")
+    assert [c["id"] for c in data["connections"]] == [mine["id"]]
+    status, data = await _as(system, token, "GET", "/v1/connections", params={"account_id": "acct-b"})
+    assert data["connections"] == []
+
+    # The other account's connection is untouched by all of the above.
+    assert (await system.get(theirs["id"]))["state"] == "pending"
+    assert (await system.get(theirs["id"]))["last_test"] is None
+
+
+async def test_a_browser_token_may_test_and_reconnect_but_not_manage(system: System) -> None:
+    mine = await system.create(account_id="acct-a")
+    token = await system.browser_token("acct-a")
+    async with HookStatusClient(system.api_url, token, session=system.session) as client:
+        test = await client.start_test(mine["id"], timeout_s=60)
+        assert test["state"] == "waiting"
+        assert (await client.reconnect(mine["id"]))["state"] == "pending"
+        for call in (
+            client.create_connection("acct-a", "standard-webhooks"),
+            client.disconnect(mine["id"]),
+            client.create_browser_token("acct-a"),
+        ):
+            with pytest.raises(HookStatusError) as err:
+                await call
+            assert err.value.status == 404
+    assert (await system.get(mine["id"]))["state"] == "pending"
+
+
+async def test_an_expired_token_is_401_token_expired(system: System) -> None:
+    conn = await system.create(account_id="acct-a")
+    token = await system.browser_token("acct-a", ttl_s=1)
+    status, _ = await _as(system, token, "GET", f"/v1/connections/{conn['id']}")
+    assert status == 200
+    await asyncio.sleep(1.1)
+    status, data = await _as(system, token, "GET", f"/v1/connections/{conn['id']}")
+    assert status == 401
+    assert data["error"]["code"] == "token_expired"
+
+
+async def test_an_open_stream_ends_with_token_expired(system: System) -> None:
+    conn = await system.create(account_id="acct-a")
+    token = await system.browser_token("acct-a", ttl_s=1)
+    names = []
+    async with HookStatusClient(system.api_url, token, session=system.session) as client:
+        async with asyncio.timeout(10):
+            async for event in client.stream(account_id="acct-a"):
+                names.append(event.event)
+    assert names == ["connection", "ready", "token_expired"]
+    assert conn["id"]
+
+
+async def test_forged_tokens_are_401_invalid_token(system: System) -> None:
+    conn = await system.create(account_id="acct-b")
+    token = await system.browser_token("acct-a")
+    prefix, payload, signature = token.split(".")
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=="))
+    other_account = _b64(orjson.dumps({**claims, "acct": "acct-b"}))
+    later = _b64(orjson.dumps({**claims, "exp": claims["exp"] + 10**9}))
+    far_past = 1_000_000_000_000
+    forged = [
+        f"{prefix}.{other_account}.{signature}",  # someone else's account, old signature
+        f"{prefix}.{later}.{signature}",  # a longer life, old signature
+        tokens.mint(("not-our-key",), "acct-b", far_past * 3),  # signed with another key
+        tokens.mint(("not-our-key",), "acct-b", far_past),  # ...and expired: still invalid, not expired
+        f"{prefix}.{payload}",
+        f"{prefix}.{payload}.not*base64",
+        "hsb1...",
+        "hsb1",
+        "some-random-string",
+    ]
+    for bad in forged:
+        status, data = await _as(system, bad, "GET", f"/v1/connections/{conn['id']}")
+        assert status == 401, bad
+        assert data["error"]["code"] == "invalid_token", bad
+
+
+def test_token_round_trip_and_key_rotation() -> None:
+    token = tokens.mint(("new-key", "old-key"), "acct-a", 2_000_000_000_000)
+    assert tokens.verify(("new-key",), token, 1_000).account_id == "acct-a"
+    old = tokens.mint(("old-key",), "acct-a", 2_000_000_000_000)
+    assert tokens.verify(("new-key", "old-key"), old, 1_000).expires_at_ms == 2_000_000_000_000
+    with pytest.raises(Exception) as err:
+        tokens.verify(("new-key",), old, 1_000)
+    assert getattr(err.value, "code", None) == "invalid_token"
+
+
+async def test_no_token_is_401(system: System) -> None:
+    async with system.session.get(f"{system.api_url}/v1/connections") as resp:
+        assert resp.status == 401
+        assert (await resp.json())["error"]["code"] == "missing_token"
