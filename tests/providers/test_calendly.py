@@ -72,3 +72,8 @@ async def test_header_without_v1_is_malformed(system: System) -> None:
     conn = await connection(system, "calendly", secret=KEY)
     headers = {"Calendly-Webhook-Signature": f"t={now_s()}"}
     await rejected(system, conn, BODY, headers, "malformed_signature")
+
+
+async def test_timestamp_from_the_future_is_refused(system: System) -> None:
+    conn = await connection(system, "calendly", secret=KEY)
+    await rejected(system, conn, BODY, signed(BODY, skew_s=+400), "timestamp_too_new")

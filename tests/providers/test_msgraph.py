@@ -69,3 +69,18 @@ async def test_notification_with_another_client_state_is_refused(system: System)
 async def test_notification_without_value_list_is_refused(system: System) -> None:
     conn = await graph(system)
     await rejected(system, conn, b'{"hello": "world"}', {}, "malformed_body")
+
+
+async def test_providers_list_says_what_each_of_these_needs(system: System) -> None:
+    status, data = await system.api("GET", "/v1/providers")
+    assert status == 200
+    listed = {p["name"]: p for p in data["providers"]}
+    ours = ("hubspot", "linear", "square", "pagerduty", "calendly", "paddle", "typeform", "intercom",
+            "dropbox", "twitter", "asana", "msgraph")
+    for name in ours:
+        entry = listed[name]
+        assert entry["title"] and entry["scheme"] and entry["secret_format"] and entry["test_instructions"]
+    assert "required" in listed["msgraph"]["settings"]["client_state"]
+    for name in ("dropbox", "twitter", "asana", "msgraph"):
+        assert listed[name]["handshake"], name
+    assert listed["hubspot"]["headers"] == ["X-HubSpot-Signature-v3", "X-HubSpot-Request-Timestamp"]

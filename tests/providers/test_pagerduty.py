@@ -70,3 +70,16 @@ async def test_header_without_v1_entry_is_malformed(system: System) -> None:
     conn = await connection(system, "pagerduty", secret=SECRET)
     headers = {"X-PagerDuty-Signature": "v2=abcdef"}
     await rejected(system, conn, PING, headers, "malformed_signature")
+
+
+async def test_previous_secret_still_verifies_during_a_rotation(system: System) -> None:
+    conn = await connection(system, "pagerduty", secret=SECRET)
+    new_secret = "pd-wh-secret-rotated-" + "y" * 16
+    status, view = await system.api(
+        "POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": new_secret}
+    )
+    assert status == 200, view
+    await accepted(system, conn, TRIGGERED, signed(TRIGGERED))  # still signed with the old secret
+    view = await system.get(conn["id"])
+    assert view["previous_secret_active"] is True
+    assert view["previous_secret_last_used_at"] is not None
