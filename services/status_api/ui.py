@@ -48,7 +48,7 @@ async def asset(request: web.Request) -> web.Response:
 
 
 async def to_index(request: web.Request) -> web.Response:
-    raise web.HTTPPermanentRedirect(request.rel_url.with_path("/ui/"))
+    raise web.HTTPPermanentRedirect(request.rel_url.with_path("/ui/").with_query(request.rel_url.query))
 
 
 async def me(request: web.Request) -> web.Response:

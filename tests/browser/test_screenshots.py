@@ -71,7 +71,5 @@ async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
         path = out / f"state-{name}.png"
         await ui.card(conn["id"]).screenshot(path=path)
         written.append(path)
-    page_path = out / "integrations-page.png"
-    await ui.page.screenshot(path=page_path, full_page=True)
-    for path in [*written, page_path]:
-        assert path.stat().st_size > 1000, path
+    for path in written:  # a card, not a blank: PNG of some size, but small enough for the repo
+        assert 1000 < path.stat().st_size < 150_000, (path, path.stat().st_size)

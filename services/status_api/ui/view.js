@@ -110,6 +110,8 @@ export function summaryOf(view, display) {
         + ((view.last_error && view.last_error.message) || 'see the recent deliveries for why.');
     case 'silent':
       return 'Connected, but no event has arrived for longer than expected. Check that the provider still sends.';
+    case 'disconnected':
+      return 'Disconnected: events sent to this webhook URL are refused. Connect it again to resume.';
     default:
       return view.reason_message || '';
   }
