@@ -108,12 +108,13 @@ class StandardWebhooks(Provider):
         raw_sig = self._header(request, "signature")
         timestamp = core.parse_timestamp(raw_ts, "webhook-timestamp")
         entries = self._signatures(raw_sig)
-        core.check_tolerance(timestamp, now, self.tolerance_s or 300)
         signed = f"{msg_id}.{raw_ts}.".encode() + request.body
         if secret.startswith(PUBLIC_PREFIX):
             self._check_ed25519(public_key(secret), signed, entries.get("v1a", []))
         else:
             self._check_hmac(decode_secret(secret), signed, entries.get("v1", []))
+        # After the signature: a timestamp error then always means a genuine replay or a skewed clock.
+        core.check_tolerance(timestamp, now, self.tolerance_s or 300)
         return Verified(event_id=msg_id, event_type=event_type_of(request.body, "type"))
 
     @staticmethod

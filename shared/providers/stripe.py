@@ -58,10 +58,10 @@ class Stripe(Provider):
             raise VerificationError(
                 core.MALFORMED_SIGNATURE, f"The {HEADER} header has no v1= signature.", header=HEADER
             )
-        core.check_tolerance(timestamp, now, self.tolerance_s or 300)
         expected = core.hmac_digest(secret.encode(), raw_ts.encode() + b"." + request.body)
         if not core.any_matches(expected, signatures):
             raise core.mismatch("Test mode and live mode endpoints have different secrets.")
+        core.check_tolerance(timestamp, now, self.tolerance_s or 300)  # signed, so a replay or a skew
         data = json_body(request.body)
         return Verified(
             event_id=dig(data, "id") or body_fingerprint(request.body),
