@@ -4,7 +4,6 @@ metrics. SIGTERM stops consuming, lets in-flight messages finish, and exits."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -61,12 +60,19 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         log.info("verifier stopping")
         await consumer.stop(GRACE_S)
         verifier.stopping.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
-            await gauges
+        await _finish((sweeper, gauges), timeout_s=1.0)
         if runner is not None:
             await runner.cleanup()
     log.info("verifier stopped")
+
+
+async def _finish(tasks: tuple[asyncio.Task[None], ...], timeout_s: float) -> None:
+    """Let background loops see ``stopping``; cancel one stuck on a slow Redis (each of their steps is
+    a compare-and-set script, so stopping between two loses nothing)."""
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _signal_event() -> asyncio.Event:

@@ -180,3 +180,8 @@ class Consumer:
         self.verifier.stopping.set()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=1.0)
+        # Still not done (a Redis that hangs rather than fails): cancel, so shutdown stays bounded.
+        # Their messages are unacked, so the broker hands them to the next verifier; a script that
+        # did run is then recognised as a duplicate.
+        for task in tuple(self._in_flight):
+            task.cancel()

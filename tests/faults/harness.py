@@ -79,7 +79,7 @@ class ServiceProcess:
                     async with session.get(self.url + "/healthz", timeout=aiohttp.ClientTimeout(total=1)) as r:
                         if r.status == 200:
                             return
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
                 await asyncio.sleep(0.1)
         raise AssertionError(f"{self.name} did not become healthy in {timeout_s}s:\n{self.logs()[-3000:]}")

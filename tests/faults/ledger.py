@@ -172,7 +172,7 @@ class Sender:
                     status: int | None = r.status
                     if r.status == 503:
                         assert r.headers.get("Retry-After"), "a 503 must carry Retry-After"
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 status = None
         self.ledger.record(event_id, target.cid, status)
         return status
@@ -194,20 +194,21 @@ class Sender:
         return retries
 
 
+async def counted_events(redis: aioredis.Redis, prefix: str, targets: list[Target]) -> int:
+    """``events_received`` of the connections, added up."""
+    keys = Keys(prefix)
+    return sum([int(await redis.hget(keys.conn(t.cid), "events_received") or 0) for t in targets])
+
+
 async def wait_stored(redis: aioredis.Redis, prefix: str, targets: list[Target], expected: int,
                       timeout_s: float = 60) -> int:
     """Wait until the connections together counted ``expected`` events (or time runs out)."""
-    keys = Keys(prefix)
     deadline = time.monotonic() + timeout_s
-    total = 0
-    while time.monotonic() < deadline:
-        total = 0
-        for t in targets:
-            total += int(await redis.hget(keys.conn(t.cid), "events_received") or 0)
-        if total >= expected:
+    while True:
+        total = await counted_events(redis, prefix, targets)
+        if total >= expected or time.monotonic() > deadline:
             return total
-        await asyncio.sleep(0.2)
-    return total
+        await asyncio.sleep(0.1)
 
 
 async def consumed_by_result(session: aiohttp.ClientSession, verifier_url: str) -> dict[str, float]:

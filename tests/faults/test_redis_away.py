@@ -14,7 +14,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from tests.faults.harness import TOKEN, Services
-from tests.faults.ledger import Ledger, Sender, Target, consumed_by_result, wait_stored
+from tests.faults.ledger import Ledger, Sender, Target, consumed_by_result, counted_events, wait_stored
 from tests.faults.proxy import FaultProxy
 
 EVENTS = 2000
@@ -42,11 +42,11 @@ async def test_redis_away_status_api_503_and_verifier_holds(
     await wait_stored(redis_client, prefix, targets, half // 2)
     redis_proxy.cut()
     outage: dict[str, object] = {}
-    counted_at_cut = await _counted(redis_client, prefix, targets)
+    counted_at_cut = await counted_events(redis_client, prefix, targets)
     await sender.send_many(items[half // 2 : half])  # accepted: the receiver's Redis is fine
     outage["api_while_cut"] = await _api_status(session, api.url, targets[0])
     await asyncio.sleep(1.5)
-    outage["counted_during_cut"] = await _counted(redis_client, prefix, targets) - counted_at_cut
+    outage["counted_during_cut"] = await counted_events(redis_client, prefix, targets) - counted_at_cut
     outage["queued_during_cut"] = await _queue_depth(amqp_url, prefix)
 
     redis_proxy.blackhole()
@@ -74,13 +74,6 @@ async def test_redis_away_status_api_503_and_verifier_holds(
     assert api_after[0] == 200
     assert stored == len(ledger.accepted_events) and figures["unanswered"] == 0, ledger.summary()
     ledger.assert_clean()
-
-
-async def _counted(redis: aioredis.Redis, prefix: str, targets: list[Target]) -> int:
-    from shared.keys import Keys
-
-    keys = Keys(prefix)
-    return sum([int(await redis.hget(keys.conn(t.cid), "events_received") or 0) for t in targets])
 
 
 async def _api_status(session: aiohttp.ClientSession, api_url: str, target: Target) -> tuple[int, object]:
