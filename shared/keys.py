@@ -30,6 +30,10 @@ class Keys:
         """Hash: test id -> JSON record of that connection's earlier (replaced) test windows."""
         return f"{self.prefix}:{{{cid}}}:tests"
 
+    def reject_bucket(self, cid: str) -> str:
+        """Hash: the token bucket that limits rejected deliveries of one connection."""
+        return f"{self.prefix}:{{{cid}}}:rejected_bucket"
+
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 
@@ -37,6 +41,11 @@ class Keys:
     def pending(self) -> str:
         """Sorted set: connection id scored by its pending deadline (ms)."""
         return f"{self.prefix}:pending"
+
+    @property
+    def conn_pattern(self) -> str:
+        """SCAN pattern for every connection hash (operator tools only; never on a hot path)."""
+        return f"{self.prefix}:{{*}}:conn"
 
     @property
     def state_counts(self) -> str:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.receiver.config import Settings
+from services.receiver.limits import RejectLimit, RejectLimiter
 from services.receiver.lookup import ConnectionTarget, load_target
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
+LIMITER = web.AppKey("reject_limiter", RejectLimiter)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = "5"
 
@@ -36,7 +38,8 @@ RETRY_AFTER_S = "5"
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with redis_client(settings.redis_url) as client:
-        app[STORE] = Store(client, settings.redis_prefix)
+        app[STORE] = store = Store(client, settings.redis_prefix)
+        app[LIMITER] = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
         yield
 
 
@@ -121,6 +124,10 @@ async def receive(request: web.Request) -> web.StreamResponse:
         )
     except VerificationError as exc:
         metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+        wait_s = await request.app[LIMITER].retry_after_s(cid, at)
+        if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
+            return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection "
+                                       "failed verification; retry later.", {"Retry-After": str(wait_s)})
         msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
         try:
             await _publish(request.app, msg)

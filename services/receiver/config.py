@@ -10,3 +10,6 @@ class Settings(CommonSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8080
     max_body_bytes: int = 1024 * 1024
+    # Rejected deliveries per connection: this many at once, then this many a second (over: 429).
+    rejected_burst: int = 30
+    rejected_per_s: float = 1.0
