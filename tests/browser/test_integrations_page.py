@@ -162,7 +162,13 @@ async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:
     await ui.wait_live()
 
     await expect(ui.card(silent["id"])).to_have_attribute("data-display", "silent")
-    await expect(ui.card(silent["id"]).locator(".badge")).to_have_text("Silent")
+    silent_card = ui.card(silent["id"])
+    await expect(silent_card.locator(".badge")).to_have_text("Silent")
+    await expect(silent_card.locator(".badge .icon-clock")).to_be_visible()
+    # "Connected" names the state and does nothing; what it stands for has its own button.
+    await expect(silent_card.locator(".cta.primary")).to_have_attribute("aria-disabled", "true")
+    await expect(silent_card.get_by_role("button", name="Reconnect")).to_be_visible()
+    await expect(silent_card.get_by_role("button", name="Send test event")).to_be_visible()
     card = ui.card(failing["id"])
     await expect(card).to_have_attribute("data-display", "connected")
     wrong_secret = (await ui.system.create())["secret"]

@@ -6,7 +6,17 @@ import {
 } from './view.js';
 
 const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect', Connect: 'connect' };
+const ACTION_WORDS = { reconnect: 'Reconnect', send_test: 'Send test event', connect: 'Connect' };
+const STATE_LABELS = new Set(['Connected', 'Waiting for first event…', 'Testing…']);
 const DELIVERIES_SHOWN = 5;
+
+/**
+ * Whether the cta's label names the state ("Connected", "Testing…") rather than an action. Such a
+ * button is shown as is but does nothing: pressing "Connected" must never reconnect anything.
+ */
+function isStateLabel(cta, secondaryAction) {
+  return !cta.action || cta.action === secondaryAction || STATE_LABELS.has(cta.label);
+}
 
 function badge(spec, extraClass = '') {
   return [icon(spec.icon), h('span', { class: `badge-text ${extraClass}`.trim() }, spec.label)];
@@ -28,7 +38,7 @@ export class ConnectionCard {
     const titleId = `title-${id}`;
     this.titleEl = h('h3', { id: titleId, class: 'title' }, title);
     this.badgeEl = h('span', { class: 'badge', part: 'badge' });
-    this.summaryEl = h('p', { class: 'summary' });
+    this.summaryEl = h('p', { class: 'summary', id: `summary-${id}` });
     this.deadlineEl = h('p', { class: 'deadline', hidden: true });
     this.urlEl = h('code', { class: 'url' });
     this.lastEventEl = h('dd', {});
@@ -39,7 +49,8 @@ export class ConnectionCard {
     // not name it (connected: "Connected" + "Reconnect").
     this.testButton = h('button', { type: 'button', class: 'cta tertiary', 'data-action': 'send_test' },
       'Send test event');
-    for (const button of [this.primary, this.secondary, this.testButton]) {
+    this.extraButton = h('button', { type: 'button', class: 'cta tertiary', hidden: true });
+    for (const button of [this.primary, this.secondary, this.testButton, this.extraButton]) {
       button.addEventListener('click', () => this.press(button));
     }
     this.noteEl = h('p', { class: 'note', hidden: true });
@@ -52,7 +63,7 @@ export class ConnectionCard {
         h('div', {}, h('dt', {}, 'Webhook URL'), h('dd', {}, this.urlEl)),
         h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
         h('div', {}, h('dt', {}, 'Events received'), this.countEl)),
-      h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton),
+      h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton, this.extraButton),
       this.noteEl, this.testEl,
       h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
         h('h4', {}, 'Recent deliveries'), this.deliveriesEl));
@@ -102,20 +113,25 @@ export class ConnectionCard {
 
   renderButtons() {
     const cta = this.view.cta || { label: 'Connect', action: 'connect', secondary: null };
-    const secondaryAction = cta.secondary ? ACTION_OF_LABEL[cta.secondary] || null : null;
-    // When the secondary button already does the primary's action, the primary is the state itself
-    // ("Connected", "Waiting for first event…"): shown as is, but not a second way to do the same.
-    const primaryIsState = secondaryAction === cta.action;
+    const secondaryAction = cta.secondary
+      ? cta.secondary_action || ACTION_OF_LABEL[cta.secondary] || null : null;
     const testRunning = Boolean(this.test && this.test.state === 'waiting');
-    this.setButton(this.primary, cta.label, cta.action, primaryIsState);
+    const primaryIsState = isStateLabel(cta, secondaryAction);
+    this.setButton(this.primary, cta.label, primaryIsState ? null : cta.action, primaryIsState);
     this.primary.classList.toggle('is-state', primaryIsState);
-    if (primaryIsState) this.primary.prepend(icon(DISPLAYS[this.display].icon));
+    if (primaryIsState) this.primary.prepend(icon(!cta.action && testRunning ? 'spinner' : DISPLAYS[this.display].icon));
+    this.primary.setAttribute('aria-describedby', this.summaryEl.id);
     this.secondary.hidden = !cta.secondary;
     this.setButton(this.secondary, cta.secondary || '', secondaryAction,
       !secondaryAction || (secondaryAction === 'send_test' && testRunning));
-    this.testButton.hidden = this.view.state === 'disconnected'
-      || cta.action === 'send_test' || secondaryAction === 'send_test';
+    const offered = new Set([primaryIsState ? null : cta.action, secondaryAction]);
+    // A test event is always on offer after setup (acceptance criterion 3)...
+    this.testButton.hidden = this.view.state === 'disconnected' || offered.has('send_test');
     this.setButton(this.testButton, 'Send test event', 'send_test', testRunning);
+    // ...and so is what a state button ("Connected") would do, on a button that says it.
+    const own = primaryIsState && cta.action && cta.action !== 'send_test' && !offered.has(cta.action);
+    this.extraButton.hidden = !own;
+    if (own) this.setButton(this.extraButton, ACTION_WORDS[cta.action] || cta.action, cta.action, false);
   }
 
   setButton(button, label, action, inert) {
