@@ -168,7 +168,10 @@ def _current_then_previous(
         first = exc
     try:
         verified = provider.verify(request, previous, settings, now)
-    except VerificationError:
+    except VerificationError as exc:
+        # Timestamps are judged after the signature: a timestamp error means the previous secret matched.
+        if exc.code in TIMESTAMP_REASONS:
+            raise
         raise first from None
     return _with_slot(verified, "previous")
 

@@ -93,3 +93,16 @@ def test_diagnosis_messages_never_contain_the_secret(name: str) -> None:
     except VerificationError as exc:
         for value in (secret, retired, secret.removeprefix("whsec_")):
             assert value not in exc.message and value not in str(exc.detail)
+
+
+def test_a_stale_request_signed_with_the_previous_secret_is_a_replay() -> None:
+    old = int(time.time()) - 3600
+    header = stripe.WebhookSignature.generate_signature_header(BODY.decode(), "whsec_previous", old)
+    request = InboundRequest("POST", "u", {"Stripe-Signature": header}, {}, BODY)
+    with pytest.raises(VerificationError) as caught:
+        verify_with_rotation(PROVIDERS["stripe"], request, ("whsec_current", "whsec_previous"), {}, time.time())
+    assert caught.value.code == "timestamp_too_old"
+    fresh = stripe.WebhookSignature.generate_signature_header(BODY.decode(), "whsec_previous")
+    request = InboundRequest("POST", "u", {"Stripe-Signature": fresh}, {}, BODY)
+    verified = verify_with_rotation(PROVIDERS["stripe"], request, ("whsec_current", "whsec_previous"), {}, time.time())
+    assert verified.secret_slot == "previous"
