@@ -167,8 +167,8 @@ def cta_for(
             return _cta("Connected", "reconnect", "Send test event", "send_test", SILENT_WORDS)
         return _cta("Connected", "reconnect", "Reconnect", "reconnect", None)
     if state == "failed":
-        return _cta("Reconnect", "reconnect", "Send test event", "send_test",
-                    REASON_WORDS.get(reason or "", REASON_WORDS["deadline_no_events"]))
+        why = reason if reason and reason.startswith("deadline_") else "deadline_no_events"
+        return _cta("Reconnect", "reconnect", "Send test event", "send_test", REASON_WORDS.get(why))
     return _cta("Connect", "connect", None, None, None)
 
 

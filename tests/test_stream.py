@@ -186,3 +186,20 @@ def test_cursor_leaves_out_colliding_prefixes_and_ignores_garbage() -> None:
     assert decode_cursor(cursor) == {"b" * 12: 4}
     assert decode_cursor("nonsense-123.x-\n") == {}
     assert decode_cursor(None) == {}
+
+
+async def test_a_connection_going_silent_is_pushed_without_any_stored_change(system: System) -> None:
+    conn = await system.create(expected_interval_s=1)
+    await _signed(system, conn)
+    await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    async with HookStatusClient(system.api_url, TOKEN, session=system.session) as client, \
+            asyncio.timeout(GUARD_S):
+        events = client.stream(connection_id=conn["id"])
+        first = await _next_connection(events)
+        # (Unless the second had already passed when the stream opened: then it opens silent.)
+        second = await _next_connection(events) if first["display"] == "connected" else first
+        await events.aclose()
+    assert second["display"] == "silent"
+    assert second["health"] == "silent"
+    assert second["version"] == first["version"]  # nothing was stored: time alone changed it
+    assert second["cta"]["secondary"] == "Send test event"

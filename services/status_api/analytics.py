@@ -86,12 +86,17 @@ class Analytics:
             try:
                 await self._publish(body)
             except AMQP_ERRORS as exc:
-                metrics.ANALYTICS_DROPPED.labels(body["event"], "broker_unavailable").inc()
-                log.warning("analytics event dropped", extra={"event_name": body["event"],
-                                                               "error": type(exc).__name__})
-                self._exchange = None
+                self._dropped(body, "broker_unavailable", exc)
+            except Exception as exc:  # the drain must outlive any one event: it is the only one
+                log.exception("analytics publish failed")
+                self._dropped(body, "broker_unavailable", exc)
             finally:
                 self._queue.task_done()
+
+    def _dropped(self, body: dict[str, Any], reason: str, exc: BaseException) -> None:
+        metrics.ANALYTICS_DROPPED.labels(body["event"], reason).inc()
+        log.warning("analytics event dropped", extra={"event_name": body["event"], "error": type(exc).__name__})
+        self._exchange = None  # open a fresh channel for the next one
 
     async def _publish(self, body: dict[str, Any]) -> None:
         if self._connection.is_closed:

@@ -35,7 +35,7 @@ from services.status_api.auth import Principal, require
 from services.status_api.views import CONNECTIONS, visible
 from shared import metrics
 from shared.errors import ApiError, NotFound, StoreUnavailable
-from shared.models import connection_view, now_ms
+from shared.models import connection_view, display_of, health_of, now_ms
 from shared.store import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,9 @@ class EventStream:
         self.response = response
         self.write_timeout_s = write_timeout_s
         self.shown: dict[str, int] = {}
+        # When a shown connection's display changes by time alone (a deadline passes, it goes silent):
+        # no change is published then, so the stream re-reads it at that moment.
+        self.due: dict[str, int] = {}
 
     async def _write(self, frame: str) -> None:
         await asyncio.wait_for(self.response.write(frame.encode()), self.write_timeout_s)
@@ -227,10 +230,36 @@ class EventStream:
     def is_new(self, cid: str, version: int) -> bool:
         return version > self.shown.get(cid, 0)
 
-    async def connection(self, view: dict[str, Any]) -> None:
+    def watch(self, raw: dict[str, str]) -> None:
+        at = _time_boundary(raw, now_ms())
+        if at is None:
+            self.due.pop(raw["id"], None)
+        else:
+            self.due[raw["id"]] = at
+
+    async def connection(self, raw: dict[str, str]) -> dict[str, Any]:
+        view = connection_view(raw)
         self.shown[view["id"]] = max(view["version"], self.shown.get(view["id"], 0))
+        self.watch(raw)
         body = orjson.dumps(view).decode()
         await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {body}\n\n")
+        return view
+
+
+def _time_boundary(raw: dict[str, str], now: int) -> int | None:
+    """The next moment the connection's ``display`` changes without any stored change, if any."""
+    at = None
+    if raw.get("state") == "pending":
+        at = int(raw.get("pending_deadline") or 0)
+    elif raw.get("state") == "connected" and raw.get("expected_interval_s") and raw.get("last_event_at"):
+        at = int(raw["last_event_at"]) + int(raw["expected_interval_s"]) * 1000 + 1
+    return at if at is not None and at > now else None
+
+
+def _shown_by_time(raw: dict[str, str], now: int) -> bool:
+    """True when the display is not what the stored change implied (a client resuming may not know)."""
+    display = display_of(raw, health_of(raw, now), now)
+    return display == "silent" or (display == "failed" and raw.get("state") == "pending")
 
 
 SSE_HEADERS = {
@@ -249,23 +278,22 @@ async def _load(request: web.Request, scope: Scope) -> list[dict[str, str]]:
 
 
 def _changed(rows: Iterable[dict[str, str]], known: dict[str, int], stream: EventStream) -> list[dict[str, str]]:
-    """Rows the client has not seen at their version; the ones it has are recorded as shown."""
-    fresh = []
+    """Rows the client has not seen at their version (or whose display has changed by time since);
+    the ones it has are recorded as shown."""
+    fresh, now = [], now_ms()
     for raw in rows:
         version = int(raw.get("version") or 0)
         seen = known.get(raw["id"][:ID_CHARS])
-        if seen is not None and version <= seen:
+        if seen is not None and version <= seen and not _shown_by_time(raw, now):
             stream.shown[raw["id"]] = seen
-        elif stream.is_new(raw["id"], version):
+            stream.watch(raw)
+        elif stream.is_new(raw["id"], version) or seen is not None:
             fresh.append(raw)
     return fresh
 
 
 async def _send_rows(stream: EventStream, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    views = [connection_view(raw) for raw in rows]
-    for view in views:
-        await stream.connection(view)
-    return views
+    return [await stream.connection(raw) for raw in rows]
 
 
 async def _on_change(request: web.Request, scope: Scope, stream: EventStream, change: Change) -> None:
@@ -273,13 +301,26 @@ async def _on_change(request: web.Request, scope: Scope, stream: EventStream, ch
         return
     raw = await request.app[CONNECTIONS].store.get(change.id)
     if raw and raw["account_id"] == scope.account_id and stream.is_new(raw["id"], int(raw.get("version") or 0)):
-        await stream.connection(connection_view(raw))
+        await stream.connection(raw)
 
 
-def _wait_s(heartbeat_s: float, principal: Principal) -> float:
-    if principal.expires_at_ms is None:
+async def _on_time(request: web.Request, stream: EventStream) -> bool:
+    """Re-send the connections whose display just changed by time alone; False when none was due."""
+    now = now_ms()
+    due = [cid for cid, at in stream.due.items() if at <= now]
+    for cid in due:
+        del stream.due[cid]
+        raw = await request.app[CONNECTIONS].store.get(cid)
+        if raw:
+            await stream.connection(raw)
+    return bool(due)
+
+
+def _wait_s(heartbeat_s: float, principal: Principal, stream: EventStream) -> float:
+    moments = [m for m in (principal.expires_at_ms, min(stream.due.values(), default=None)) if m is not None]
+    if not moments:
         return heartbeat_s
-    return max(0.0, min(heartbeat_s, (principal.expires_at_ms - now_ms()) / 1000))
+    return max(0.0, min(heartbeat_s, (min(moments) - now_ms()) / 1000))
 
 
 async def _pump(request: web.Request, scope: Scope, stream: EventStream, listener: Listener) -> None:
@@ -288,13 +329,14 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
     heartbeat_s = request.app[CONNECTIONS].settings.sse_heartbeat_s
     while True:
         try:
-            item = await asyncio.wait_for(listener.queue.get(), _wait_s(heartbeat_s, principal))
+            item = await asyncio.wait_for(listener.queue.get(), _wait_s(heartbeat_s, principal, stream))
         except TimeoutError:
             if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
                 await stream.event("token_expired", {"error": {
                     "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
                 return
-            await stream.comment("heartbeat")
+            if not await _on_time(request, stream):
+                await stream.comment("heartbeat")
             continue
         if item is Signal.CLOSE or item is Signal.DROPPED:
             return
