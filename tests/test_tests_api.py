@@ -145,3 +145,16 @@ async def test_bad_test_requests(system: System) -> None:
     status, data = await system.api("POST", base)
     assert status == 409 and data["error"]["code"] == "connection_disconnected"
     assert (await system.get(conn["id"]))["last_test"] is None
+
+
+async def test_a_handshake_passes_the_test(system: System) -> None:
+    conn = await system.create("dropbox", secret="k3xq9v2m7p4w1zt")
+    status, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests")
+    assert status == 201
+    challenge = uuid.uuid4().hex
+    async with system.session.get(conn["webhook_url"], params={"challenge": challenge}) as resp:
+        assert resp.status == 200
+        assert await resp.text() == challenge
+    passed = await _test_state(system, conn["id"], "passed")
+    assert passed["id"] == test["id"]
+    assert passed["reason"] == "test_handshake_completed"
