@@ -81,11 +81,12 @@ def parse_timestamp(raw: str, header: str, *, millis: bool = False) -> float:
     """A Unix timestamp from a header, in seconds."""
     try:
         value = int(raw.strip())
-    except ValueError as exc:
+        # OverflowError: hundreds of digits parse as an int but fit no float; still a malformed header.
+        return value / 1000.0 if millis else float(value)
+    except (ValueError, OverflowError) as exc:
         raise VerificationError(
             MALFORMED_TIMESTAMP, f"The {header} header is not an integer Unix timestamp.", header=header
         ) from exc
-    return value / 1000.0 if millis else float(value)
 
 
 def check_tolerance(timestamp_s: float, now: float, tolerance_s: float) -> None:

@@ -68,3 +68,9 @@ async def test_connection_waits_for_the_issued_secret_then_connects(system: Syst
     )
     assert status == 200, view
     await accepted(system, conn, BODY, signed(conn["webhook_url"], BODY))
+
+
+async def test_absurd_timestamp_is_a_malformed_header_not_a_500(system: System) -> None:
+    conn = await connection(system, "hubspot", secret=SECRET)
+    headers = {**signed(conn["webhook_url"], BODY), "X-HubSpot-Request-Timestamp": "9" * 400}
+    await rejected(system, conn, BODY, headers, "malformed_timestamp")
