@@ -56,6 +56,22 @@ def one_value(pairs: list[tuple[str, str]], key: str, header: str) -> str:
     return found[0]
 
 
+def hex_candidates(values: list[str], header: str) -> list[bytes]:
+    """Every value that is valid hex, decoded. Others are skipped (a placeholder such as ``h1=dummy``
+    simply never matches, as in the providers' SDKs); none valid at all is a malformed header."""
+    found = []
+    for value in values:
+        try:
+            found.append(bytes.fromhex(value))
+        except ValueError:
+            continue
+    if not found:
+        raise VerificationError(
+            core.MALFORMED_SIGNATURE, f"The {header} header has no hex signature value.", header=header
+        )
+    return found
+
+
 def prefixed(raw: str, prefix: str, header: str) -> str:
     """The value after a required ``prefix`` (``sha256=``, ``v1=``), compared case-insensitively."""
     if not raw.lower().startswith(prefix.lower()) or len(raw) == len(prefix):

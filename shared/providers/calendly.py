@@ -10,7 +10,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import key_values, one_value, pasted_secret, random_secret, values_of
+from shared.providers.adapter_kit import (
+    hex_candidates,
+    key_values,
+    one_value,
+    pasted_secret,
+    random_secret,
+    values_of,
+)
 from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
@@ -43,8 +50,8 @@ class Calendly(Provider):
         pairs = key_values(core.require_header(request, SIGNATURE), SIGNATURE)
         raw_ts = one_value(pairs, "t", SIGNATURE)
         timestamp = core.parse_timestamp(raw_ts, SIGNATURE)
-        candidates = [core.decode_hex(v, f"{SIGNATURE} v1 value") for v in values_of(pairs, "v1")]
         one_value(pairs, "v1", SIGNATURE)  # a header without v1 is malformed, not a mismatch
+        candidates = hex_candidates(values_of(pairs, "v1"), SIGNATURE)
         expected = core.hmac_digest(secret.encode(), f"{raw_ts}.".encode() + request.body)
         if not core.any_matches(expected, candidates):
             raise core.mismatch()

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import key_values, one_value, pasted_secret, values_of
+from shared.providers.adapter_kit import hex_candidates, key_values, one_value, pasted_secret, values_of
 from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
@@ -45,7 +45,7 @@ class Paddle(Provider):
         raw_ts = one_value(pairs, "ts", SIGNATURE)
         timestamp = core.parse_timestamp(raw_ts, SIGNATURE)
         one_value(pairs, "h1", SIGNATURE)
-        candidates = [core.decode_hex(v, f"{SIGNATURE} h1 value") for v in values_of(pairs, "h1")]
+        candidates = hex_candidates(values_of(pairs, "h1"), SIGNATURE)
         expected = core.hmac_digest(secret.encode(), f"{raw_ts}:".encode() + request.body)
         if not core.any_matches(expected, candidates):
             raise core.mismatch()

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from shared.errors import VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
+from shared.providers.adapter_kit import hex_candidates, pasted_secret
 from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
@@ -55,13 +55,13 @@ class PagerDuty(Provider):
 
 
 def _signatures(raw: str) -> list[bytes]:
-    found = []
+    values = []
     for entry in raw.split(","):
         version, sep, value = entry.strip().partition("=")
-        if sep and version == "v1" and value:
-            found.append(core.decode_hex(value.strip(), f"{SIGNATURE} v1 value"))
-    if not found:
+        if sep and version == "v1" and value.strip():
+            values.append(value.strip())
+    if not values:
         raise VerificationError(
             core.MALFORMED_SIGNATURE, f"The {SIGNATURE} header has no 'v1=<hex>' entry.", header=SIGNATURE
         )
-    return found
+    return hex_candidates(values, SIGNATURE)

@@ -7,8 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+import pytest
 from paddle_billing.Notifications import Secret, Verifier  # type: ignore[import-untyped]
 
+from shared.errors import VerificationError
+from shared.providers.base import InboundRequest
+from shared.providers.paddle import Paddle
 from tests.providers.flow import accepted, connection, hmac_sha, now_s, rejected
 from tests.system import System
 
@@ -36,6 +40,38 @@ def signed(body: bytes, *keys: str, skew_s: float = 0) -> dict[str, str]:
 
 def sdk_accepts(headers: dict[str, str], body: bytes, key: str = KEY) -> bool:
     return bool(Verifier().verify(SdkRequest(headers, body), Secret(key)))
+
+
+# The vector in paddle-python-sdk's own tests (tests/Unit/Notification/test_Verifier.py): a placeholder
+# h1 plus a real one, body 'hello-world', and three secrets of which only the last one signed it.
+VECTOR_HEADER = "ts=1696195954;h1=dummy;h1=d96299976a6eb066f484d7fde011ac56fc32b38fc9940bc419d6e537fdc6ef02"
+VECTOR_SIGNER = "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_WvRO0eL4Bj9rgYYIBZY6wZhG4EHy9jzh"
+VECTOR_OTHERS = (
+    "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_TjIG2BXbm83HPXqNfziwe506sBEdqL/4",
+    "pdl_ntf_01hbpjmytsa32fhr36nqgc3kgb_vB/yIOnTOCWIvpBadM5jzBZPHc7OmdSo",
+)
+
+
+def vector_request() -> InboundRequest:
+    return InboundRequest("POST", "https://x/hooks/1", {"Paddle-Signature": VECTOR_HEADER}, {}, b"hello-world")
+
+
+def test_sdk_published_vector_verifies_with_its_signing_secret() -> None:
+    verified = Paddle().verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 1)
+    assert verified.event_id and verified.event_id.startswith("sha256:")
+
+
+@pytest.mark.parametrize("secret", VECTOR_OTHERS)
+def test_sdk_published_vector_refuses_the_other_secrets(secret: str) -> None:
+    with pytest.raises(VerificationError) as caught:
+        Paddle().verify(vector_request(), secret, {}, 1696195954 + 1)
+    assert caught.value.code == "signature_mismatch"
+
+
+def test_sdk_published_vector_is_stale_today() -> None:
+    with pytest.raises(VerificationError) as caught:
+        Paddle().verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 3600)
+    assert caught.value.code == "timestamp_too_old"
 
 
 async def test_sdk_verified_event_connects(system: System) -> None:
