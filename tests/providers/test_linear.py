@@ -79,3 +79,16 @@ def test_sdk_test_body_verifies_and_its_old_timestamp_does_not() -> None:
         assert getattr(exc, "code", None) == "timestamp_too_old"
     else:
         raise AssertionError("a stale webhookTimestamp verified")
+
+
+async def test_body_without_timestamp_is_accepted_like_linears_sdk(system: System) -> None:
+    conn = await connection(system, "linear", secret=SECRET)
+    body = orjson.dumps({"action": "update", "type": "Issue", "data": {"id": "x"}})
+    delivery = await accepted(system, conn, body, signed(body))
+    assert delivery["event_type"] == "Issue.update"
+
+
+async def test_timestamp_that_is_not_milliseconds_is_malformed(system: System) -> None:
+    conn = await connection(system, "linear", secret=SECRET)
+    body = orjson.dumps({"action": "update", "type": "Issue", "webhookTimestamp": "yesterday"})
+    await rejected(system, conn, body, signed(body), "malformed_timestamp")
