@@ -82,14 +82,21 @@ export class StatusApi {
 }
 
 /**
- * The account's live stream. Calls ``onConnection(view)`` for every ``connection`` event and
- * ``onLink(state)`` with 'live' | 'reconnecting' | 'closed'. The browser resumes on its own (sending
- * Last-Event-ID); when it gives up ('closed', e.g. after a 401) the owner decides whether to reopen.
+ * The account's live stream. Calls ``onConnection(view)`` for every ``connection`` event,
+ * ``onReady()`` once the opening snapshot is complete, ``onExpired()`` when the server ends the stream
+ * because the token expired, and ``onLink(state)`` with 'live' | 'reconnecting' | 'closed'. The browser
+ * resumes on its own (sending Last-Event-ID); when it gives up ('closed', e.g. after a 401) the owner
+ * decides whether to reopen.
  */
 export class LiveStream {
-  constructor(url, { onConnection, onLink }) {
+  constructor(url, { onConnection, onLink, onReady = () => {}, onExpired = () => {} }) {
     this.source = new EventSource(url);
     this.source.addEventListener('open', () => onLink('live'));
+    this.source.addEventListener('ready', () => onReady());
+    this.source.addEventListener('token_expired', () => {
+      this.close(); // reconnecting with the same token can only fail
+      onExpired();
+    });
     this.source.addEventListener('connection', (event) => {
       let view;
       try {

@@ -81,11 +81,13 @@ class IntegrationStatus extends HTMLElement {
       if (generation !== this.generation) return;
       if (!me.account_id) return this.fail('not_browser_token');
       this.accountId = me.account_id;
+      await this.loadTitles(); // before any card is drawn, so every card has its provider's name
+      if (generation !== this.generation) return;
       this.openStream();
-      await this.loadTitles();
       const list = await this.api.connections(this.accountId);
       if (generation !== this.generation) return;
       for (const view of list) this.upsert(view, { quiet: true });
+      this.ready = true;
       this.dataset.ready = '';
       this.emptyEl.hidden = this.cards.size > 0;
     } catch (error) {
@@ -100,6 +102,7 @@ class IntegrationStatus extends HTMLElement {
   }
 
   clear() {
+    this.ready = false; // until the first list is shown, what arrives is the starting point, not news
     this.cards.clear();
     this.listEl.replaceChildren();
     this.noticeEl.hidden = true;
@@ -117,7 +120,16 @@ class IntegrationStatus extends HTMLElement {
     this.stream = new LiveStream(this.api.streamUrl(this.accountId), {
       onConnection: (view) => this.upsert(view),
       onLink: (state) => this.onLink(state),
+      onReady: () => this.onSnapshot(),
+      onExpired: () => this.fail('token_expired'),
     });
+  }
+
+  /** The stream's opening snapshot is in: from now on, whatever changes is news. */
+  onSnapshot() {
+    this.ready = true;
+    this.dataset.ready = '';
+    this.emptyEl.hidden = this.cards.size > 0;
   }
 
   onLink(state) {
@@ -171,7 +183,7 @@ class IntegrationStatus extends HTMLElement {
     if (!card) return this.add(view, quiet);
     const changed = card.update(view);
     if (changed.version) this.refreshDeliveries(card);
-    if (!quiet) this.announceChange(card, changed);
+    if (!quiet && this.ready) this.announceChange(card, changed);
     if (changed.display || changed.test || changed.version) this.emit('change', view);
   }
 
@@ -184,7 +196,7 @@ class IntegrationStatus extends HTMLElement {
     this.listEl.insertBefore(card.el, after ? after.el : null);
     this.emptyEl.hidden = true;
     this.refreshDeliveries(card);
-    if (!quiet) this.announce(`${card.titleEl.textContent} added: ${DISPLAYS[card.display].label}.`);
+    if (!quiet && this.ready) this.announce(`${card.titleEl.textContent} added: ${DISPLAYS[card.display].label}.`);
     this.emit('change', view);
   }
 
