@@ -86,7 +86,10 @@ def _validation(token: str | None) -> Verified:
         event_type="validation",
         is_test=True,
         handshake=True,
-        reply=HandshakeReply(body=token.encode(), content_type="text/plain"),
+        # An echo of request data: nosniff so no browser ever renders it as anything but text.
+        reply=HandshakeReply(
+            body=token.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+        ),
     )
 
 

@@ -49,6 +49,7 @@ async def test_validation_token_is_echoed_and_connects(system: System) -> None:
     ) as resp:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("text/plain")
+        assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert await resp.text() == TOKEN  # URL-decoded, as Graph requires
     delivery = await connected(system, conn)
     assert delivery["handshake"] is True
