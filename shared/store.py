@@ -16,12 +16,14 @@ from typing import Any, TypeVar, cast
 import orjson
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 
 from shared import metrics
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
-from shared.models import DeliveryMessage
+from shared.models import STATES, DeliveryMessage
 from shared.providers.core import TIMESTAMP_REASONS
 
 T = TypeVar("T")
@@ -50,22 +52,41 @@ def _plain_url(url: str) -> str:
     return f"{CLUSTER_SCHEMES.get(scheme, scheme)}://{rest}"
 
 
+_SUBSCRIBER_OPTIONS = {"username", "password", "decode_responses", "socket_connect_timeout"}
+
+
+class _Cluster(RedisCluster):
+    """The cluster client, plus ``pubsub()``: classic PUBLISH is broadcast to every node of a cluster,
+    so subscribing on any one node hears every change, whichever node published it."""
+
+    _subscribers: dict[tuple[str, int], aioredis.Redis]
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        node = self.get_default_node() or next(iter(self.nodes_manager.startup_nodes.values()))
+        if not hasattr(self, "_subscribers"):
+            self._subscribers = {}
+        client = self._subscribers.get((node.host, node.port))
+        if client is None:
+            options = {k: v for k, v in node.connection_kwargs.items() if k in _SUBSCRIBER_OPTIONS}
+            options["ssl"] = issubclass(node.connection_kwargs.get("connection_class", object), SSLConnection)
+            client = aioredis.Redis(host=node.host, port=node.port, **options)
+            self._subscribers[(node.host, node.port)] = client
+        return client.pubsub(**kwargs)
+
+    async def aclose(self) -> None:
+        for client in getattr(self, "_subscribers", {}).values():
+            await client.aclose()
+        await super().aclose()
+
+
 def make_redis(url: str) -> RedisClient:
     """A client for ``REDIS_URL``: ``redis://`` (or ``rediss://``, ``unix://``) is one server;
     ``redis+cluster://host:port`` (or ``rediss+cluster://``) is a Redis Cluster found from that seed
     node. Keys are laid out so that each command and script touches one slot."""
     options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3}
     if is_cluster_url(url):
-        return cast(aioredis.Redis, RedisCluster.from_url(_plain_url(url), **options))
+        return cast(aioredis.Redis, _Cluster.from_url(_plain_url(url), **options))
     return aioredis.Redis.from_url(url, health_check_interval=10, **options)
-
-
-def make_pubsub_redis(url: str) -> aioredis.Redis:
-    """A plain client for SUBSCRIBE. On a cluster, classic PUBLISH reaches every node, so
-    subscribing on the seed node hears every change, whichever node the publisher used."""
-    return aioredis.Redis.from_url(
-        _plain_url(url), decode_responses=True, socket_connect_timeout=3, health_check_interval=10
-    )
 
 
 @asynccontextmanager
@@ -303,3 +324,19 @@ class Store:
     async def pending_past_deadline(self, now: int) -> int:
         """Index entries already due: O(log N), whatever the number of pending connections."""
         return int(await self._call(lambda: self.redis.zcount(self.keys.pending, "-inf", now)))
+
+    async def recount_states(self) -> dict[str, int]:
+        """Rebuild the per-state counters from the connections themselves: an operator's repair
+        (``scripts/recount_states.py``), O(N) with SCAN, never on a request or scrape path. Changes
+        made while it runs may be missed; run it again if traffic was high."""
+
+        async def op() -> dict[str, int]:
+            counts = dict.fromkeys(STATES, 0)
+            async for key in self.redis.scan_iter(match=self.keys.conn_pattern, count=1000):
+                state = await self.redis.hget(key, "state")
+                if state in counts:
+                    counts[state] += 1
+            await self.redis.hset(self.keys.state_counts, mapping=counts)
+            return counts
+
+        return await self._call(op)

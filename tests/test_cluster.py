@@ -27,7 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from shared.keys import Keys
-from shared.store import make_pubsub_redis, make_redis, redis_client
+from shared.store import Store, make_redis, redis_client
 from tests import test_whole_path as whole_path
 from tests.signing import standard_webhooks_headers
 from tests.system import System, start_system
@@ -179,10 +179,10 @@ def test_every_lua_script_touches_only_the_keys_it_is_given() -> None:
 
 
 async def test_changes_channel_is_heard_across_the_cluster(system: System, cluster_url: str) -> None:
-    """Changes are published from the node that owns each connection's slot; a subscriber on the seed
-    node hears them all (classic PUBLISH is broadcast to every node)."""
-    listener = make_pubsub_redis(cluster_url)
-    pubsub = listener.pubsub()
+    """Changes are published from the node that owns each connection's slot; a subscriber on one node
+    hears them all (classic PUBLISH is broadcast to every node)."""
+    listener = make_redis(cluster_url)
+    pubsub = listener.pubsub()  # what the status API's live stream uses
     await pubsub.subscribe(Keys(system.common["redis_prefix"]).changes)
     try:
         conns = [await system.create() for _ in range(6)]  # spread over the three masters
@@ -224,3 +224,15 @@ async def test_state_counters_on_the_cluster(system: System, cluster_url: str) -
     finally:
         await client.aclose()
     assert counts == {"pending": "0", "connected": "1"}
+
+
+async def test_recount_rebuilds_the_state_counters_on_every_node(system: System, cluster_url: str) -> None:
+    """The operator's repair scans every master of the cluster and replaces drifted counters."""
+    conns = [await system.create() for _ in range(5)]
+    status, _ = await system.api("DELETE", f"/v1/connections/{conns[0]['id']}")
+    assert status == 200
+    async with redis_client(cluster_url) as client:
+        store = Store(client, system.common["redis_prefix"])
+        await client.hset(store.keys.state_counts, mapping={"pending": 99, "failed": 7})  # drifted
+        assert await store.recount_states() == {"pending": 4, "connected": 0, "failed": 0, "disconnected": 1}
+        assert await store.state_counts() == {"pending": 4, "connected": 0, "failed": 0, "disconnected": 1}
