@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Any, cast
 
@@ -140,7 +140,7 @@ class HookStatusClient:
         last_event_id: str | None = None,
         resume: bool = True,
         read_timeout_s: float = 60.0,
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         """Every change of one connection (or of every connection of an account), as it happens.
 
         First the current state of every connection in scope (then a ``ready`` event), or, with

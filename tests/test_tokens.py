@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import orjson
 import pytest
@@ -18,7 +19,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-async def _as(system: System, token: str, method: str, path: str, **kw: object) -> tuple[int, dict]:
+async def _as(system: System, token: str, method: str, path: str, **kw: Any) -> tuple[int, Any]:
     async with system.session.request(method, system.api_url + path,
                                       headers={"Authorization": f"Bearer {token}"}, **kw) as resp:
         return resp.status, await resp.json(content_type=None)
@@ -39,7 +40,7 @@ async def test_minted_token_has_a_short_iso_expiry(system: System) -> None:
 
 
 @pytest.mark.parametrize("body", [{"ttl_s": 0}, {"ttl_s": 10**6}, {"ttl_s": "60"}, {"scope": "all"}])
-async def test_bad_token_requests_are_400(system: System, body: dict) -> None:
+async def test_bad_token_requests_are_400(system: System, body: dict[str, Any]) -> None:
     status, data = await system.api("POST", "/v1/accounts/acct-a/tokens", json=body)
     assert status == 400
     assert data["error"]["code"] in ("invalid_field", "unknown_field")
