@@ -63,7 +63,7 @@ async def test_ac1_badge_turns_connected_without_a_reload(ui: UI, capsys: pytest
     await expect(card).to_have_attribute("data-state", "pending")
     await expect(card.locator(".badge")).to_have_text("Pending")
     await expect(card.locator(".badge .icon-spinner")).to_be_visible()
-    await expect(card.get_by_role("heading")).to_have_text("Standard Webhooks")  # the provider's title
+    await expect(card.get_by_role("heading", level=3)).to_have_text("Standard Webhooks")  # the provider's title
     await ui.mark_document()
     await ui.page.evaluate(WATCH_CONNECTED, conn["id"])
 
