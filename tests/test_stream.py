@@ -17,7 +17,8 @@ from aiohttp import web
 from hookstatus_client import HookStatusClient, SseParser, StreamEvent
 from services.status_api.app import create_app as create_status_api
 from services.status_api.config import Settings as StatusSettings
-from services.status_api.stream import ChangeHub, Signal, decode_cursor, encode_cursor
+from services.status_api.stream import HUB, ChangeHub, Signal, decode_cursor, encode_cursor
+from shared.keys import Keys
 from tests.signing import standard_webhooks_headers
 from tests.system import TOKEN, System, free_port, start_system
 
@@ -137,9 +138,8 @@ async def test_heartbeats_keep_the_stream_alive(
     assert parser.comments >= 2
 
 
-async def test_shutdown_closes_open_streams(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> None:
+async def _own_api(amqp_url: str, redis_url: str, prefix: str) -> tuple[web.AppRunner, int]:
+    """A status API of our own (no receiver or verifier), so the test can reach into it."""
     settings = StatusSettings.from_env(
         amqp_url=amqp_url, redis_url=redis_url, redis_prefix=prefix, amqp_prefix=prefix,
         analytics_exchange=f"{prefix}.analytics", status_api_token=(TOKEN,),
@@ -148,6 +148,36 @@ async def test_shutdown_closes_open_streams(
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, port
+
+
+async def test_after_a_lost_subscription_streams_resync_what_they_missed(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    runner, port = await _own_api(amqp_url, redis_url, prefix)
+    try:
+        async with HookStatusClient(f"http://127.0.0.1:{port}", TOKEN) as client, asyncio.timeout(GUARD_S):
+            conn = await client.create_connection("acct-rs", "standard-webhooks")
+            events = client.stream(account_id="acct-rs")
+            await _until(events, "ready")
+            # A change whose notification was lost (stored, never published) ...
+            await redis_client.hset(Keys(prefix).conn(conn["id"]), mapping={"events_received": 7})
+            await redis_client.hincrby(Keys(prefix).conn(conn["id"]), "version", 1)
+            # ... is sent when the hub re-subscribes and tells every stream to re-read its scope.
+            runner.app[HUB].broadcast(Signal.RESYNC)
+            view = await _next_connection(events)
+            await events.aclose()
+    finally:
+        await runner.cleanup()
+    assert view["id"] == conn["id"]
+    assert view["events_received"] == 7
+    assert view["version"] == conn["version"] + 1
+
+
+async def test_shutdown_closes_open_streams(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    runner, port = await _own_api(amqp_url, redis_url, prefix)
     lines: list[bytes] = []
     async with aiohttp.ClientSession() as session, asyncio.timeout(GUARD_S):
         url = f"http://127.0.0.1:{port}/v1/accounts/acct-x/stream"
