@@ -11,6 +11,7 @@ published.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 import shutil
 import socket
@@ -135,9 +136,16 @@ async def test_cluster_url_gives_a_cluster_client(cluster_url: str) -> None:
 
 
 def test_one_connections_keys_share_a_slot() -> None:
+    """Every key builder that takes a connection id (including ones added later) tags it."""
     keys, cid = Keys("whs"), "0123456789abcdef0123456789abcdef"
-    names = [keys.conn(cid), keys.deliveries(cid), keys.seen_delivery(cid, "d1"), keys.seen_event(cid, "e1")]
+    names = []
+    for _, builder in inspect.getmembers(keys, inspect.ismethod):
+        params = list(inspect.signature(builder).parameters)
+        if params and params[0] == "cid":
+            names.append(builder(cid, *["x"] * (len(params) - 1)))
+    assert len(names) >= 4
     assert {key_slot(name.encode()) for name in names} == {key_slot(cid.encode())}
+    assert all(f"{{{cid}}}" in name for name in names)
     # a different connection lands elsewhere (hash tags spread connections over the slots)
     assert key_slot(Keys("whs").conn("f" * 32).encode()) != key_slot(keys.conn(cid).encode())
 
