@@ -369,6 +369,8 @@ async def serve(request: web.Request, scope: Scope) -> web.StreamResponse:
             await _pump(request, scope, stream, listener)
         except (ConnectionResetError, TimeoutError, StoreUnavailable) as exc:
             log.info("stream ended", extra={"why": type(exc).__name__})
+        except Exception:  # headers are sent: no error response is possible, only an end
+            log.exception("stream failed")
         finally:
             metrics.SSE_STREAMS.dec()
     finally:
