@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from prometheus_client.registry import REGISTRY
 
 # No ``*_created`` series: they double the families a dashboard sees and nothing here reads them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # --- HTTP (receiver, status API, verifier's health server) ---------------------------------------
 HTTP_REQUESTS = Counter(
