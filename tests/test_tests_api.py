@@ -158,3 +158,45 @@ async def test_a_handshake_passes_the_test(system: System) -> None:
     passed = await _test_state(system, conn["id"], "passed")
     assert passed["id"] == test["id"]
     assert passed["reason"] == "test_handshake_completed"
+
+
+NOW = 1_800_000_000_000
+
+
+def _raw(state: str, **fields: Any) -> dict[str, str]:
+    base = {"id": "a" * 32, "account_id": "acct", "provider": "stripe", "state": state,
+            "webhook_url": "http://x/hooks/a", "version": "3", "pending_deadline": str(NOW + 60_000)}
+    return {**base, **{k: str(v) for k, v in fields.items()}}
+
+
+CTA_TABLE = [  # (raw, display, label, action, secondary, secondary_action) -- the table in docs/API.md
+    (_raw("disconnected", reason="disconnected_by_user"), "disconnected", "Connect", "connect", None, None),
+    (_raw("pending", reason="awaiting_first_event"), "pending", "Waiting for first event…", "send_test",
+     "Send test event", "send_test"),
+    (_raw("connected", last_event_at=NOW - 1000), "connected", "Connected", "reconnect", "Reconnect", "reconnect"),
+    (_raw("connected", last_event_at=NOW - 10_000, expected_interval_s=5), "silent", "Connected", "reconnect",
+     "Send test event", "send_test"),
+    (_raw("connected", last_event_at=NOW - 10_000,
+          last_error=orjson.dumps({"code": "signature_mismatch", "message": "m", "at": NOW - 5}).decode()),
+     "failing", "Fix signing secret", "reconnect", "Send test event", "send_test"),
+    (_raw("failed", reason="deadline_bad_signatures"), "failed", "Reconnect", "reconnect", "Send test event",
+     "send_test"),
+    (_raw("pending", reason="awaiting_first_event", pending_deadline=NOW - 1), "failed", "Reconnect", "reconnect",
+     "Send test event", "send_test"),
+    (_raw("connected", last_event_at=NOW, test_id="b" * 32, test_state="waiting", test_started_at=NOW,
+          test_expires_at=NOW + 1000), "connected", "Testing…", None, None, None),
+]
+
+
+def test_every_state_has_its_button_and_display() -> None:
+    from shared.models import connection_view
+
+    for raw, display, label, action, secondary, secondary_action in CTA_TABLE:
+        view = connection_view(raw, NOW)
+        assert view["display"] == display, raw
+        cta = view["cta"]
+        assert (cta["label"], cta["action"], cta["secondary"], cta["secondary_action"]) == (
+            label, action, secondary, secondary_action), raw
+    failed = connection_view(CTA_TABLE[5][0], NOW)
+    assert "signatures do not match" in failed["cta"]["hint"]
+    assert connection_view(CTA_TABLE[-1][0], NOW)["last_test"]["state"] == "waiting"
