@@ -31,6 +31,7 @@ HOOK_SECRET = "X-Hook-Secret"
 SIGNATURE = "X-Hook-Signature"
 PLACEHOLDER_PREFIX = "asana-pending:"
 REOPEN = "await-handshake"
+HEARTBEAT = "heartbeat"
 
 
 def is_placeholder(secret: str) -> bool:
@@ -74,7 +75,10 @@ class Asana(Provider):
             )
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
             raise core.mismatch("The secret is the X-Hook-Secret of the webhook's handshake.")
-        return Verified(event_id=body_fingerprint(request.body), event_type=_event_type(request.body))
+        event_type = _event_type(request.body)
+        # Heartbeats are identical bodies sent again and again: each one is news, not a retry.
+        event_id = None if event_type == HEARTBEAT else body_fingerprint(request.body)
+        return Verified(event_id=event_id, event_type=event_type)
 
 
 def _handshake(offered: str, secret: str) -> Verified:
@@ -99,7 +103,7 @@ def _event_type(body: bytes) -> str | None:
     data = json_body(body)
     events = data.get("events") if isinstance(data, dict) else None
     if events == []:
-        return "heartbeat"  # Asana's periodic empty delivery
+        return HEARTBEAT  # Asana's periodic empty delivery
     if not isinstance(events, list) or not isinstance(events[0], dict):
         return None
     first = events[0]

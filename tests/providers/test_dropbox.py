@@ -68,3 +68,13 @@ async def test_tampered_body_is_refused(system: System) -> None:
 async def test_wrong_secret_is_refused(system: System) -> None:
     conn = await connection(system, "dropbox", secret=APP_SECRET)
     await rejected(system, conn, NOTIFICATION, signed(NOTIFICATION, "the-app-key-xyz"), "signature_mismatch")
+
+
+async def test_repeated_identical_notifications_all_count(system: System) -> None:
+    # Dropbox sends the same body for every change in an account: none of them is a duplicate.
+    conn = await connection(system, "dropbox", secret=APP_SECRET)
+    for _ in range(3):
+        status, reply = await system.post_hook(conn["webhook_url"], NOTIFICATION, signed(NOTIFICATION))
+        assert status == 202, reply
+    view = await system.wait_for(conn["id"], lambda v: v["events_received"] == 3)
+    assert view["state"] == "connected"
