@@ -16,6 +16,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from standardwebhooks import Webhook as StandardWebhook
 from svix.webhooks import Webhook as SvixWebhook
 
+from shared.errors import VerificationError
+from shared.providers import PROVIDERS
+from shared.providers.base import InboundRequest
 from tests.providers.flow import accepted, connection, rejected
 from tests.providers.kit import expect_rejections
 from tests.system import System
@@ -46,6 +49,22 @@ def v1a_headers(private: Ed25519PrivateKey, body: bytes, extra: str = "") -> dic
     value = (extra + " " if extra else "") + "v1a," + base64.b64encode(signature).decode()
     return {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": value,
             "content-type": "application/json"}
+
+
+# The example of Svix's docs ("Verifying payloads manually"): secret, headers, payload and signature.
+DOC_HEADERS = {"svix-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "svix-timestamp": "1614265330",
+               "svix-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+DOC_PAYLOAD = b'{"test": 2432232314}'
+
+
+@pytest.mark.parametrize("name", ["svix", "standard-webhooks"])
+def test_documented_example_verifies(name: str) -> None:
+    request = InboundRequest("POST", "u", DOC_HEADERS, {}, DOC_PAYLOAD)
+    verified = PROVIDERS[name].verify(request, SECRET, {}, 1614265330 + 10)
+    assert verified.event_id == "msg_p5jXN8AQM9LWM0D4loKWxJek"
+    with pytest.raises(VerificationError) as caught:
+        PROVIDERS[name].verify(request, SECRET, {}, 1614265330 + 400)
+    assert caught.value.code == "timestamp_too_old"
 
 
 @pytest.mark.parametrize("provider", ["svix", "standard-webhooks"])
