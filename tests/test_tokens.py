@@ -162,3 +162,15 @@ async def test_no_token_is_401(system: System) -> None:
     async with system.session.get(f"{system.api_url}/v1/connections") as resp:
         assert resp.status == 401
         assert (await resp.json())["error"]["code"] == "missing_token"
+
+
+@pytest.mark.parametrize("overrides", [
+    {"token_signing_key": ()}, {"token_signing_key": ("too-short",)},
+    {"browser_token_ttl_s": 7200}, {"sse_heartbeat_s": 0}, {"test_default_timeout_s": 0},
+])
+def test_bad_token_and_stream_settings_refuse_to_start(overrides: dict[str, Any]) -> None:
+    from services.status_api.config import Settings
+    from shared.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Settings.from_env(**overrides)

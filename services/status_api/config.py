@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from shared.config import DEV_SERVICE_TOKEN, CommonSettings
+from shared.errors import ConfigError
 
 # Signs browser tokens; set TOKEN_SIGNING_KEY in production (several, comma-separated, during a rotation:
 # the first signs, all verify).
@@ -36,3 +37,15 @@ class Settings(CommonSettings):
     @property
     def uses_dev_signing_key(self) -> bool:
         return DEV_TOKEN_SIGNING_KEY in self.token_signing_key
+
+    def validate(self) -> None:
+        CommonSettings.validate(self)
+        if not self.token_signing_key or any(len(key) < 16 for key in self.token_signing_key):
+            raise ConfigError("TOKEN_SIGNING_KEY must list one or more keys of at least 16 characters")
+        if not 1 <= self.browser_token_ttl_s <= self.browser_token_max_ttl_s:
+            raise ConfigError("BROWSER_TOKEN_TTL_S must be from 1 to BROWSER_TOKEN_MAX_TTL_S")
+        if self.sse_heartbeat_s <= 0 or self.sse_write_timeout_s <= 0 or self.sse_queue_size < 1:
+            raise ConfigError("SSE_HEARTBEAT_S and SSE_WRITE_TIMEOUT_S must be positive, SSE_QUEUE_SIZE at least 1")
+        if not 1 <= self.test_default_timeout_s <= self.test_max_timeout_s or self.analytics_queue_size < 1:
+            raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
+                              "ANALYTICS_QUEUE_SIZE at least 1")
