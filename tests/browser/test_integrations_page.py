@@ -6,6 +6,7 @@ The product ticket's five acceptance criteria, one test (or two) each:
                                                         test_ac1_a_new_connection_appears_live
   AC2 failed / pending past its deadline looks
       different from success                         -> test_ac2_pending_past_its_deadline_turns_failed
+                                                        test_ac2_failed_after_bad_signatures_says_why
                                                         test_ac2_failing_and_silent_look_distinct
   AC3 a test event to verify the connection          -> test_ac3_send_test_event_passes
                                                         test_ac3_send_test_event_fails_when_nothing_arrives
@@ -150,6 +151,20 @@ async def test_ac2_pending_past_its_deadline_turns_failed(ui: UI) -> None:
     assert len(colours) == 3, f"each state needs its own colour: {looks}"
     assert len(shapes) == 3, f"each state needs its own icon shape, not only a colour: {looks}"
     assert await ui.same_document()
+
+
+async def test_ac2_failed_after_bad_signatures_says_why(ui: UI) -> None:
+    conn = await ui.system.create(timeout_s=3)
+    await ui.open()
+    await ui.wait_live()
+    card = ui.card(conn["id"])
+    wrong_secret = (await ui.system.create(account_id=account()))["secret"]
+    assert await send_event(ui.system, conn, secret=wrong_secret) == 401
+    await expect(card.locator(".detail")).to_contain_text("signature")  # why, before the deadline
+    await expect(card).to_have_attribute("data-state", "pending")
+    await expect(card).to_have_attribute("data-state", "failed")
+    await expect(card.locator(".summary")).to_contain_text("signatures do not match your signing secret")
+    await expect(card.locator(".delivery[data-outcome=rejected] .why")).to_contain_text("signature")
 
 
 async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:

@@ -2,7 +2,7 @@
 // position survive every live update.
 
 import {
-  DISPLAYS, TESTS, ago, clockTime, displayOf, fullTime, h, icon, summaryOf, timeEl,
+  DISPLAYS, TESTS, ago, clockTime, detailOf, displayOf, fullTime, h, icon, summaryOf, timeEl,
 } from './view.js';
 
 const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect', Connect: 'connect' };
@@ -39,6 +39,7 @@ export class ConnectionCard {
     this.titleEl = h('h3', { id: titleId, class: 'title' }, title);
     this.badgeEl = h('span', { class: 'badge', part: 'badge' });
     this.summaryEl = h('p', { class: 'summary', id: `summary-${id}` });
+    this.detailEl = h('p', { class: 'detail', hidden: true });
     this.deadlineEl = h('p', { class: 'deadline', hidden: true });
     this.urlEl = h('code', { class: 'url' });
     this.lastEventEl = h('dd', {});
@@ -58,7 +59,7 @@ export class ConnectionCard {
     this.deliveriesEl = h('ol', { class: 'deliveries' });
     this.el = h('article', { class: 'card', 'data-connection-id': id, 'aria-labelledby': titleId, part: 'card' },
       h('div', { class: 'head' }, this.titleEl, this.badgeEl),
-      this.summaryEl, this.deadlineEl,
+      this.summaryEl, this.detailEl, this.deadlineEl,
       h('dl', { class: 'facts' },
         h('div', {}, h('dt', {}, 'Webhook URL'), h('dd', {}, this.urlEl)),
         h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
@@ -105,6 +106,9 @@ export class ConnectionCard {
     this.badgeEl.dataset.tone = spec.tone;
     this.badgeEl.replaceChildren(...badge(spec));
     this.summaryEl.textContent = summaryOf(view, this.display);
+    const detail = detailOf(view);
+    this.detailEl.hidden = !detail || detail === this.summaryEl.textContent;
+    this.detailEl.textContent = detail || '';
     this.urlEl.textContent = view.webhook_url || '';
     this.lastEventEl.replaceChildren(view.last_event_at ? timeEl(view.last_event_at) : 'None yet');
     this.countEl.textContent = String(view.events_received || 0);

@@ -117,6 +117,17 @@ export function summaryOf(view, display) {
   }
 }
 
+/** Why, in more detail, when the API knows: a pending connection's rejected deliveries, a failure's cause. */
+export function detailOf(view) {
+  if (view.state === 'failed' && view.failed_detail && view.failed_detail.message) {
+    return `Most deliveries were rejected because: ${view.failed_detail.message}`;
+  }
+  if (view.state === 'pending' && view.last_error && view.last_error.message) {
+    return `Deliveries arrive, but the latest was rejected: ${view.last_error.message}`;
+  }
+  return '';
+}
+
 export function plural(count, word) {
   return `${count} ${word}${count === 1 ? '' : 's'}`;
 }
