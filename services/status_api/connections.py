@@ -81,7 +81,9 @@ class Connections:
         self, raw: dict[str, str], secret: str | None, settings: dict[str, Any] | None, timeout_s: int | None
     ) -> dict[str, Any]:
         provider = get_provider(raw["provider"])
-        checked_secret, settings_json = _checked(provider, secret, settings)
+        # Without new settings the stored ones stay (Meta's verify token while only the secret changes).
+        kept = orjson.loads(raw.get("settings") or "{}") if settings is None else settings
+        checked_secret, settings_json = _checked(provider, secret, kept)
         now = now_ms()
         timeout = timeout_s or int(raw.get("timeout_s") or self.settings.default_timeout_s)
         before = await self.store.reconnect(

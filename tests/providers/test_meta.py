@@ -77,3 +77,13 @@ async def test_tampered_and_wrong_secret_are_refused(system: System) -> None:
         system, "meta", [(tampered, "signature_mismatch"), (other_secret, "signature_mismatch")],
         secret=APP_SECRET, settings=VERIFY,
     )
+
+
+async def test_reconnect_with_only_the_app_secret_keeps_the_verify_token(system: System) -> None:
+    """The usual order: create with the verify token, subscribe, then paste the app secret."""
+    conn = await connection(system, "meta", settings=VERIFY)
+    status, view = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": APP_SECRET})
+    assert status == 200, view
+    await accepted(system, conn, MESSAGE, signed(MESSAGE))
+    status, reply = await deliver(system, conn, b"", {}, method="GET", query=subscribe("my-verify-token"))
+    assert status == 200 and reply == 1158201444
