@@ -160,7 +160,7 @@ async def test_every_transition_path_is_counted_once(system: System, verifier_ur
     conn = await system.create(timeout_s=1)
     cid = str(conn["id"])
     await system.wait_for(cid, lambda v: v["state"] == "failed")
-    status, _ = await system.api("POST", f"/v1/connections/{cid}/reconnect", json={})
+    status, _ = await system.api("POST", f"/v1/connections/{cid}/reconnect", json={"timeout_s": 600})
     assert status == 200
     status, _ = await system.api("DELETE", f"/v1/connections/{cid}")
     assert status == 200
