@@ -28,6 +28,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+# Starts its own system on free ports and a fresh prefix; BENCH_QUICK=1 for a short run.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
 lint: $(STAMP)
 	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy shared services
 
