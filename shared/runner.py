@@ -11,6 +11,10 @@ from aiohttp import web
 from shared.logs import setup_logging
 
 SHUTDOWN_TIMEOUT_S = 5.0
+# aiohttp's keep-alive timer also runs while a request's headers are still arriving, so it is what
+# closes a client that trickles headers (slowloris). aiohttp's own default is an hour; longer than a
+# load balancer's idle timeout (60 s on most) is all keep-alive needs.
+IDLE_TIMEOUT_S = 75.0
 
 
 def install_uvloop() -> None:
@@ -22,7 +26,12 @@ def install_uvloop() -> None:
 
 
 def run_http_service(
-    name: str, log_level: str, make_app: Callable[[], web.Application], host: str, port: int
+    name: str,
+    log_level: str,
+    make_app: Callable[[], web.Application],
+    host: str,
+    port: int,
+    keepalive_timeout_s: float = IDLE_TIMEOUT_S,
 ) -> None:
     setup_logging(name, log_level)
     install_uvloop()
@@ -31,6 +40,7 @@ def run_http_service(
         host=host,
         port=port,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=keepalive_timeout_s,
         access_log=None,
         print=None,
         handle_signals=True,

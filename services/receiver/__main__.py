@@ -6,7 +6,8 @@ from shared.runner import run_http_service
 def main() -> None:
     settings = Settings.from_env()
     run_http_service(
-        "receiver", settings.log_level, lambda: create_app(settings), settings.receiver_host, settings.receiver_port
+        "receiver", settings.log_level, lambda: create_app(settings), settings.receiver_host, settings.receiver_port,
+        keepalive_timeout_s=settings.idle_timeout_s,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.receiver.config import Settings
-from services.receiver.limits import RejectLimit, RejectLimiter
+from services.receiver.limits import RejectLimit, RejectLimiter, read_body
 from services.receiver.lookup import ConnectionTarget, load_target
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
@@ -115,7 +115,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         return http.error_response(410, "provider_unsupported", "This connection's provider is not supported.")
     if request.method not in provider.methods:
         return http.error_response(405, "method_not_allowed", f"{target.provider} webhooks use POST.")
-    body = await request.read()
+    body = await read_body(request, request.app[SETTINGS].body_read_timeout_s, request.app[SETTINGS].max_body_bytes)
     inbound = _request_for(request, target, body)
     delivery_id = new_id()
     try:

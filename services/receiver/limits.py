@@ -1,4 +1,6 @@
-"""A per-connection limit on *rejected* deliveries, so a flood of bad signatures cannot fill Redis or
+"""Limits that keep abusive clients from costing more than they are worth.
+
+A per-connection limit on *rejected* deliveries, so a flood of bad signatures cannot fill Redis or
 the queue.
 
 Each connection has a token bucket in Redis (``shared/lua/reject_bucket.lua``; the time is passed in,
@@ -6,15 +8,23 @@ so every receiver replica shares one bucket): ``rejected_burst`` rejected delive
 ``rejected_per_s`` a second. A rejected delivery over the limit is answered 429 with ``Retry-After`` and
 nothing is published. Verified deliveries never touch the bucket: a flood of forgeries can never
 crowd out the real provider.
+
+A read timeout on the body, so a client that trickles bytes cannot hold a request open for ever
+(header size is bounded by aiohttp's ``max_line_size``/``max_field_size``, body size by
+``client_max_size``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 from importlib import resources
 
-from shared.errors import StoreUnavailable
+from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
+
+from shared.errors import ApiError, BadRequest, StoreUnavailable
 from shared.store import REDIS_ERRORS, Store
 
 BUCKET_TTL_FLOOR_MS = 60_000
@@ -47,3 +57,22 @@ class RejectLimiter:
         except REDIS_ERRORS as exc:
             raise StoreUnavailable("Redis is not reachable") from exc
         return None if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
+
+
+async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> bytes:
+    """The whole raw body, within ``timeout_s`` (a client that trickles it is cut off with 408).
+
+    A Content-Length over ``max_bytes`` is refused (413) before reading anything; a body that grows
+    past it while streaming is aiohttp's own 413 (``client_max_size``); a body that ends before its
+    Content-Length (the client went away, or sent less than it announced) is a 400, not our error.
+    """
+    announced = request.content_length
+    if announced is not None and announced > max_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=announced)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError("The request body did not arrive in time.", code="body_timeout", status=408) from None
+    except (ConnectionResetError, RequestPayloadError) as exc:
+        raise BadRequest("The request body is incomplete.", code="incomplete_body") from exc
