@@ -21,6 +21,7 @@ from shared.models import STATES, now_ms
 from shared.store import Store
 
 log = logging.getLogger(__name__)
+REFRESH_TIMEOUT_S = 10.0  # a broker or Redis that hangs must not hang the refresher
 
 
 async def refresh_store_gauges(store: Store) -> None:
@@ -54,18 +55,22 @@ class QueueDepth:
                 await self._channel.close()
 
 
+async def _refresh_once(store: Store, depth: QueueDepth) -> None:
+    await refresh_store_gauges(store)
+    await depth.refresh()
+    metrics.GAUGES_REFRESHED.set(time.time())
+
+
 async def refresh_forever(
     store: Store, depth: QueueDepth, interval_s: float, stopping: asyncio.Event
 ) -> None:
     while not stopping.is_set():
         try:
-            await refresh_store_gauges(store)
-            await depth.refresh()
-            metrics.GAUGES_REFRESHED.set(time.time())
+            await asyncio.wait_for(_refresh_once(store, depth), REFRESH_TIMEOUT_S)
         except StoreUnavailable:
             log.warning("gauges not refreshed: redis unavailable")
-        except AMQP_ERRORS as exc:
-            log.warning("queue depth not refreshed", extra={"error": type(exc).__name__})
+        except Exception as exc:  # metrics never stop the verifier; the freshness gauge shows it
+            log.warning("gauges not refreshed", extra={"error": type(exc).__name__})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), interval_s)
     await depth.close()
