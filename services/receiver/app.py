@@ -8,6 +8,8 @@ retries and nothing it was told is accepted is ever lost.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -17,13 +19,13 @@ from aiohttp import web
 
 from services.receiver.config import Settings
 from services.receiver.limits import RejectLimit, RejectLimiter, read_body
-from services.receiver.lookup import ConnectionTarget, load_target
+from services.receiver.lookup import ConnectionTarget, TargetCache
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
 from shared.errors import BrokerUnavailable, VerificationError
 from shared.models import DeliveryMessage, new_id, now_ms
-from shared.providers import PROVIDERS, InboundRequest, Verified
-from shared.providers.core import verify_with_rotation
+from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
+from shared.providers.core import SIGNATURE_MISMATCH, verify_with_rotation
 from shared.store import Store, redis_client
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
 LIMITER = web.AppKey("reject_limiter", RejectLimiter)
+TARGETS = web.AppKey("target_cache", TargetCache)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = "5"
 
@@ -40,7 +43,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     async with redis_client(settings.redis_url) as client:
         app[STORE] = store = Store(client, settings.redis_prefix)
         app[LIMITER] = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
+        app[TARGETS] = cache = TargetCache(store, settings.target_cache_ttl_s, settings.target_cache_size)
+        task = asyncio.create_task(cache.run())
         yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -100,12 +108,35 @@ def _unavailable() -> web.Response:
     )
 
 
+def _check(provider: Provider, inbound: InboundRequest, target: ConnectionTarget, at: int) -> Verified:
+    return verify_with_rotation(
+        provider, inbound, target.secrets(), target.settings, at / 1000, retired=target.retired_secret
+    )
+
+
+async def _verify(
+    app: web.Application, provider: Provider, inbound: InboundRequest, target: ConnectionTarget, cached: bool,
+    at: int,
+) -> Verified:
+    """Verify; a mismatch against a *cached* secret is checked once more against a fresh read (the
+    secret may have changed without a change the cache evicts on: see ``lookup``)."""
+    try:
+        return _check(provider, inbound, target, at)
+    except VerificationError as exc:
+        if not cached or exc.code != SIGNATURE_MISMATCH:
+            raise
+        fresh = await app[TARGETS].reload(target.connection_id, at)
+        if fresh is None or fresh.secrets() == target.secrets():
+            raise
+    return _check(provider, inbound, fresh, at)
+
+
 async def receive(request: web.Request) -> web.StreamResponse:
     cid = request.match_info["connection_id"]
     if not CONNECTION_ID.match(cid):
         return http.error_response(404, "unknown_connection", "No connection has this id.")
     at = now_ms()
-    target = await load_target(request.app[STORE], cid, at)
+    target, cached = await request.app[TARGETS].get(cid, at)
     if target is None:
         return http.error_response(404, "unknown_connection", "No connection has this id.")
     if target.state == "disconnected":
@@ -119,9 +150,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
     inbound = _request_for(request, target, body)
     delivery_id = new_id()
     try:
-        verified = verify_with_rotation(
-            provider, inbound, target.secrets(), target.settings, at / 1000, retired=target.retired_secret
-        )
+        verified = await _verify(request.app, provider, inbound, target, cached, at)
     except VerificationError as exc:
         metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
         wait_s = await request.app[LIMITER].retry_after_s(cid, at)

@@ -10,11 +10,16 @@ class Settings(CommonSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8080
     max_body_bytes: int = 1024 * 1024
-    # Rejected deliveries per connection: this many at once, then this many a second (over: 429).
-    rejected_burst: int = 30
-    rejected_per_s: float = 1.0
+    # Processes serving the port (SO_REUSEPORT); each has its own cache and connections.
+    receiver_workers: int = 1
+    # Connection targets cached per process, evicted by the changes channel; the TTL is a safety net.
+    target_cache_ttl_s: float = 5.0
+    target_cache_size: int = 100_000
     # A body that has not fully arrived this long after the headers is cut off with 408.
     body_read_timeout_s: float = 10.0
     # A connection without a complete request (headers still trickling in, or idle between requests)
     # is closed after this long: the receiver faces the internet.
     idle_timeout_s: float = 15.0
+    # Rejected deliveries per connection: this many at once, then this many a second (over: 429).
+    rejected_burst: int = 30
+    rejected_per_s: float = 1.0

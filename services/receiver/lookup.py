@@ -1,15 +1,39 @@
-"""What the receiver needs to know about a connection to verify a request for it."""
+"""What the receiver needs to know about a connection to verify a request for it, and a cache of it.
+
+Without the cache every webhook costs one Redis round trip (HMGET) before it can be verified. The
+cache keeps, per connection, the fields the receiver uses. It is kept right by the ``changes``
+channel, which carries every stored change of any connection (with its id and new state):
+
+- a change that can alter what the receiver uses evicts the entry at once: a disconnect, a reconnect
+  (always back to ``pending``: new secret, settings), and any change of state;
+- the one change that can alter a secret without changing the state, a handshake that teaches a new
+  secret to a connection that is already connected, is covered by ``reload_on_mismatch``: a signature
+  that does not match a *cached* secret is checked once more against a fresh read before it is refused;
+- every entry lives at most ``ttl_s`` (a safety net for anything the rules above do not foresee);
+- while the subscription is down (or not yet up), nothing is cached: every request reads Redis,
+  and the cache starts empty once it is back (changes may have been missed meanwhile).
+
+A read that raced with a change (it began before an eviction that arrived while it was in flight) is
+used for that request but not kept.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from shared.store import Store
+from shared.store import REDIS_ERRORS, Store
 
+log = logging.getLogger(__name__)
 FIELDS = ("provider", "state", "secret", "prev_secret", "prev_secret_until", "settings", "webhook_url")
+Values = tuple[str | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +52,16 @@ class ConnectionTarget:
         return self.secret, self.previous_secret
 
 
-async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | None:
-    values = await store.get_fields(cid, FIELDS)
-    provider, state, secret, prev, prev_until, settings, url = values
+def target_from(
+    cid: str, values: Values, now: int, settings: dict[str, Any] | None = None
+) -> ConnectionTarget | None:
+    """The target for stored ``values`` (in ``FIELDS`` order) as of ``now`` (ms)."""
+    provider, state, secret, prev, prev_until, raw_settings, url = values
     if provider is None or state is None:
         return None
     previous = prev if prev and int(prev_until or 0) > now else None
+    if settings is None:
+        settings = orjson.loads(raw_settings) if raw_settings else {}
     return ConnectionTarget(
         connection_id=cid,
         provider=provider,
@@ -42,5 +70,118 @@ async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | No
         secret=secret or "",
         previous_secret=previous,
         retired_secret=prev if prev and previous is None else None,
-        settings=orjson.loads(settings) if settings else {},
+        settings=settings,
     )
+
+
+async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | None:
+    return target_from(cid, tuple(await store.get_fields(cid, FIELDS)), now)
+
+
+@dataclass(slots=True)
+class _Entry:
+    values: Values
+    settings: dict[str, Any]
+    state: str
+    expires_at: float  # monotonic
+
+
+class TargetCache:
+    """Connection targets kept in this process, evicted by the ``changes`` channel (see the module
+    docstring). ``run`` must be running for anything to be cached."""
+
+    def __init__(self, store: Store, ttl_s: float, max_entries: int) -> None:
+        self.store = store
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # Reads in flight, per connection; a change to it meanwhile removes them, so they are not kept.
+        self._reading: dict[str, set[object]] = {}
+        self._generation = 0  # bumped by clear(): reads begun before it are not kept
+        self.live = False  # subscribed: only then may entries be kept
+        self.hits = 0
+        self.misses = 0
+
+    async def get(self, cid: str, now: int) -> tuple[ConnectionTarget | None, bool]:
+        """The target, and whether it came from the cache (then a mismatch deserves a fresh read)."""
+        entry = self._entries.get(cid)
+        if entry is not None and entry.expires_at > time.monotonic():
+            self.hits += 1
+            return target_from(cid, entry.values, now, entry.settings), True
+        self.misses += 1
+        return await self.reload(cid, now), False
+
+    async def reload(self, cid: str, now: int) -> ConnectionTarget | None:
+        """Read the target from Redis, and keep it unless a change raced with the read."""
+        token, generation = object(), self._generation
+        self._reading.setdefault(cid, set()).add(token)
+        try:
+            values = tuple(await self.store.get_fields(cid, FIELDS))
+        finally:
+            readers = self._reading.get(cid)
+            unchanged = readers is not None and token in readers
+            if unchanged and readers is not None:
+                readers.discard(token)
+                if not readers:
+                    del self._reading[cid]
+        target = target_from(cid, values, now)
+        if target is None:
+            self._entries.pop(cid, None)
+        elif self.live and unchanged and generation == self._generation:
+            self._keep(cid, values, target)
+        return target
+
+    def _keep(self, cid: str, values: Values, target: ConnectionTarget) -> None:
+        self._entries[cid] = _Entry(values, target.settings, target.state, time.monotonic() + self.ttl_s)
+        self._entries.move_to_end(cid)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def on_change(self, data: bytes | str) -> None:
+        """One message of the ``changes`` channel: evict when the change may matter to us."""
+        try:
+            note = orjson.loads(data)
+            cid, state = str(note["id"]), str(note.get("state") or "")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.clear()  # not understood: assume the worst
+            return
+        self._reading.pop(cid, None)  # reads in flight may have seen it before or after: keep none
+        entry = self._entries.get(cid)
+        if entry is not None and (state != entry.state or state in ("pending", "failed", "disconnected")):
+            del self._entries[cid]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._reading.clear()
+        self._generation += 1
+
+    async def run(self, subscribed: asyncio.Event | None = None) -> None:
+        """Stay subscribed to the changes channel; on any Redis error, stop caching, retry, start empty."""
+        delay = 0.1
+        while True:
+            try:
+                await self._listen(subscribed)
+            except REDIS_ERRORS as exc:
+                log.warning("receiver cache: change subscription lost; caching paused",
+                            extra={"error": type(exc).__name__, "retry_in_s": delay})
+            finally:
+                self.live = False
+                self.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _listen(self, subscribed: asyncio.Event | None) -> None:
+        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(self.store.keys.changes)
+            self.clear()
+            self.live = True
+            if subscribed is not None:
+                subscribed.set()
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None and message.get("type") == "message":
+                    self.on_change(message["data"])
+        finally:
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,126 @@
+"""The receiver's connection cache: no stale secret or state is ever acted on once its change is stored.
+
+The system tests run with a cache TTL far longer than the tests, so only the eviction by the
+``changes`` channel (or the fresh read on a mismatch) can make them pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from services.receiver.lookup import TargetCache
+from shared.store import Store
+from tests.signing import standard_webhooks_headers
+from tests.system import System, start_system
+
+EVENT = orjson.dumps({"type": "invoice.paid"})
+
+
+@pytest.fixture
+async def cached_system(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[System]:
+    monkeypatch.setenv("TARGET_CACHE_TTL_S", "3600")
+    async with start_system(amqp_url, redis_url, prefix) as running:
+        yield running
+
+
+async def _hook(system: System, conn: dict[str, str], secret: str) -> int:
+    headers = standard_webhooks_headers(secret, EVENT, f"msg_{uuid.uuid4().hex}")
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, headers)
+    return status
+
+
+async def test_a_new_secret_verifies_right_after_reconnect(cached_system: System) -> None:
+    system = cached_system
+    conn = await system.create()
+    assert await _hook(system, conn, conn["secret"]) == 202  # now cached
+    new_secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": new_secret})
+    assert status == 200
+    assert await _hook(system, conn, new_secret) == 202
+
+
+async def test_a_disconnected_connection_is_refused_once_its_change_arrives(cached_system: System) -> None:
+    system = cached_system
+    conn = await system.create()
+    assert await _hook(system, conn, conn["secret"]) == 202  # now cached
+    status, _ = await system.api("DELETE", f"/v1/connections/{conn['id']}")
+    assert status == 200
+    statuses = []
+    for _ in range(40):  # the change travels through Redis pub/sub: allow it a moment
+        statuses.append(await _hook(system, conn, conn["secret"]))
+        if statuses[-1] == 410:
+            break
+        await asyncio.sleep(0.05)
+    assert statuses[-1] == 410, statuses
+
+
+async def _stored_connection(client: aioredis.Redis, store: Store, state: str = "connected") -> str:
+    cid = uuid.uuid4().hex
+    await client.hset(store.keys.conn(cid), mapping={
+        "id": cid, "provider": "standard-webhooks", "state": state, "secret": "whsec_AAAA", "settings": "{}",
+        "webhook_url": f"http://example.invalid/hooks/{cid}",
+    })
+    return cid
+
+
+def _change(cid: str, state: str) -> bytes:
+    return orjson.dumps({"id": cid, "account_id": "a", "version": 2, "state": state})
+
+
+async def test_cache_keeps_nothing_until_subscribed(redis_client: aioredis.Redis, prefix: str) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=10)
+    cid = await _stored_connection(redis_client, store)
+    target, cached = await cache.get(cid, 0)
+    assert target is not None and target.state == "connected" and not cached
+    _, cached = await cache.get(cid, 0)
+    assert not cached  # not subscribed: it could miss a change, so it keeps nothing
+
+
+async def test_cache_evicts_on_the_changes_that_matter(redis_client: aioredis.Redis, prefix: str) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=10)
+    cache.live = True
+    cid = await _stored_connection(redis_client, store)
+    await cache.get(cid, 0)
+    cache.on_change(_change(cid, "connected"))  # another event counted: nothing the receiver uses
+    assert (await cache.get(cid, 0))[1] is True
+    cache.on_change(_change(cid, "pending"))  # a reconnect: maybe a new secret
+    assert (await cache.get(cid, 0))[1] is False
+    cache.on_change(_change(cid, "disconnected"))
+    await redis_client.hset(store.keys.conn(cid), "state", "disconnected")
+    target, cached = await cache.get(cid, 0)
+    assert target is not None and target.state == "disconnected" and not cached
+
+
+async def test_a_read_that_raced_with_a_change_is_not_kept(redis_client: aioredis.Redis, prefix: str) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=10)
+    cache.live = True
+    cid = await _stored_connection(redis_client, store)
+    read = asyncio.create_task(cache.reload(cid, 0))
+    await asyncio.sleep(0)  # the read is in flight
+    cache.on_change(_change(cid, "connected"))
+    assert (await read) is not None
+    assert (await cache.get(cid, 0))[1] is False  # the raced read was used, not kept
+
+
+async def test_cache_is_bounded(redis_client: aioredis.Redis, prefix: str) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=2)
+    cache.live = True
+    ids = [await _stored_connection(redis_client, store) for _ in range(3)]
+    for cid in ids:
+        await cache.get(cid, 0)
+    assert [(await cache.get(cid, 0))[1] for cid in reversed(ids)] == [True, True, False]  # oldest out
