@@ -8,6 +8,7 @@ import secrets as _secrets
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
+from shared.providers.base import Provider
 
 MAX_ECHO_CHARS = 1024
 
@@ -97,3 +98,18 @@ def echo_token(value: str | None, name: str) -> str:
 def token_id(kind: str, token: str) -> str:
     """A stable event id for a handshake token, without storing the token itself."""
     return f"{kind}:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class PastedSecretProvider(Provider):
+    """A provider whose secret is pasted by the user: kept as pasted, surrounding whitespace removed."""
+
+    def validate_secret(self, secret: str) -> str:
+        return pasted_secret(secret)
+
+
+class IssuedSecretProvider(PastedSecretProvider):
+    """A provider that issues the secret itself: a new connection starts without one (deliveries are
+    rejected as ``secret_not_set``) until the user pastes it with a reconnect."""
+
+    def generate_secret(self) -> str:
+        return core.SECRET_PENDING

@@ -11,20 +11,20 @@ from typing import Any, ClassVar
 
 from shared.providers import core
 from shared.providers.adapter_kit import (
+    PastedSecretProvider,
     hex_candidates,
     key_values,
     one_value,
-    pasted_secret,
     random_secret,
     values_of,
 )
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "Calendly-Webhook-Signature"
 
 
-class Calendly(Provider):
+class Calendly(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="calendly",
         title="Calendly",
@@ -40,9 +40,6 @@ class Calendly(Provider):
 
     def generate_secret(self) -> str:
         return random_secret()
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

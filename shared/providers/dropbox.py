@@ -12,14 +12,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import json_body
 
 SIGNATURE = "X-Dropbox-Signature"
 
 
-class Dropbox(Provider):
+class Dropbox(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="dropbox",
         title="Dropbox",
@@ -36,12 +36,6 @@ class Dropbox(Provider):
     # The challenge echo is unsigned whether or not the app secret is known, so it is answered before
     # the secret is pasted: Dropbox will not save the webhook URL until the challenge is answered.
     secretless_get: ClassVar[bool] = True
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret, random_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, random_secret
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
@@ -94,7 +94,7 @@ def key_of(secret: str, encoding: str) -> bytes:
     return secret.encode()
 
 
-class GenericHmac(Provider):
+class GenericHmac(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="generic-hmac",
         title="Generic HMAC",
@@ -120,9 +120,6 @@ class GenericHmac(Provider):
 
     def generate_secret(self) -> str:
         return random_secret()
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(settings) - KNOWN)

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret, random_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, random_secret
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -22,7 +22,7 @@ EVENT = "X-GitHub-Event"
 DELIVERY = "X-GitHub-Delivery"
 
 
-class GitHub(Provider):
+class GitHub(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="github",
         title="GitHub",
@@ -36,9 +36,6 @@ class GitHub(Provider):
 
     def generate_secret(self) -> str:
         return random_secret()
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

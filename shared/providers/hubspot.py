@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "X-HubSpot-Signature-v3"
@@ -31,7 +31,7 @@ def hubspot_uri(url: str) -> str:
     return url
 
 
-class HubSpot(Provider):
+class HubSpot(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="hubspot",
         title="HubSpot",
@@ -45,12 +45,6 @@ class HubSpot(Provider):
         "(or create a contact in a test portal).",
     )
     tolerance_s: ClassVar[int | None] = 300
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -10,15 +10,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret, prefixed
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, prefixed
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "X-Hub-Signature"
 TEST_TOPIC = "ping"
 
 
-class Intercom(Provider):
+class Intercom(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="intercom",
         title="Intercom",
@@ -29,12 +29,6 @@ class Intercom(Provider):
         settings={},
         test_instructions="Developer Hub -> your app -> Webhooks -> Send test request (topic 'ping').",
     )
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

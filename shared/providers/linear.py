@@ -12,14 +12,14 @@ from typing import Any, ClassVar
 
 from shared.errors import VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "Linear-Signature"
 
 
-class Linear(Provider):
+class Linear(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="linear",
         title="Linear",
@@ -31,12 +31,6 @@ class Linear(Provider):
         test_instructions="Create or edit an issue in a team the webhook listens to.",
     )
     tolerance_s: ClassVar[int | None] = 60
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

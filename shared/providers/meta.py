@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -34,7 +34,7 @@ def _event_type(data: Any) -> str | None:
     return f"{data['object']}.{field}"[:200] if isinstance(field, str) else str(data["object"])[:200]
 
 
-class Meta(Provider):
+class Meta(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="meta",
         title="Meta (Facebook, Instagram, WhatsApp)",
@@ -52,9 +52,6 @@ class Meta(Provider):
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # Meta issues the app secret
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(settings) - {"verify_token"})

@@ -14,14 +14,14 @@ from typing import Any, ClassVar
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, random_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, echo_token, random_secret, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 CLIENT_STATE_MAX = 128  # Graph's limit on clientState
 
 
-class MsGraph(Provider):
+class MsGraph(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="msgraph",
         title="Microsoft Graph change notifications",
@@ -39,9 +39,6 @@ class MsGraph(Provider):
 
     def generate_secret(self) -> str:
         return random_secret()
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def validate_settings(self, settings: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(settings) - {"client_state"})

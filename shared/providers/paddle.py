@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import hex_candidates, key_values, one_value, pasted_secret, values_of
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, hex_candidates, key_values, one_value, values_of
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "Paddle-Signature"
 
 
-class Paddle(Provider):
+class Paddle(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="paddle",
         title="Paddle Billing",
@@ -31,12 +31,6 @@ class Paddle(Provider):
         test_instructions="Developer Tools -> Simulations: send a simulated event to the destination.",
     )
     tolerance_s: ClassVar[int | None] = 5
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -11,15 +11,15 @@ from typing import Any, ClassVar
 
 from shared.errors import VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import hex_candidates, pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, hex_candidates
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "X-PagerDuty-Signature"
 TEST_EVENT = "pagey.ping"
 
 
-class PagerDuty(Provider):
+class PagerDuty(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="pagerduty",
         title="PagerDuty",
@@ -31,12 +31,6 @@ class PagerDuty(Provider):
         test_instructions="Integrations -> Generic Webhooks (v3) -> your subscription -> Send Test Event "
         "(pagey.ping).",
     )
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint
 
 SIGNATURE = ("X-Shopify-Hmac-Sha256", "shopify-hmac-sha256")
@@ -23,7 +23,7 @@ def _first(request: InboundRequest, suffix: str) -> str | None:
     return request.headers.get(f"X-Shopify-{suffix}") or request.headers.get(f"shopify-{suffix}")
 
 
-class Shopify(Provider):
+class Shopify(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="shopify",
         title="Shopify",
@@ -39,9 +39,6 @@ class Shopify(Provider):
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # Shopify issues the secret
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

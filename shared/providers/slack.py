@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs
 
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "X-Slack-Signature"
@@ -46,7 +46,7 @@ def _form_payload(body: bytes) -> Any:
     return {"type": "slash_command", "command": form["command"][0]} if "command" in form else None
 
 
-class Slack(Provider):
+class Slack(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="slack",
         title="Slack",
@@ -63,9 +63,6 @@ class Slack(Provider):
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # Slack issues the signing secret
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

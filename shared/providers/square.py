@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "x-square-hmacsha256-signature"
@@ -21,7 +21,7 @@ LEGACY_SIGNATURE = "x-square-signature"
 TEST_EVENT = "webhooks.test_notification"
 
 
-class Square(Provider):
+class Square(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="square",
         title="Square",
@@ -35,12 +35,6 @@ class Square(Provider):
         test_instructions="Developer Console -> Webhooks -> Subscriptions -> your subscription -> "
         "Send test event (webhooks.test_notification).",
     )
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

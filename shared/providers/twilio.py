@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from shared.errors import VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint
 
 SIGNATURE = "X-Twilio-Signature"
@@ -64,7 +64,7 @@ def _algorithm(request: InboundRequest) -> core.Algorithm:
     return "sha1"
 
 
-class Twilio(Provider):
+class Twilio(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="twilio",
         title="Twilio",
@@ -81,9 +81,6 @@ class Twilio(Provider):
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # the account's Auth Token
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import orjson
 
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, prefixed, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, prefixed, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "x-twitter-webhooks-signature"
@@ -28,7 +28,7 @@ def crc_response(secret: str, crc_token: str) -> str:
     return "sha256=" + base64.b64encode(digest).decode()
 
 
-class Twitter(Provider):
+class Twitter(IssuedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="twitter",
         title="X (Twitter) Account Activity",
@@ -43,12 +43,6 @@ class Twitter(Provider):
         "/2/webhooks/:id); the CRC verifies the connection.",
     )
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # issued by the provider once the webhook URL is registered there
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -10,14 +10,14 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import pasted_secret, prefixed, random_secret
-from shared.providers.base import InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, prefixed, random_secret
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "Typeform-Signature"
 
 
-class Typeform(Provider):
+class Typeform(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="typeform",
         title="Typeform",
@@ -31,9 +31,6 @@ class Typeform(Provider):
 
     def generate_secret(self) -> str:
         return random_secret()
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import orjson
 
 from shared.providers import core
-from shared.providers.adapter_kit import echo_token, pasted_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
+from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 from shared.providers.slack import verify_v0
 
@@ -24,7 +24,7 @@ TIMESTAMP = "x-zm-request-timestamp"
 VALIDATION = "endpoint.url_validation"
 
 
-class Zoom(Provider):
+class Zoom(PastedSecretProvider):
     info: ClassVar[ProviderInfo] = ProviderInfo(
         name="zoom",
         title="Zoom",
@@ -39,9 +39,6 @@ class Zoom(Provider):
 
     def generate_secret(self) -> str:
         return core.SECRET_PENDING  # Zoom issues the secret token
-
-    def validate_secret(self, secret: str) -> str:
-        return pasted_secret(secret)
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
