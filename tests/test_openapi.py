@@ -1,0 +1,137 @@
+"""The status API's OpenAPI document: served at /openapi.json, covering exactly the /v1 routes the app
+serves, and schemathesis against the running API (a real subprocess on the real Redis and RabbitMQ)
+with no server errors and every answer as the document says."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
+
+from services.status_api.app import create_app
+from services.status_api.config import Settings
+from services.status_api.openapi import SPEC_PATH
+from tests.faults.harness import TOKEN, Services, service_env
+from tests.faults.ledger import write_report
+
+SPEC = json.loads(SPEC_PATH.read_text())
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+CASES: Counter[str] = Counter()
+EXAMPLES = 25  # per operation: bounded, the whole module stays well under a minute
+
+schema = schemathesis.openapi.from_path(SPEC_PATH).exclude(path_regex=r"/stream$")  # SSE never ends
+
+
+def _template(canonical: str) -> str:
+    return re.sub(r"\{([^}:]+)(:[^}]*)?\}", r"{\1}", canonical)
+
+
+def test_the_document_covers_exactly_the_v1_routes_the_app_serves() -> None:
+    app = create_app(Settings.from_env())
+    served = {
+        (_template(route.resource.canonical), route.method.lower())
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/v1/") and route.method != "HEAD"
+    }
+    documented = {(path, method) for path, item in SPEC["paths"].items() if path.startswith("/v1/")
+                  for method in item if method in ("get", "post", "put", "patch", "delete")}
+    assert served - documented == set(), f"routes missing from {SPEC_PATH.name}: {sorted(served - documented)}"
+    assert documented - served == set(), f"documented but not served: {sorted(documented - served)}"
+
+
+def test_the_document_is_valid_openapi() -> None:
+    from jsonschema import Draft202012Validator
+
+    assert SPEC["openapi"].startswith("3.")
+    for name, component in SPEC["components"]["schemas"].items():
+        Draft202012Validator.check_schema(component)  # raises on an invalid schema
+        assert name
+    assert sum(1 for _ in schemathesis.openapi.from_path(SPEC_PATH).get_all_operations()) >= 15
+
+
+@pytest.fixture(scope="module")
+def api_url(amqp_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The status API as a subprocess on a prefix of its own, for the whole module."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    services = Services(service_env(prefix, amqp_url, redis_url), tmp_path_factory.mktemp("openapi"))
+    api = services.make("status_api")
+    asyncio.run(api.start())
+    try:
+        yield api.url
+        assert '"unhandled error"' not in api.logs(), api.logs()[-3000:]
+    finally:
+        services.stop_all()
+        _cleanup(redis_url, amqp_url, prefix)
+
+
+def _cleanup(redis_url: str, amqp_url: str, prefix: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+    async def drop() -> None:
+        import aio_pika
+
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            for queue in (f"{prefix}.deliveries", f"{prefix}.deliveries.dead"):
+                channel = await connection.channel()
+                await channel.queue_delete(queue)
+            for exchange in (f"{prefix}.deliveries", f"{prefix}.dead", f"{prefix}.analytics"):
+                channel = await connection.channel()
+                await channel.exchange_delete(exchange)
+
+    asyncio.run(drop())
+
+
+def test_openapi_json_is_served_without_a_token(api_url: str) -> None:
+    resp = requests.get(f"{api_url}/openapi.json", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert resp.json() == SPEC
+
+
+CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
+          checks.response_schema_conformance]
+
+
+@schema.parametrize()
+@settings(max_examples=EXAMPLES, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                                 HealthCheck.filter_too_much])
+def test_schemathesis_finds_no_server_errors(case: Any, api_url: str) -> None:
+    CASES[case.operation.label] += 1
+    response = case.call(base_url=api_url, headers=AUTH, timeout=15)
+    CASES[f"status {response.status_code}"] += 1
+    case.validate_response(response, checks=CHECKS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    yield
+    statuses = {k.split()[1]: v for k, v in CASES.items() if k.startswith("status ")}
+    write_report("schemathesis", {
+        "operations": sum(1 for k in CASES if not k.startswith("status ")),
+        "cases": sum(v for k, v in CASES.items() if not k.startswith("status ")),
+        "statuses": dict(sorted(statuses.items())),
+        "server_errors": sum(v for k, v in statuses.items() if k.startswith("5")),
+        "command": ".venv/bin/python -m pytest tests/test_openapi.py -q",
+    })
+
+
+def test_spec_path_is_beside_the_module() -> None:
+    assert Path(SPEC_PATH).parent.name == "status_api"
