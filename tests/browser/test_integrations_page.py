@@ -359,3 +359,23 @@ async def test_token_expiring_while_the_page_is_open_says_so(ui: UI) -> None:
     await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
     await expect(ui.component.locator(".notice")).to_contain_text("This link has expired")
     assert len(ui.navigations) == 1
+
+
+async def test_a_renewed_token_resumes_in_place(ui: UI) -> None:
+    """The product renews the token by setting the attribute: the cards come back, no reload."""
+    conn = await ui.system.create()
+    await ui.open(token=await ui.system.browser_token(ttl_s=2))
+    await expect(ui.card(conn["id"])).to_be_visible()
+    await ui.mark_document()
+    await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
+    await expect(ui.card(conn["id"])).to_be_hidden()  # nothing stale is shown as if it were live
+
+    assert await send_event(ui.system, conn) == 202  # changed while the page could not see it
+    fresh = await ui.system.browser_token()
+    await ui.component.evaluate("(el, token) => el.setAttribute('token', token)", fresh)
+    await expect(ui.component).not_to_have_attribute("data-error", "token_expired")
+    await expect(ui.component.locator(".notice")).to_be_hidden()
+    await expect(ui.card(conn["id"])).to_have_attribute("data-state", "connected")
+    await expect(ui.component).to_have_attribute("data-link", "live")
+    assert await ui.same_document()
+    assert len(ui.navigations) == 1

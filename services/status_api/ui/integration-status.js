@@ -34,6 +34,8 @@ class IntegrationStatus extends HTMLElement {
     this.generation = 0;
     this.retryMs = 1000;
     this.deliveryTimers = new Map();
+    this.accountId = null;
+    this.ready = false;
     this.buildShell(this.attachShadow({ mode: 'open' }));
   }
 
@@ -72,7 +74,6 @@ class IntegrationStatus extends HTMLElement {
     this.stop();
     const generation = ++this.generation;
     const token = this.getAttribute('token');
-    this.clear();
     if (!token) return this.fail('missing_token');
     this.api = new StatusApi(this.getAttribute('api-base'), token);
     this.setLink('connecting');
@@ -80,16 +81,18 @@ class IntegrationStatus extends HTMLElement {
       const me = await this.api.me();
       if (generation !== this.generation) return;
       if (!me.account_id) return this.fail('not_browser_token');
+      // A fresh token for the same account (the product renews it) keeps the cards, and with them the
+      // user's focus; another account starts from nothing.
+      if (me.account_id !== this.accountId) this.clear();
       this.accountId = me.account_id;
+      this.showList();
       await this.loadTitles(); // before any card is drawn, so every card has its provider's name
       if (generation !== this.generation) return;
       this.openStream();
       const list = await this.api.connections(this.accountId);
       if (generation !== this.generation) return;
-      for (const view of list) this.upsert(view, { quiet: true });
-      this.ready = true;
-      this.dataset.ready = '';
-      this.emptyEl.hidden = this.cards.size > 0;
+      for (const view of list) this.upsert(view, { quiet: !this.ready });
+      this.onSnapshot();
     } catch (error) {
       if (generation === this.generation) this.onError(error, () => this.start());
     }
@@ -105,10 +108,13 @@ class IntegrationStatus extends HTMLElement {
     this.ready = false; // until the first list is shown, what arrives is the starting point, not news
     this.cards.clear();
     this.listEl.replaceChildren();
+    delete this.dataset.ready;
+  }
+
+  showList() {
     this.noticeEl.hidden = true;
     this.listEl.hidden = false;
     delete this.dataset.error;
-    delete this.dataset.ready;
   }
 
   async loadTitles() {
