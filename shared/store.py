@@ -252,6 +252,41 @@ class Store:
     # --- the verifier's transitions -----------------------------------------------------------
 
     async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
+        keys, args = self._apply_call(msg)
+        status, before, after = await self._call(lambda: self._apply(keys=keys, args=args))
+        if status == "applied":
+            await self._call(lambda: self._count_transition(before, after))
+        return ApplyResult(status, before, after)
+
+    async def apply_deliveries(self, msgs: list[DeliveryMessage]) -> list[ApplyResult | Exception]:
+        """``apply_delivery`` for many deliveries in one round trip (a pipeline of the same script).
+        Each gets its own result, or the error of its own script; Redis away fails them all."""
+        results: list[Any] = await self._call(lambda: self._apply_pipelined(msgs))
+        missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+        if missing:  # a restarted or flushed Redis: load the script once, and run those again
+            await self._call(lambda: self.redis.script_load(self._apply.script))
+            again = await self._call(lambda: self._apply_pipelined([msgs[i] for i in missing]))
+            for i, result in zip(missing, again, strict=True):
+                results[i] = result
+        out: list[ApplyResult | Exception] = []
+        for result in results:
+            if isinstance(result, Exception):
+                out.append(result)
+                continue
+            status, before, after = result
+            if status == "applied":
+                await self._call(lambda b=before, a=after: self._count_transition(b, a))
+            out.append(ApplyResult(status, before, after))
+        return out
+
+    async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for msg in msgs:
+                keys, args = self._apply_call(msg)
+                pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
+            return await pipe.execute(raise_on_error=False)
+
+    def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], list[Any]]:
         cid, k = msg.connection_id, self.keys
         event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
         keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key]
@@ -269,10 +304,7 @@ class Store:
             msg.learnt_secret or "",
             DELIVERIES_KEPT,
         ]
-        status, before, after = await self._call(lambda: self._apply(keys=keys, args=args))
-        if status == "applied":
-            await self._call(lambda: self._count_transition(before, after))
-        return ApplyResult(status, before, after)
+        return keys, args
 
     async def due_pending(self, now: int, limit: int) -> list[str]:
         return await self._call(

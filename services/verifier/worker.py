@@ -21,6 +21,8 @@ from typing import TypeVar
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from services.verifier.acks import BatchAcker
+from services.verifier.batching import ApplyBatcher
 from shared import metrics
 from shared.broker import AMQP_ERRORS, Topology
 from shared.errors import PoisonMessage, StoreUnavailable
@@ -49,6 +51,7 @@ class Verifier:
 
     def __init__(self, store: Store, *, retry_max_s: float = 5.0) -> None:
         self.store = store
+        self.applier = ApplyBatcher(store)  # concurrent deliveries share one Redis round trip
         self.retry_max_s = retry_max_s
         self.stopping = asyncio.Event()
 
@@ -63,7 +66,7 @@ class Verifier:
             return Decision(Fate.REQUEUE, "unexpected_error")
 
     async def _apply(self, msg: DeliveryMessage) -> Decision:
-        result = await self._with_store_retry(lambda: self.store.apply_delivery(msg))
+        result = await self._with_store_retry(lambda: self.applier.apply_delivery(msg))
         if result is None:
             return Decision(Fate.REQUEUE, "store_unavailable")
         if result.status == "missing":
@@ -118,6 +121,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._acks = BatchAcker()
 
     async def start(self, prefetch: int) -> None:
         await self.channel.set_qos(prefetch_count=prefetch)
@@ -143,11 +147,13 @@ class Consumer:
 
     async def _settle(self, message: AbstractIncomingMessage, decision: Decision) -> None:
         if decision.fate is Fate.ACK:
-            await message.ack()
+            self._acks.ack(message)  # stored: acked with the next batch (see acks.py)
         elif decision.fate is Fate.REQUEUE:
             await message.nack(requeue=True)
+            self._acks.settled(message)
         else:
             await self._dead_letter(message, decision)
+            self._acks.settled(message)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, decision: Decision) -> None:
         """Publish to the dead-letter exchange with our reason (confirmed), then ack the original."""
@@ -180,6 +186,7 @@ class Consumer:
         self.verifier.stopping.set()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=1.0)
+        await self._acks.close()
         # Still not done (a Redis that hangs rather than fails): cancel, so shutdown stays bounded.
         # Their messages are unacked, so the broker hands them to the next verifier; a script that
         # did run is then recognised as a duplicate.
