@@ -25,17 +25,25 @@ DISPLAYS = {
     "test-passed": "connected",
     "pending": "pending",
     "failing": "failing",
+    "silent": "silent",
     "failed": "failed",
     "disconnected": "disconnected",
+    "test-waiting": "pending",
 }
 STATES = tuple(DISPLAYS)
 
 
 async def _make_states(system: System, acct: str) -> dict[str, dict[str, Any]]:
     """One connection per state, for one account (the test one still waits for its test)."""
-    made = {name: await system.create(account_id=acct, timeout_s=1 if name == "failed" else 600)
-            for name in STATES}
-    for name in ("connected", "test-passed", "failing"):
+    made = {
+        name: await system.create(
+            account_id=acct,
+            timeout_s=1 if name == "failed" else 600,
+            **({"expected_interval_s": 1} if name == "silent" else {}),
+        )
+        for name in STATES
+    }
+    for name in ("connected", "test-passed", "failing", "silent"):
         assert await send_event(system, made[name]) == 202
         await system.wait_for(made[name]["id"], lambda v: v["state"] == "connected")
     wrong = (await system.create(account_id=f"{acct}-other"))["secret"]
@@ -44,6 +52,7 @@ async def _make_states(system: System, acct: str) -> dict[str, dict[str, Any]]:
     assert status == 200
     await system.wait_for(made["failed"]["id"], lambda v: v["state"] == "failed")
     await system.wait_for(made["failing"]["id"], lambda v: v["health"] == "failing")
+    await system.wait_for(made["silent"]["id"], lambda v: v["health"] == "silent")
     return made
 
 
@@ -64,6 +73,9 @@ async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
     await ui.open(acct)
     await ui.wait_live()
     await _pass_a_test(ui, made["test-passed"])
+    waiting = ui.card(made["test-waiting"]["id"])
+    await waiting.get_by_role("button", name="Send test event").click()
+    await expect(waiting.locator(".test")).to_have_attribute("data-test-state", "waiting")
     for name, display in DISPLAYS.items():
         await expect(ui.card(made[name]["id"])).to_have_attribute("data-display", display)
     written = []
