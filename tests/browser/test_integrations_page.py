@@ -285,6 +285,12 @@ async def test_ac4_the_button_follows_the_state(ui: UI) -> None:
     await expect(card.locator(".badge")).to_have_text("Disconnected")
     await expect(primary).to_have_text("Connect")
     await expect(secondary).to_be_hidden()
+    # "Connect" hands over to the product's own setup flow, through a DOM event the host page handles.
+    await ui.page.evaluate("""() => document.addEventListener('integration-status:connect',
+        (e) => { window.__connectAsked = e.detail.connection.id; })""")
+    await primary.click()
+    assert await ui.page.evaluate("window.__connectAsked") == conn["id"]
+    await expect(card.locator(".note")).to_contain_text("setup flow")
     assert await ui.same_document()
 
 
