@@ -385,3 +385,34 @@ async def test_a_renewed_token_resumes_in_place(ui: UI) -> None:
     await expect(ui.component).to_have_attribute("data-link", "live")
     assert await ui.same_document()
     assert len(ui.navigations) == 1
+
+
+# --- the component on the product's own page ---------------------------------------------------
+
+HOST_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Product</title>
+<script type="module" src="/ui/integration-status.js"></script></head>
+<body><h1>Your Stripe integration</h1>
+<integration-status token="{token}" connection-id="{cid}"></integration-status>
+<script>
+  window.changes = [];
+  document.addEventListener('integration-status:change', (e) => window.changes.push(e.detail.state));
+</script></body></html>"""
+
+
+async def test_the_component_drops_into_a_product_page(ui: UI) -> None:
+    acct = account()
+    shown, other = await ui.system.create(account_id=acct), await ui.system.create(account_id=acct)
+    token = await ui.system.browser_token(acct)
+    host_url = f"{ui.system.api_url}/product/integrations"  # same origin as the API, as behind a proxy
+    await ui.page.route(host_url, lambda route: route.fulfill(
+        content_type="text/html", body=HOST_PAGE.format(token=token, cid=shown["id"])))
+    await ui.page.goto(host_url)
+    component = ui.page.locator("integration-status")
+    await expect(component).to_have_attribute("data-link", "live")
+    await expect(ui.card(shown["id"])).to_have_attribute("data-state", "pending")
+    await expect(ui.card(other["id"])).to_have_count(0)  # connection-id shows that one only
+
+    assert await send_event(ui.system, shown) == 202
+    await expect(ui.card(shown["id"])).to_have_attribute("data-state", "connected")
+    assert "connected" in await ui.page.evaluate("window.changes")  # the host page heard it
+    assert len(ui.navigations) == 1
