@@ -360,7 +360,7 @@ async def test_forged_or_missing_token_shows_a_clear_message(ui: UI) -> None:
 
 async def test_token_expiring_while_the_page_is_open_says_so(ui: UI) -> None:
     conn = await ui.system.create()
-    await ui.open(token=await ui.system.browser_token(ttl_s=3))
+    await ui.open(token=await ui.system.browser_token(ttl_s=4))
     await expect(ui.card(conn["id"])).to_be_visible()
     await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
     await expect(ui.component.locator(".notice")).to_contain_text("This link has expired")
@@ -370,7 +370,7 @@ async def test_token_expiring_while_the_page_is_open_says_so(ui: UI) -> None:
 async def test_a_renewed_token_resumes_in_place(ui: UI) -> None:
     """The product renews the token by setting the attribute: the cards come back, no reload."""
     conn = await ui.system.create()
-    await ui.open(token=await ui.system.browser_token(ttl_s=2))
+    await ui.open(token=await ui.system.browser_token(ttl_s=4))
     await expect(ui.card(conn["id"])).to_be_visible()
     await ui.mark_document()
     await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
