@@ -1,4 +1,4 @@
-// <integration-status token="…" [api-base="https://status.example"] [connection-id="…"]>
+// <integration-status token="…" [api-base="https://status.example"] [connection-id="…"] [heading="…"]>
 //
 // Every connection of the token's account, live. Drop it into any page (no build step):
 //   <script type="module" src="/ui/integration-status.js"></script>
@@ -50,11 +50,15 @@ class IntegrationStatus extends HTMLElement {
     root.append(
       h('link', { rel: 'stylesheet', href: STYLE_URL.href }),
       h('div', { class: 'wrap', part: 'wrap' },
-        h('div', { class: 'toolbar' }, h('h2', { part: 'heading' }, 'Integrations'), this.linkEl),
+        h('div', { class: 'toolbar' }, this.headingEl = h('h2', { part: 'heading' }), this.linkEl),
         this.noticeEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
   }
 
   connectedCallback() {
+    // heading="…" names the list (default "Integrations"); heading="" leaves it to the host page.
+    const heading = this.getAttribute('heading') ?? 'Integrations';
+    this.headingEl.textContent = heading;
+    this.headingEl.hidden = !heading;
     this.ticker = setInterval(() => this.tick(), 1000);
     this.start();
   }
