@@ -7,6 +7,7 @@ change on the ``changes`` channel in the same script. Redis errors leave this mo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -280,6 +281,17 @@ class Store:
         return out
 
     async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
+        if isinstance(self.redis, RedisCluster):
+            # redis-py refuses scripts in a cluster pipeline: run them side by side instead, each sent
+            # to the node of its connection's slot.
+            results = await asyncio.gather(
+                *(self._apply(keys=keys, args=args) for keys, args in map(self._apply_call, msgs)),
+                return_exceptions=True,
+            )
+            for result in results:
+                if isinstance(result, REDIS_ERRORS):
+                    raise result
+            return list(results)
         async with self.redis.pipeline(transaction=False) as pipe:
             for msg in msgs:
                 keys, args = self._apply_call(msg)
