@@ -110,6 +110,13 @@ export function summaryOf(view, display) {
         + ((view.last_error && view.last_error.message) || 'see the recent deliveries for why.');
     case 'silent':
       return 'Connected, but no event has arrived for longer than expected. Check that the provider still sends.';
+    case 'failed':
+      // Past its deadline but not yet swept: the stored reason still says "waiting"; the cta's hint
+      // already says what failing means.
+      if (view.state !== 'failed') {
+        return (view.cta && view.cta.hint) || 'The deadline passed without a verified event.';
+      }
+      return view.reason_message || '';
     case 'disconnected':
       return 'Disconnected: events sent to this webhook URL are refused. Connect it again to resume.';
     default:
