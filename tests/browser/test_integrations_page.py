@@ -416,3 +416,19 @@ async def test_the_component_drops_into_a_product_page(ui: UI) -> None:
     await expect(ui.card(shown["id"])).to_have_attribute("data-state", "connected")
     assert "connected" in await ui.page.evaluate("window.changes")  # the host page heard it
     assert len(ui.navigations) == 1
+
+
+async def test_the_page_catches_up_after_its_connection_drops(ui: UI) -> None:
+    conn = await ui.system.create()
+    await ui.open()
+    await ui.wait_live()
+    await ui.mark_document()
+    await ui.page.context.set_offline(True)
+    await expect(ui.component).to_have_attribute("data-link", "offline")
+    await expect(ui.component.locator(".link")).to_contain_text("Offline")
+    assert await send_event(ui.system, conn) == 202  # happens while the page cannot hear it
+    await ui.system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    await ui.page.context.set_offline(False)
+    await expect(ui.card(conn["id"])).to_have_attribute("data-state", "connected")
+    await expect(ui.component).to_have_attribute("data-link", "live")
+    assert await ui.same_document()

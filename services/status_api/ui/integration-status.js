@@ -21,7 +21,10 @@ const MESSAGES = {
   missing_token: 'This page needs a link from the product — open Integrations there to get one.',
   not_browser_token: 'This page needs a browser token for one account, not a service token.',
 };
-const LINK_WORDS = { connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', closed: 'Offline' };
+const LINK_WORDS = {
+  connecting: 'Connecting…', live: 'Live', reconnecting: 'Reconnecting…', closed: 'Reconnecting…',
+  offline: 'Offline — updates resume when the network is back',
+};
 const RETRY_MAX_MS = 30000;
 
 class IntegrationStatus extends HTMLElement {
@@ -60,13 +63,31 @@ class IntegrationStatus extends HTMLElement {
     this.headingEl.textContent = heading;
     this.headingEl.hidden = !heading;
     this.ticker = setInterval(() => this.tick(), 1000);
+    window.addEventListener('offline', this.onOffline);
+    window.addEventListener('online', this.onOnline);
     this.start();
   }
 
   disconnectedCallback() {
     clearInterval(this.ticker);
+    window.removeEventListener('offline', this.onOffline);
+    window.removeEventListener('online', this.onOnline);
     this.stop();
   }
+
+  // A stream over a dead network can look open for minutes: say so at once, and catch up (a fresh
+  // stream sends every connection's current state) as soon as the network is back.
+  onOffline = () => {
+    if (this.dataset.error || !this.stream) return;
+    this.stop();
+    this.setLink('offline');
+  };
+
+  onOnline = () => {
+    if (this.dataset.error || this.dataset.link !== 'offline') return;
+    this.setLink('connecting');
+    this.openStream();
+  };
 
   attributeChangedCallback(name, before, after) {
     if (this.isConnected && before !== after) this.start();
@@ -180,7 +201,8 @@ class IntegrationStatus extends HTMLElement {
     if (!state) return;
     this.dataset.link = state;
     this.linkEl.dataset.link = state;
-    this.linkEl.replaceChildren(icon(state === 'live' ? 'dot' : 'spinner'), h('span', {}, LINK_WORDS[state]));
+    const shape = { live: 'dot', offline: 'unplug' }[state] || 'spinner';
+    this.linkEl.replaceChildren(icon(shape), h('span', {}, LINK_WORDS[state]));
   }
 
   // --- connections ----------------------------------------------------------------------------
