@@ -373,8 +373,11 @@ async def test_a_renewed_token_resumes_in_place(ui: UI) -> None:
     await ui.open(token=await ui.system.browser_token(ttl_s=4))
     await expect(ui.card(conn["id"])).to_be_visible()
     await ui.mark_document()
+    await ui.page.evaluate("""() => { window.authErrors = [];
+        document.addEventListener('integration-status:auth-error', (e) => authErrors.push(e.detail.code)); }""")
     await expect(ui.component).to_have_attribute("data-error", "token_expired", timeout=20_000)
     await expect(ui.card(conn["id"])).to_be_hidden()  # nothing stale is shown as if it were live
+    assert await ui.page.evaluate("window.authErrors") == ["token_expired"]  # the host is told, once
 
     assert await send_event(ui.system, conn) == 202  # changed while the page could not see it
     fresh = await ui.system.browser_token()

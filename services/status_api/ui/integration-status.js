@@ -186,6 +186,7 @@ class IntegrationStatus extends HTMLElement {
 
   /** A message nothing on this page can fix (expired or invalid link): say so, show no stale data. */
   fail(code) {
+    const already = this.dataset.error === code;
     this.stop();
     this.setLink(null);
     this.dataset.error = code;
@@ -193,12 +194,15 @@ class IntegrationStatus extends HTMLElement {
     this.emptyEl.hidden = true;
     this.noticeEl.replaceChildren(icon('warning'), h('span', {}, MESSAGES[code] || MESSAGES.invalid_token));
     this.noticeEl.hidden = false;
-    this.emit('auth-error', { code });
+    if (!already) this.emit('auth-error', { code });
   }
 
   setLink(state) {
     this.linkEl.hidden = !state;
-    if (!state) return;
+    if (!state) {
+      delete this.dataset.link;
+      return;
+    }
     this.dataset.link = state;
     this.linkEl.dataset.link = state;
     const shape = { live: 'dot', offline: 'unplug' }[state] || 'spinner';
