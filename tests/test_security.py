@@ -6,7 +6,9 @@ from __future__ import annotations
 import ast
 import asyncio
 import base64
+import math
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,12 +102,15 @@ async def test_a_flood_of_bad_signatures_is_limited_and_never_crowds_out_real_ev
     conn = await system.create("generic-hmac-sha256")
     forged = generic_sha256_headers("not-the-secret-at-all!", EVENT)
     flood = 200
+    started = time.monotonic()
     answers = [await system.post_hook(conn["webhook_url"], EVENT, forged) for _ in range(flood)]
+    elapsed_s = time.monotonic() - started
     statuses = [status for status, _ in answers]
     limited = [body for status, body in answers if status == 429]
     rejected = statuses.count(401)
     assert set(statuses) == {401, 429}
-    assert 30 <= rejected < 60, f"burst 30 (+1 a second) should pass; {rejected} passed"
+    # The burst (30), plus one a second for as long as the flood lasted: never more.
+    assert 30 <= rejected <= 30 + math.ceil(elapsed_s) + 1, (rejected, elapsed_s)
     assert all(b["error"]["code"] == "too_many_rejected" for b in limited)
     # The real provider is never limited, even while the bucket is empty.
     real = []

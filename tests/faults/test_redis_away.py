@@ -30,7 +30,7 @@ async def test_redis_away_status_api_503_and_verifier_holds(
     receiver = services.make("receiver")
     receiver.port = receiver_port
     await receiver.start()
-    verifier = await services.start("verifier", REDIS_URL=via_proxy, STORE_RETRY_MAX_S="0.5")
+    verifier = await services.start("verifier", REDIS_URL=via_proxy, STORE_RETRY_MAX_S="0.5", PREFETCH="64")
     api = await services.start("status_api", REDIS_URL=via_proxy)
     targets = await make_targets(4)
     ledger = Ledger("redis_away")

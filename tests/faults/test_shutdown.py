@@ -68,7 +68,7 @@ async def test_verifier_sigterm_returns_what_it_holds(
     sender = Sender(session, ledger, targets)
     await sender.send_many([(targets[i % 2], f"evt-vterm-{i}") for i in range(1000)])  # queued, no verifier
     redis_proxy.delay(0.2)
-    slow = await services.start("verifier", REDIS_URL=redis_proxy.url(services.env["REDIS_URL"]))
+    slow = await services.start("verifier", REDIS_URL=redis_proxy.url(services.env["REDIS_URL"]), PREFETCH="32")
     await wait_stored(redis_client, prefix, targets, 1, timeout_s=20)
     code, took_s = await slow.terminate()
     counted_by_first = await counted_events(redis_client, prefix, targets)
