@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from services.status_api import analytics, checks, openapi, stream, tokens, views
+from services.status_api import analytics, checks, openapi, stream, tokens, ui, views
 from services.status_api.auth import PRINCIPAL, Principal, bearer_token, service_token_matches
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
@@ -75,5 +75,6 @@ def create_app(settings: Settings) -> web.Application:
     stream.add_routes(app)
     checks.add_routes(app)
     openapi.add_routes(app)
+    ui.add_routes(app)
     http.add_health_routes(app)
     return app
