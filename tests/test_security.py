@@ -10,7 +10,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +76,35 @@ async def test_browser_token_never_reaches_another_accounts_connections(system: 
     after = await system.get(theirs["id"])
     assert (after["version"], after["state"]) == (before["version"], before["state"])
     assert (await call("GET", f"/v1/connections/{mine['id']}"))[0] == 200
+
+
+async def test_an_accounts_live_stream_never_carries_another_accounts_changes(system: System) -> None:
+    mine = await system.create("generic-hmac-sha256", account_id="acct-alice")
+    theirs = await system.create("generic-hmac-sha256", account_id="acct-bob")
+    headers = {"Authorization": f"Bearer {await system.browser_token('acct-alice')}",
+               "Accept": "text/event-stream"}
+    async with system.session.get(f"{system.api_url}/v1/accounts/acct-alice/stream", headers=headers) as stream:
+        assert stream.status == 200
+        seen = await _read_stream(stream, lambda text: "event: ready" in text)
+        for conn in (theirs, mine):  # bob's connection changes first, then alice's
+            body = orjson.dumps({"id": f"evt_{uuid.uuid4().hex}", "type": "x"})
+            status, _ = await system.post_hook(conn["webhook_url"], body,
+                                               generic_sha256_headers(conn["secret"], body))
+            assert status == 202
+        await system.wait_for(theirs["id"], lambda v: v["state"] == "connected")
+        # Read until alice's own change (sent after bob's) has arrived as an event of its own.
+        later = await _read_stream(stream, lambda text: mine["id"] in text and '"connected"' in text)
+    assert mine["id"] in seen
+    assert theirs["id"] not in seen + later, "bob's connection appeared in alice's stream"
+
+
+async def _read_stream(resp: aiohttp.ClientResponse, done: Callable[[str], bool]) -> str:
+    seen = ""
+    while not done(seen):
+        chunk = await asyncio.wait_for(resp.content.readany(), 10)
+        assert chunk, f"the stream ended first: {seen[-500:]!r}"
+        seen += chunk.decode()
+    return seen
 
 
 async def test_a_forged_or_retargeted_browser_token_is_refused(system: System) -> None:
