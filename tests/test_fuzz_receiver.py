@@ -5,6 +5,8 @@ HTTP client would send. Never a 500; every refusal is a 4xx with ``{"error": {"c
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import string
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -95,6 +97,54 @@ async def test_arbitrary_paths_are_4xx(system: System, path: str, method: str) -
         assert resp.status < 500
         return
     check(resp.status, body)
+
+
+@FUZZ
+@given(body=st.binary(max_size=2000), tamper=st.sampled_from(["none", "body", "digest", "scheme", "hex"]))
+async def test_the_right_answer_for_signed_forged_and_malformed_requests(
+    system: System, hooks: dict[str, str], body: bytes, tamper: str
+) -> None:
+    """generic-hmac-sha256 over arbitrary bytes: signed → 202 (never limited); a changed body or digest →
+    401 signature_mismatch; a header not of the form sha256=<hex> → 401 malformed_signature (or 429 once
+    the connection's bucket for rejected deliveries is empty)."""
+    url = hooks["generic-hmac-sha256"]
+    secret = await _secret_of(system, url)
+    digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    sent, header = body, f"sha256={digest}"
+    if tamper == "body":
+        sent = body + b"!"
+    elif tamper == "digest":
+        header = f"sha256={digest[:-1]}{'0' if digest[-1] != '0' else '1'}"
+    elif tamper == "scheme":
+        header = f"sha1={digest}"
+    elif tamper == "hex":
+        header = f"sha256={digest[:-1]}z"
+    async with system.session.post(url, data=sent, headers={"X-Signature-256": header}) as resp:
+        answer = await resp.read()
+    check(resp.status, answer)
+    expected = {"none": 202, "body": 401, "digest": 401, "scheme": 401, "hex": 401}[tamper]
+    if expected == 202:
+        assert resp.status == 202, answer
+        return
+    assert resp.status in (expected, 429), answer
+    if resp.status == 401:
+        code = orjson.loads(answer)["error"]["code"]
+        wanted = "signature_mismatch" if tamper in ("body", "digest") else "malformed_signature"
+        assert code == wanted, (tamper, answer)
+
+
+async def _secret_of(system: System, url: str) -> str:
+    """The connection's secret, read the way the receiver reads it (the API never shows it again)."""
+    import redis.asyncio as aioredis
+
+    from shared.keys import Keys
+
+    cid = url.rsplit("/", 1)[1]
+    client = aioredis.Redis.from_url(system.common["redis_url"], decode_responses=True)
+    try:
+        return str(await client.hget(Keys(system.common["redis_prefix"]).conn(cid), "secret"))
+    finally:
+        await client.aclose()
 
 
 raw_byte_headers = st.lists(
