@@ -40,6 +40,9 @@ class Stream(asyncio.Protocol):
         transport.write(self.request)  # type: ignore[attr-defined]  # uvloop's transports are not asyncio's
 
     def data_received(self, data: bytes) -> None:
+        if not self.opened.done() and data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 200"):
+            self.opened.set_result(False)  # refused: no point waiting for events
+            return
         chunk = self.tail + data
         self.events += chunk.count(b"\ndata:") + chunk.startswith(b"data:")
         self.tail = chunk[-6:]
@@ -57,6 +60,7 @@ async def open_all(host: str, port: int, paths: list[str], token: str) -> tuple[
     loop = asyncio.get_running_loop()
     streams: list[Stream] = []
     failed = 0
+    errors: dict[str, int] = {}
     sem = asyncio.Semaphore(OPEN_AT_ONCE)
 
     async def one(path: str) -> None:
@@ -67,8 +71,9 @@ async def open_all(host: str, port: int, paths: list[str], token: str) -> tuple[
             opened: asyncio.Future[bool] = loop.create_future()
             try:
                 _, proto = await loop.create_connection(lambda: Stream(request, opened), host, port)
-                ok = await asyncio.wait_for(opened, 30)
-            except (OSError, TimeoutError):
+                ok = await asyncio.wait_for(opened, 10)
+            except (OSError, TimeoutError) as exc:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 ok = False
             if ok:
                 streams.append(proto)
@@ -76,6 +81,8 @@ async def open_all(host: str, port: int, paths: list[str], token: str) -> tuple[
                 failed += 1
 
     await asyncio.gather(*(one(p) for p in paths))
+    if errors:
+        print(f"sse_clients: streams that did not open: {errors}", file=sys.stderr, flush=True)
     return streams, failed
 
 
@@ -104,14 +111,14 @@ def rss_kib(pid: int) -> int:
 async def measure_sse(bench: Bench, n: int) -> dict[str, float]:
     """Open ``n`` streams on one status API process (10 per connection), and fan one change out to the
     ``fanout`` streams watching one connection."""
-    from bench.run import PY, ROOT, TOKEN, _die_with_parent
+    from bench.run import PY, ROOT, _die_with_parent
 
     fanout = min(n, bench.plan.sse_fanout)
     fan_conn = bench.conns[0]
     paths = [f"/v1/connections/{fan_conn.id}/stream"] * fanout
     others = bench.conns[1:]
     paths += [f"/v1/connections/{others[i % len(others)].id}/stream" for i in range(n - fanout)]
-    spec = {"host": "127.0.0.1", "port": bench.ports["status_api"], "paths": paths, "token": TOKEN,
+    spec = {"host": "127.0.0.1", "port": bench.ports["status_api"], "paths": paths, "token": bench.token,
             "fanout": fanout, "wait_s": 30}
     path = os.path.join(bench.tmp, "sse.json")
     with open(path, "wb") as fh:
@@ -122,14 +129,19 @@ async def measure_sse(bench: Bench, n: int) -> dict[str, float]:
         PY, "-m", "bench.sse_clients", path, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent, limit=2**26)
     assert proc.stdout is not None and proc.stdin is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode().split()
-    opened, failed = int(line[1]), int(line[2])
-    await asyncio.sleep(1.0)
-    after = rss_kib(pid)
-    sent_at = time.time()
-    await bench.send_one(fan_conn)
-    out, _ = await asyncio.wait_for(proc.communicate(b"go\n"), 120)
-    result = orjson.loads(out.strip().splitlines()[-1])
+    try:
+        line = (await proc.stdout.readline()).decode().split()
+        opened, failed = int(line[1]), int(line[2])
+        await asyncio.sleep(1.0)
+        after = rss_kib(pid)
+        sent_at = time.time()
+        await bench.send_one(fan_conn)
+        out, _ = await proc.communicate(b"go\n")
+        result = orjson.loads(out.strip().splitlines()[-1])
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     arrivals = sorted(t - sent_at for t in result["received"])
     if failed:
         bench.notes.append(f"SSE: {failed} of {n} streams could not be opened")
