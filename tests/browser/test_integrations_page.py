@@ -435,3 +435,34 @@ async def test_the_page_catches_up_after_its_connection_drops(ui: UI) -> None:
     await expect(ui.card(conn["id"])).to_have_attribute("data-state", "connected")
     await expect(ui.component).to_have_attribute("data-link", "live")
     assert await ui.same_document()
+
+
+async def test_deliveries_are_read_for_cards_on_screen_and_sparingly(ui: UI) -> None:
+    acct = account()
+    conns = [await ui.system.create(account_id=acct) for _ in range(6)]
+    first, last = conns[0]["id"], conns[-1]["id"]
+    reads: dict[str, int] = {}
+
+    def count(request: Any) -> None:
+        if request.url.split("?")[0].endswith("/deliveries"):
+            cid = request.url.split("/v1/connections/")[1].split("/")[0]
+            reads[cid] = reads.get(cid, 0) + 1
+
+    ui.page.on("request", count)
+    await ui.page.set_viewport_size({"width": 760, "height": 400})
+    await ui.open(acct)
+    await ui.wait_live()
+    await expect(ui.card(first).locator(".deliveries")).to_contain_text("Nothing received yet.")
+    assert reads.get(last, 0) == 0, reads  # far below the fold: not read
+
+    events = 30  # a busy connection: every event is a change, but not a read each
+    statuses = await asyncio.gather(*(send_event(ui.system, conns[0]) for _ in range(events)))
+    assert set(statuses) == {202}
+    await ui.system.wait_for(first, lambda v: v["events_received"] == events)
+    await expect(ui.card(first).locator(".delivery[data-outcome=verified]")).to_have_count(5)
+    await expect(ui.card(first).locator(".facts")).to_contain_text(str(events))
+    assert reads[first] < events // 2, reads  # not one read per event
+
+    await ui.card(last).scroll_into_view_if_needed()
+    await expect(ui.card(last).locator(".deliveries")).to_contain_text("Nothing received yet.")
+    assert reads[last] == 1

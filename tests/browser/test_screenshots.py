@@ -81,7 +81,10 @@ async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
     written = []
     for name, conn in made.items():
         path = out / f"state-{name}.png"
-        await ui.card(conn["id"]).screenshot(path=path)
+        card = ui.card(conn["id"])
+        await card.scroll_into_view_if_needed()  # deliveries are read for cards on screen
+        await expect(card.locator(".deliveries")).not_to_contain_text("Loading…")
+        await card.screenshot(path=path)
         written.append(path)
     for path in written:  # a card, not a blank: PNG of some size, but small enough for the repo
         assert 1000 < path.stat().st_size < 150_000, (path, path.stat().st_size)

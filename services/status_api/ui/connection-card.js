@@ -28,6 +28,9 @@ export class ConnectionCard {
     this.view = null;
     this.display = null;
     this.localTest = null; // the test this page started, until the stream reports it
+    this.visible = false; // on or near the screen (the deliveries are read only then)
+    this.stale = true; // the deliveries shown are older than the status
+    this.lastRead = 0;
     this.instructions = '';
     this.onAction = onAction;
     this.build(view.id, title);
@@ -68,7 +71,7 @@ export class ConnectionCard {
       this.noteEl, this.testEl,
       h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
         h('h4', {}, 'Recent deliveries'), this.deliveriesEl));
-    this.setDeliveries([]);
+    this.deliveriesEl.replaceChildren(h('li', { class: 'empty' }, 'Loading…'));
   }
 
   get id() {

@@ -26,6 +26,8 @@ const LINK_WORDS = {
   offline: 'Offline — updates resume when the network is back',
 };
 const RETRY_MAX_MS = 30000;
+const FIRST_READ_MS = 100; // a burst of changes (a stream's snapshot) costs one read
+const DELIVERIES_EVERY_MS = 2000;
 
 class IntegrationStatus extends HTMLElement {
   static observedAttributes = ['token', 'api-base', 'connection-id'];
@@ -37,6 +39,7 @@ class IntegrationStatus extends HTMLElement {
     this.generation = 0;
     this.retryMs = 1000;
     this.deliveryTimers = new Map();
+    this.seen = new IntersectionObserver((entries) => this.onSeen(entries), { rootMargin: '300px' });
     this.accountId = null;
     this.ready = false;
     this.buildShell(this.attachShadow({ mode: 'open' }));
@@ -65,6 +68,7 @@ class IntegrationStatus extends HTMLElement {
     this.ticker = setInterval(() => this.tick(), 1000);
     window.addEventListener('offline', this.onOffline);
     window.addEventListener('online', this.onOnline);
+    document.addEventListener('visibilitychange', this.onTabShown);
     this.start();
   }
 
@@ -72,6 +76,7 @@ class IntegrationStatus extends HTMLElement {
     clearInterval(this.ticker);
     window.removeEventListener('offline', this.onOffline);
     window.removeEventListener('online', this.onOnline);
+    document.removeEventListener('visibilitychange', this.onTabShown);
     this.stop();
   }
 
@@ -131,6 +136,7 @@ class IntegrationStatus extends HTMLElement {
 
   clear() {
     this.ready = false; // until the first list is shown, what arrives is the starting point, not news
+    this.seen.disconnect();
     this.cards.clear();
     this.listEl.replaceChildren();
     delete this.dataset.ready;
@@ -231,22 +237,50 @@ class IntegrationStatus extends HTMLElement {
     const after = [...this.cards.values()].find((c) => c !== card && order(c.view, view) > 0);
     this.listEl.insertBefore(card.el, after ? after.el : null);
     this.emptyEl.hidden = true;
-    this.refreshDeliveries(card);
+    card.stale = true; // read when it is first seen
+    this.seen.observe(card.el);
     if (!quiet && this.ready) this.announce(`${card.titleEl.textContent} added: ${DISPLAYS[card.display].label}.`);
     this.emit('change', view);
   }
 
+  /**
+   * Mark a card's deliveries out of date and read them when it makes sense: only for cards on (or near)
+   * the screen of a visible tab, at most once per DELIVERIES_EVERY_MS per card, so a busy connection
+   * (every event bumps its version) or a long list costs a few reads, not one per event per card.
+   */
   refreshDeliveries(card) {
-    // Several changes in a burst cost one read.
-    clearTimeout(this.deliveryTimers.get(card.id));
-    this.deliveryTimers.set(card.id, setTimeout(async () => {
-      try {
-        card.setDeliveries(await this.api.deliveries(card.id));
-      } catch (error) {
-        if (error.isAuth) this.onError(error);
-      }
-    }, 150));
+    card.stale = true;
+    if (!card.visible || document.hidden || this.deliveryTimers.has(card.id)) return;
+    const wait = Math.max(FIRST_READ_MS, (card.lastRead || 0) + DELIVERIES_EVERY_MS - Date.now());
+    this.deliveryTimers.set(card.id, setTimeout(() => this.readDeliveries(card), wait));
   }
+
+  async readDeliveries(card) {
+    this.deliveryTimers.delete(card.id);
+    if (!card.stale || this.cards.get(card.id) !== card) return;
+    card.stale = false;
+    card.lastRead = Date.now();
+    try {
+      card.setDeliveries(await this.api.deliveries(card.id));
+    } catch (error) {
+      card.stale = true;
+      if (error.isAuth) this.onError(error);
+    }
+  }
+
+  onSeen(entries) {
+    for (const entry of entries) {
+      const card = this.cards.get(entry.target.dataset.connectionId);
+      if (!card) continue;
+      card.visible = entry.isIntersecting;
+      if (card.visible && card.stale) this.refreshDeliveries(card);
+    }
+  }
+
+  onTabShown = () => {
+    if (document.hidden) return;
+    for (const card of this.cards.values()) if (card.stale) this.refreshDeliveries(card);
+  };
 
   announceChange(card, changed) {
     const name = card.titleEl.textContent;
