@@ -83,6 +83,8 @@ async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
         path = out / f"state-{name}.png"
         card = ui.card(conn["id"])
         await card.scroll_into_view_if_needed()  # deliveries are read for cards on screen
+        _, stored = await ui.system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
+        await expect(card.locator(".delivery")).to_have_count(min(len(stored["deliveries"]), 5))
         await expect(card.locator(".deliveries")).not_to_contain_text("Loading…")
         await card.screenshot(path=path)
         written.append(path)
