@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -32,6 +36,7 @@ def run_http_service(
     host: str,
     port: int,
     keepalive_timeout_s: float = IDLE_TIMEOUT_S,
+    reuse_port: bool = False,
 ) -> None:
     setup_logging(name, log_level)
     install_uvloop()
@@ -44,7 +49,32 @@ def run_http_service(
         access_log=None,
         print=None,
         handle_signals=True,
+        reuse_port=reuse_port,
     )
+
+
+def run_workers(count: int, target: Callable[[], None]) -> None:
+    """Run ``target`` in ``count`` processes (each binding its port with SO_REUSEPORT, so the kernel
+    spreads connections over them). SIGTERM/SIGINT go to every worker; when one exits, the others are
+    stopped too, and this returns."""
+    # fork: called before any event loop, thread or connection exists, and needs no pickling.
+    ctx = multiprocessing.get_context("fork")
+    workers = [ctx.Process(target=target, name=f"worker-{i}") for i in range(count)]
+    for worker in workers:
+        worker.start()
+
+    def stop(signum: int = signal.SIGTERM, frame: object = None) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.exitcode is None:
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    sentinels = [w.sentinel for w in workers]
+    multiprocessing.connection.wait(sentinels)
+    stop()
+    for worker in workers:
+        worker.join()
 
 
 def run_coroutine_service(name: str, log_level: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
