@@ -89,3 +89,31 @@ async def _queue_depth(amqp_url: str, prefix: str) -> int:
         channel = await connection.channel()
         queue = await channel.declare_queue(f"{prefix}.deliveries", passive=True)
         return int(queue.declaration_result.message_count or 0)
+
+
+async def test_redis_away_for_the_receiver_is_503_never_202_unverified(
+    services: Services, redis_proxy: FaultProxy, receiver_port: int, make_targets, prefix: str,
+    redis_client: aioredis.Redis, session: aiohttp.ClientSession,
+) -> None:
+    """The receiver cannot look up a connection it has not seen while Redis is away: it answers 503
+    with Retry-After (the provider retries), never a 202 it could not verify, and never a 500."""
+    receiver = services.make("receiver", REDIS_URL=redis_proxy.url(services.env["REDIS_URL"]))
+    receiver.port = receiver_port
+    await receiver.start()
+    await services.start("verifier")
+    targets = await make_targets(2)
+    ledger = Ledger("redis_away_receiver")
+    sender = Sender(session, ledger, targets)
+    redis_proxy.cut()
+    await sender.send_many([(t, f"evt-rr-{i}-{t.cid[:6]}") for i in range(20) for t in targets])
+    while_cut = dict(ledger.statuses)
+    redis_proxy.restore()
+    retries = await sender.retry_refused()
+    await wait_stored(redis_client, prefix, targets, len(ledger.accepted_events), timeout_s=30)
+    ledger.extra.update(statuses_while_cut=while_cut, retries=retries)
+    await ledger.reconcile(redis_client, prefix, targets)
+    ledger.write(COMMAND)
+    print(ledger.summary())
+    assert while_cut == {503: 40}, ledger.summary()
+    assert not ledger.refused_events and ledger.accepted == 40, ledger.summary()
+    ledger.assert_clean()
