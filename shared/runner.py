@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -53,13 +55,20 @@ def run_http_service(
     )
 
 
+def _worker(target: Callable[[], None]) -> None:
+    """A worker dies with its parent: a supervisor killed outright leaves no worker behind."""
+    with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere nothing to do
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    target()
+
+
 def run_workers(count: int, target: Callable[[], None]) -> None:
     """Run ``target`` in ``count`` processes (each binding its port with SO_REUSEPORT, so the kernel
     spreads connections over them). SIGTERM/SIGINT go to every worker; when one exits, the others are
     stopped too, and this returns."""
     # fork: called before any event loop, thread or connection exists, and needs no pickling.
     ctx = multiprocessing.get_context("fork")
-    workers = [ctx.Process(target=target, name=f"worker-{i}") for i in range(count)]
+    workers = [ctx.Process(target=_worker, args=(target,), name=f"worker-{i}") for i in range(count)]
     for worker in workers:
         worker.start()
 
