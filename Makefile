@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench setup lint clean
+.PHONY: run test demo bench setup lint clean reliability
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ demo: $(STAMP)
 # Starts its own system on free ports and a fresh prefix; BENCH_QUICK=1 for a short run.
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# The fault, fuzz and attack tests alone (they run in `make test` too); figures in build/reliability.json.
+reliability: $(STAMP)
+	$(BIN)/python -m pytest tests/faults tests/test_security.py tests/test_fuzz_providers.py \
+		tests/test_fuzz_receiver.py tests/test_openapi.py -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy shared services
