@@ -59,7 +59,7 @@ class CommonSettings:
     def from_env(cls, **overrides: Any) -> Self:
         """Build from the environment; ``overrides`` win (tests and tools use them)."""
         values: dict[str, Any] = {}
-        for f in fields(cls):  # type: ignore[arg-type]
+        for f in fields(cls):
             raw = _env(f.name.upper())
             if raw is not None:
                 values[f.name] = _coerce(f.name.upper(), raw, f.type)

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 SERVICE_NAME = web.AppKey("service_name", str)
-READY_CHECK = web.AppKey("ready_check", ReadyCheck)  # type: ignore[type-abstract]
+READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -46,7 +46,7 @@ def service_token_matches(token: str, valid: tuple[str, ...]) -> bool:
 
 
 def require(request: web.Request) -> Principal:
-    principal = request.get(PRINCIPAL)
+    principal: Principal | None = request.get(PRINCIPAL)
     if principal is None:
         raise Unauthorized("a bearer token is required", code="unauthorized")
     return principal

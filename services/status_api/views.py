@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from aiohttp import web
 
 from services.status_api import analytics
@@ -11,7 +13,7 @@ from services.status_api.connections import Connections, NewConnection
 from shared.errors import NotFound
 from shared.http import json_response
 from shared.models import connection_view
-from shared.providers import PROVIDERS
+from shared.providers import PROVIDERS, ProviderInfo
 
 CONNECTIONS = web.AppKey("connections", Connections)
 CREATE_FIELDS = {"account_id", "provider", "timeout_s", "secret", "settings", "expected_interval_s"}
@@ -90,11 +92,9 @@ async def providers(request: web.Request) -> web.Response:
     return json_response({"providers": [_provider_entry(p.info) for p in PROVIDERS.values()]})
 
 
-def _provider_entry(info: object) -> dict[str, object]:
-    from dataclasses import asdict
-
-    entry = asdict(info)  # type: ignore[call-overload]
-    entry["settings"] = dict(entry["settings"])
+def _provider_entry(info: ProviderInfo) -> dict[str, object]:
+    entry = asdict(info)
+    entry["settings"] = dict(info.settings)
     return entry
 
 
