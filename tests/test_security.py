@@ -20,9 +20,12 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from services.receiver.limits import RejectLimit, RejectLimiter
 from services.status_api.app import create_app as create_status_api
 from services.status_api.config import Settings as StatusSettings
+from shared.errors import ConfigError
 from shared.keys import Keys
+from shared.store import Store
 from tests.faults.harness import TOKEN as HARNESS_TOKEN
 from tests.faults.harness import Services, service_env
 from tests.faults.ledger import write_report
@@ -157,6 +160,22 @@ async def test_a_flood_of_bad_signatures_is_limited_and_never_crowds_out_real_ev
                                   "stored_rejections": int(raw["rejected_total"]), "verified_sent": 40,
                                   "verified_accepted": real.count(202),
                                   "command": ".venv/bin/python -m pytest tests/test_security.py -q -k flood"})
+
+
+async def test_the_reject_bucket_on_redis(redis_client: aioredis.Redis, prefix: str) -> None:
+    """The token bucket itself, on the real Redis, with the clock passed in (no sleeping)."""
+    limiter = RejectLimiter(Store(redis_client, prefix), RejectLimit(burst=3, per_s=2.0))
+    cid, t0 = uuid.uuid4().hex, 1_800_000_000_000
+    assert [await limiter.retry_after_s(cid, t0) for _ in range(3)] == [None, None, None]
+    assert await limiter.retry_after_s(cid, t0) == 1  # empty: the next token in 500 ms, said as 1 s
+    assert await limiter.retry_after_s(cid, t0 + 500) is None  # one token came back
+    assert await limiter.retry_after_s(cid, t0 + 500) == 1
+    assert [await limiter.retry_after_s(cid, t0 + 60_000) for _ in range(4)] == [None, None, None, 1]  # capped
+    assert await limiter.retry_after_s(uuid.uuid4().hex, t0) is None  # buckets are per connection
+    ttl_ms = await redis_client.pttl(Keys(prefix).reject_bucket(cid))
+    assert 0 < ttl_ms <= RejectLimit(3, 2.0).ttl_ms  # an idle bucket goes away by itself
+    with pytest.raises(ConfigError):
+        RejectLimit(burst=0, per_s=1.0)
 
 
 async def test_a_429_carries_retry_after_and_the_bucket_refills(system: System) -> None:

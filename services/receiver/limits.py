@@ -24,7 +24,7 @@ from importlib import resources
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from shared.errors import ApiError, BadRequest, StoreUnavailable
+from shared.errors import ApiError, BadRequest, ConfigError, StoreUnavailable
 from shared.store import REDIS_ERRORS, Store
 
 BUCKET_TTL_FLOOR_MS = 60_000
@@ -34,6 +34,10 @@ BUCKET_TTL_FLOOR_MS = 60_000
 class RejectLimit:
     burst: int
     per_s: float
+
+    def __post_init__(self) -> None:
+        if self.burst < 1 or not self.per_s > 0:
+            raise ConfigError("REJECTED_BURST must be at least 1 and REJECTED_PER_S above 0")
 
     @property
     def ttl_ms(self) -> int:
