@@ -1,6 +1,6 @@
 """The integrations page in a real browser (Debian's Chromium), on the whole running system.
 
-The product ticket's five acceptance criteria, one test (or two) each:
+The product ticket's five acceptance criteria, each shown by the tests named here:
 
   AC1 a clear success state without a page refresh  -> test_ac1_badge_turns_connected_without_a_reload
                                                         test_ac1_a_new_connection_appears_live
@@ -9,8 +9,10 @@ The product ticket's five acceptance criteria, one test (or two) each:
                                                         test_ac2_failed_after_bad_signatures_says_why
                                                         test_ac2_failing_and_silent_look_distinct
   AC3 a test event to verify the connection          -> test_ac3_send_test_event_passes
+                                                        test_ac3_send_test_event_from_pending_with_the_keyboard
                                                         test_ac3_send_test_event_fails_when_nothing_arrives
   AC4 the connect button follows the state           -> test_ac4_the_button_follows_the_state
+                                                        test_ac4_failed_offers_reconnect_which_waits_again
   AC5 the status persists across sessions            -> test_ac5_status_persists_across_sessions
 """
 
