@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+import aio_pika
 import orjson
 import pytest
 from playwright.async_api import expect
@@ -468,3 +469,31 @@ async def test_deliveries_are_read_for_cards_on_screen_and_sparingly(ui: UI) -> 
     await ui.card(last).scroll_into_view_if_needed()
     await expect(ui.card(last).locator(".deliveries")).to_contain_text("Nothing received yet.")
     assert reads[last] == 1
+
+
+# --- what the page tells analytics ---------------------------------------------------------------
+
+async def test_opening_the_page_publishes_status_viewed(ui: UI, amqp_url: str) -> None:
+    """``integration_status_viewed`` is what people were shown, labelled connected / pending / error."""
+    acct = account()
+    ok, waiting, late = [await ui.system.create(account_id=acct, timeout_s=t) for t in (600, 600, 1)]
+    assert await send_event(ui.system, ok) == 202
+    await ui.system.wait_for(ok["id"], lambda v: v["state"] == "connected")
+    await ui.system.wait_for(late["id"], lambda v: v["state"] == "failed")
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(ui.system.common["analytics_exchange"])
+        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        await queue.bind(exchange, routing_key="integration_status_viewed")
+        await ui.open(acct)
+        await ui.wait_live()
+        shown: dict[str, str] = {}
+        async with asyncio.timeout(15), queue.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                event = orjson.loads(message.body)
+                shown[event["connection_id"]] = event["status"]
+                if len(shown) == 3:
+                    break
+    assert shown == {ok["id"]: "connected", waiting["id"]: "pending", late["id"]: "error"}
