@@ -190,9 +190,11 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     spec["start_at"] = float(await asyncio.to_thread(sys.stdin.readline))
+    cpu_at_start = time.process_time()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         run = saturate if spec["mode"] == "saturate" else fixed_rate
         tally = await run(spec, requests, session)
+    cpu_s = time.process_time() - cpu_at_start
     return {
         "sent": tally.sent,
         "accepted": tally.accepted,
@@ -202,6 +204,7 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         "statuses": tally.statuses,
         "latencies_ms": tally.latencies_ms,
         "records": tally.records,
+        "cpu_s": cpu_s,
     }
 
 
