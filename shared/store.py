@@ -8,6 +8,7 @@ change on the ``changes`` channel in the same script. Redis errors leave this mo
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -276,7 +277,7 @@ class Store:
                 continue
             status, before, after = result
             if status == "applied":
-                await self._call(lambda b=before, a=after: self._count_transition(b, a))
+                await self._call(functools.partial(self._count_transition, before, after))
             out.append(ApplyResult(status, before, after))
         return out
 
