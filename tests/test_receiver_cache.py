@@ -124,3 +124,18 @@ async def test_cache_is_bounded(redis_client: aioredis.Redis, prefix: str) -> No
     for cid in ids:
         await cache.get(cid, 0)
     assert [(await cache.get(cid, 0))[1] for cid in reversed(ids)] == [True, True, False]  # oldest out
+
+
+async def test_a_cached_previous_secret_retires_when_its_window_ends(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=10)
+    cache.live = True
+    cid = await _stored_connection(redis_client, store)
+    await redis_client.hset(store.keys.conn(cid), mapping={"prev_secret": "whsec_OLD", "prev_secret_until": 5000})
+    target, _ = await cache.get(cid, 1000)
+    assert target is not None and target.previous_secret == "whsec_OLD"
+    target, cached = await cache.get(cid, 6000)  # the rotation window is over: no Redis change says so
+    assert cached and target is not None
+    assert target.previous_secret is None and target.retired_secret == "whsec_OLD"

@@ -81,9 +81,13 @@ async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | No
 @dataclass(slots=True)
 class _Entry:
     values: Values
-    settings: dict[str, Any]
-    state: str
+    target: ConnectionTarget  # as of when it was read; still right until ``changes_at_ms``
+    changes_at_ms: float  # when the previous secret's window ends (the target then changes by time)
     expires_at: float  # monotonic
+
+    @property
+    def state(self) -> str:
+        return self.target.state
 
 
 class TargetCache:
@@ -107,7 +111,11 @@ class TargetCache:
         entry = self._entries.get(cid)
         if entry is not None and entry.expires_at > time.monotonic():
             self.hits += 1
-            return target_from(cid, entry.values, now, entry.settings), True
+            if now >= entry.changes_at_ms:
+                rebuilt = target_from(cid, entry.values, now, entry.target.settings)
+                if rebuilt is not None:
+                    entry.target, entry.changes_at_ms = rebuilt, float("inf")
+            return entry.target, True
         self.misses += 1
         return await self.reload(cid, now), False
 
@@ -132,7 +140,9 @@ class TargetCache:
         return target
 
     def _keep(self, cid: str, values: Values, target: ConnectionTarget) -> None:
-        self._entries[cid] = _Entry(values, target.settings, target.state, time.monotonic() + self.ttl_s)
+        window_ends = float(values[FIELDS.index("prev_secret_until")] or 0) if target.previous_secret else 0.0
+        changes_at = window_ends or float("inf")
+        self._entries[cid] = _Entry(values, target, changes_at, time.monotonic() + self.ttl_s)
         self._entries.move_to_end(cid)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
