@@ -9,8 +9,9 @@ Each is its own process (``python -m bench.limits NAME ...``):
 - ``json-redis``: ``GET /v1/connections/{id}`` reads the connection's hash (HGETALL, the same key the
   status API reads) and answers it as JSON: the least a status API must do.
 - ``publish-loop``: a raw aio-pika confirmed-publish loop (``concurrency`` in flight); prints JSON.
-- ``consume-loop``: consume from a quorum queue, one HINCRBY per message, ack; prints JSON: the least
-  a verifier that stores each delivery before acking must do.
+- ``consume-loop``: consume from a quorum queue, store each message (one HINCRBY, pipelined per burst),
+  then ack (one multiple-ack per burst); prints JSON: the least a verifier that stores each delivery
+  before acking must do.
 
 The HTTP ones take ``--workers N`` (SO_REUSEPORT), so they can run with as many processes as ours.
 """
@@ -182,27 +183,48 @@ async def publish_loop(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def consume_loop(args: argparse.Namespace) -> dict[str, Any]:
-    """Drain ``count`` messages: one HINCRBY each, then ack (the store-then-ack shape)."""
+    """Drain ``count`` messages storing each before acking it, as cheaply as that can be done: the
+    messages of one burst get one pipeline of HINCRBYs, then one multiple-ack (bursts in order)."""
     client = aioredis.Redis.from_url(args.redis_url)
     counter = f"{args.prefix}:limit:consumed"
     connection = await aio_pika.connect(args.amqp_url)
     done = asyncio.Event()
+    waiting: list[aio_pika.abc.AbstractIncomingMessage] = []
+    in_order = asyncio.Lock()
     handled = 0
     started = 0.0
+
+    async def flush() -> None:
+        nonlocal handled
+        async with in_order:
+            batch = waiting[:]
+            waiting.clear()
+            if not batch:
+                return
+            async with client.pipeline(transaction=False) as pipe:
+                for _ in batch:
+                    pipe.hincrby(counter, "n", 1)
+                await pipe.execute()
+            await batch[-1].ack(multiple=True)
+            handled += len(batch)
+            if handled >= args.count:
+                done.set()
+
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=256)
         queue = await channel.declare_queue(args.queue, durable=True, arguments=QUEUE_ARGS)
+        tasks: set[asyncio.Task[None]] = set()
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal handled, started
+            nonlocal started
             if not started:
                 started = time.perf_counter()
-            await client.hincrby(counter, "n", 1)
-            await message.ack()
-            handled += 1
-            if handled >= args.count:
-                done.set()
+            waiting.append(message)
+            if len(waiting) == 1:
+                task = asyncio.create_task(flush())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
 
         await queue.consume(on_message)
         await asyncio.wait_for(done.wait(), 120)
