@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -142,7 +143,9 @@ class TargetCache:
     def _keep(self, cid: str, values: Values, target: ConnectionTarget) -> None:
         window_ends = float(values[FIELDS.index("prev_secret_until")] or 0) if target.previous_secret else 0.0
         changes_at = window_ends or float("inf")
-        self._entries[cid] = _Entry(values, target, changes_at, time.monotonic() + self.ttl_s)
+        # A spread of TTLs, so entries read together (a burst, a restart) do not all expire together.
+        ttl = self.ttl_s * random.uniform(0.75, 1.0)
+        self._entries[cid] = _Entry(values, target, changes_at, time.monotonic() + ttl)
         self._entries.move_to_end(cid)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
