@@ -32,7 +32,10 @@ T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# RuntimeError: under uvloop, a connection the server (or a network fault) closes while redis-py is
+# still writing its handshake surfaces as "unable to perform operation on <TCPTransport closed=True>"
+# rather than as a ConnectionError; it means the same thing, Redis is not reachable right now.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, RuntimeError)
 
 
 def _lua(name: str) -> str:
