@@ -549,10 +549,16 @@ class Bench:
             base = await self.versions(self.conns)
             before = await self.verifier_applied(session)
             listener = await self.start_listener(use_sse)
+            groups = {**self.cpu_groups(), "change listener": [listener.pid]}
+            cpu_before = cpu_seconds(groups)
             result = await self.load(f"receiver at {self.plan.rate}/s",
                                      self.hook_spec("rate", urls, keys, record=True))
             self.accepted_verified += result.accepted
-            await self.wait_applied(session, before + result.accepted)
+            done_at = await self.wait_applied(session, before + result.accepted)
+            if self.first_round and done_at:
+                used = {k: v - cpu_before[k] for k, v in cpu_seconds(groups).items()}
+                used["load generator"] = result.cpu_s
+                self.notes.append(f"at {self.plan.rate}/s, CPU per webhook: " + cpu_note(used, result.accepted))
             await asyncio.sleep(0.3)
             changes = await self.stop_listener(listener)
             fixed.append(result)
@@ -562,7 +568,7 @@ class Bench:
     async def start_listener(self, use_sse: bool) -> asyncio.subprocess.Process:
         if use_sse:
             accounts = range((len(self.conns) + PER_ACCOUNT - 1) // PER_ACCOUNT)
-            args = ["sse", ",".join(f"{self.api}/v1/accounts/acct-bench-{i}/stream" for i in accounts), TOKEN]
+            args = ["sse", ",".join(f"{self.api}/v1/accounts/acct-bench-{i}/stream" for i in accounts), self.token]
         else:
             args = ["pubsub", self.plan.redis_url, self.keys.changes]
         proc = await asyncio.create_subprocess_exec(
@@ -825,6 +831,12 @@ def children(pid: int) -> list[int]:
     with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{pid}/children") as fh:
         return [int(p) for p in fh.read().split()]
     return []
+
+
+def cpu_note(used: dict[str, float], webhooks: int) -> str:
+    per = {k: v / max(1, webhooks) * 1e6 for k, v in used.items()}
+    parts = ", ".join(f"{k} {v:.0f} µs" for k, v in sorted(per.items(), key=lambda x: -x[1]))
+    return f"{sum(per.values()):.0f} µs in all ({parts})"
 
 
 def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
