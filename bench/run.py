@@ -935,7 +935,8 @@ def build_rows(plan: Plan, lim: dict[str, Any], sat: list[LoadResult], whole: li
             _m(lim["json_rate"], p99)),
     ]
     if sse is None:
-        rows.append(Row("SSE: streams held by one status API process", None, "", note="(SSE not landed)"))
+        why = "(measurement failed: see the notes)" if use_sse else "(SSE not landed)"
+        rows.append(Row("SSE: streams held by one status API process", None, "", note=why))
     else:
         rows += [
             Row("SSE: streams held by one status API process", sse["streams"], "", target=">= 10,000",
