@@ -1,8 +1,9 @@
 """Server-Sent Events: the live status of one connection, or of every connection of an account.
 
     Lua transition --PUBLISH changes--> ChangeHub (one pub/sub connection per process)
-        --> per-stream bounded asyncio queues (indexed by account) --> each stream re-reads the
-            changed connection and writes ``event: connection`` with its full status object
+        --> per-stream bounded asyncio queues (indexed by account) --> the changed connection is
+            read once (shared by every stream showing it) and each stream writes ``event: connection``
+            with its full status object
 
 Event ids are resume cursors: ``<first 12 hex of a connection id>.<version>`` for every connection the
 stream has shown, joined by ``-``. A client that comes back with ``Last-Event-ID`` gets every connection
@@ -21,7 +22,7 @@ import contextlib
 import enum
 import logging
 import weakref
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,12 +37,13 @@ from services.status_api.views import CONNECTIONS, visible
 from shared import metrics
 from shared.errors import ApiError, NotFound, StoreUnavailable
 from shared.models import connection_view, display_of, health_of, now_ms
-from shared.store import REDIS_ERRORS
+from shared.store import REDIS_ERRORS, Store
 
 log = logging.getLogger(__name__)
 RETRY_MS = 2000  # how soon a browser reconnects after the stream ends
 SUBSCRIBE_WAIT_S = 5.0
 ID_CHARS = 12
+READ_SHARE_S = 1.0  # how long one read of a changed connection serves streams that wake late
 
 
 class Signal(enum.Enum):
@@ -89,6 +91,23 @@ class ChangeHub:
         self._by_account: dict[str, set[Listener]] = {}
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
         self.closing = False
+        self._reads: dict[tuple[str, int], asyncio.Future[dict[str, str] | None]] = {}
+
+    def read(self, store: Store, change: Change) -> Awaitable[dict[str, str] | None]:
+        """The changed connection, read once per change for all the streams that show it (not once
+        per stream: a thousand streams on one account would otherwise be a thousand reads)."""
+        key = (change.id, change.version)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id))
+            pending.add_done_callback(lambda done: self._settled(key, done))
+        return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
+
+    def _settled(self, key: tuple[str, int], done: asyncio.Future[dict[str, str] | None]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a failure nobody waited for is not logged as lost
+        # Keep the result a moment for streams that wake late, then let it go.
+        asyncio.get_running_loop().call_later(READ_SHARE_S, self._reads.pop, key, None)
 
     def listen(self, account_id: str, connection_id: str | None) -> Listener:
         listener = Listener(account_id, connection_id, self._queue_size)
@@ -299,7 +318,7 @@ async def _send_rows(stream: EventStream, rows: list[dict[str, str]]) -> list[di
 async def _on_change(request: web.Request, scope: Scope, stream: EventStream, change: Change) -> None:
     if not stream.is_new(change.id, change.version):
         return
-    raw = await request.app[CONNECTIONS].store.get(change.id)
+    raw = await request.app[HUB].read(request.app[CONNECTIONS].store, change)
     if raw and raw["account_id"] == scope.account_id and stream.is_new(raw["id"], int(raw.get("version") or 0)):
         await stream.connection(raw)
 
