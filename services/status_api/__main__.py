@@ -11,6 +11,10 @@ def main() -> None:
         logging.getLogger(__name__).warning(
             "STATUS_API_TOKEN is not set: using the development token; set it in production"
         )
+    if settings.uses_dev_signing_key:
+        logging.getLogger(__name__).warning(
+            "TOKEN_SIGNING_KEY is not set: browser tokens are signed with the development key; set it in production"
+        )
     run_http_service(
         "status_api",
         settings.log_level,
