@@ -6,6 +6,8 @@ carries the provider's event id and type, a rejected one its reason code and mes
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -25,12 +27,20 @@ def now_ms() -> int:
     return int(datetime.now(UTC).timestamp() * 1000)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
 def iso(ms: int | str | None) -> str | None:
-    """Milliseconds since the epoch as ISO 8601 UTC (``2026-11-27T16:30:00.123Z``)."""
+    """Milliseconds since the epoch as ISO 8601 UTC (``2026-11-27T16:30:00.123Z``).
+
+    Integer arithmetic (exact, unlike a float division) and a cache of the seconds part: every status
+    object carries several timestamps, and formatting them was ~7% of the status API's CPU."""
     if ms in (None, ""):
         return None
-    dt = datetime.fromtimestamp(int(ms) / 1000, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    whole = int(ms)
+    return f"{_iso_seconds(whole // 1000)}.{whole % 1000:03d}Z"
 
 
 def new_id() -> str:

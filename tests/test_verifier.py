@@ -108,3 +108,4 @@ async def test_two_verifiers_count_every_delivery_exactly_once(system: System) -
     await asyncio.sleep(0.5)
     for conn in conns:
         assert (await system.get(conn["id"]))["events_received"] == per_conn
+
