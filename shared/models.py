@@ -37,7 +37,7 @@ def iso(ms: int | str | None) -> str | None:
 
     Integer arithmetic (exact, unlike a float division) and a cache of the seconds part: every status
     object carries several timestamps, and formatting them was ~7% of the status API's CPU."""
-    if ms in (None, ""):
+    if ms is None or ms == "":
         return None
     whole = int(ms)
     return f"{_iso_seconds(whole // 1000)}.{whole % 1000:03d}Z"

@@ -20,7 +20,6 @@ used for that request but not kept.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -30,7 +29,8 @@ from typing import Any
 
 import orjson
 
-from shared.store import REDIS_ERRORS, Store
+from shared.changes import follow_changes
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 FIELDS = ("provider", "state", "secret", "prev_secret", "prev_secret_until", "settings", "webhook_url")
@@ -170,31 +170,16 @@ class TargetCache:
 
     async def run(self, subscribed: asyncio.Event | None = None) -> None:
         """Stay subscribed to the changes channel; on any Redis error, stop caching, retry, start empty."""
-        delay = 0.1
-        while True:
-            try:
-                await self._listen(subscribed)
-            except REDIS_ERRORS as exc:
-                log.warning("receiver cache: change subscription lost; caching paused",
-                            extra={"error": type(exc).__name__, "retry_in_s": delay})
-            finally:
-                self.live = False
-                self.clear()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
-    async def _listen(self, subscribed: asyncio.Event | None) -> None:
-        pubsub = self.store.redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.store.keys.changes)
+        def on_subscribed() -> None:
             self.clear()
             self.live = True
             if subscribed is not None:
                 subscribed.set()
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    self.on_change(message["data"])
-        finally:
-            with contextlib.suppress(*REDIS_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        def on_lost() -> None:
+            self.live = False
+            self.clear()
+
+        await follow_changes(self.store.redis, self.store.keys.changes, self.on_change,
+                             on_subscribed=on_subscribed, on_lost=on_lost, follower="receiver cache")

@@ -35,9 +35,10 @@ from services.status_api import validation as v
 from services.status_api.auth import Principal, require
 from services.status_api.views import CONNECTIONS, visible
 from shared import metrics
+from shared.changes import follow_changes
 from shared.errors import ApiError, NotFound, StoreUnavailable
 from shared.models import connection_view, display_of, health_of, now_ms
-from shared.store import REDIS_ERRORS, Store
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 RETRY_MS = 2000  # how soon a browser reconnects after the stream ends
@@ -143,29 +144,13 @@ class ChangeHub:
 
     async def run(self, subscribed: asyncio.Event) -> None:
         """Subscribe, and stay subscribed: on any Redis error, back off, re-subscribe and resync."""
-        delay = 0.1
-        while True:
-            try:
-                await self._listen_once(subscribed)
-            except REDIS_ERRORS as exc:
-                log.warning("change subscription lost; re-subscribing",
-                            extra={"error": type(exc).__name__, "retry_in_s": delay})
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
-    async def _listen_once(self, subscribed: asyncio.Event) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self._channel)
+        def on_subscribed() -> None:
             subscribed.set()
             self.broadcast(Signal.RESYNC)  # whatever happened while we were not subscribed
-            while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None and message.get("type") == "message":
-                    self.dispatch(message["data"])
-        finally:
-            with contextlib.suppress(*REDIS_ERRORS):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+        await follow_changes(self._redis, self._channel, self.dispatch, on_subscribed=on_subscribed,
+                             follower="stream hub")
 
 
 HUB = web.AppKey("change_hub", ChangeHub)

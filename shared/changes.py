@@ -1,0 +1,67 @@
+"""Following the ``changes`` channel: one pub/sub subscription, kept alive with backoff.
+
+Every Lua transition publishes ``{id, account_id, version, state}`` on ``Keys.changes``. Whoever needs
+to hear about changes in-process (the receiver's connection cache, the status API's stream hub) runs
+``follow_changes`` as one background task and handles each message synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from shared.store import REDIS_ERRORS
+
+log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 5.0
+
+
+def _nothing() -> None:
+    return None
+
+
+async def follow_changes(
+    client: aioredis.Redis,
+    channel: str,
+    on_message: Callable[[bytes | str], None],
+    *,
+    on_subscribed: Callable[[], None],
+    on_lost: Callable[[], None] = _nothing,
+    follower: str,
+) -> None:
+    """Stay subscribed until cancelled. ``on_subscribed`` runs after every (re-)subscription (changes
+    may have been missed meanwhile); ``on_lost`` whenever the subscription ends, cancellation included."""
+    delay = 0.1
+    while True:
+        try:
+            await _listen_once(client, channel, on_message, on_subscribed)
+        except REDIS_ERRORS as exc:
+            log.warning("change subscription lost; re-subscribing",
+                        extra={"follower": follower, "error": type(exc).__name__, "retry_in_s": delay})
+        finally:
+            on_lost()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_BACKOFF_S)
+
+
+async def _listen_once(
+    client: aioredis.Redis,
+    channel: str,
+    on_message: Callable[[bytes | str], None],
+    on_subscribed: Callable[[], None],
+) -> None:
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        await pubsub.subscribe(channel)
+        on_subscribed()
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message.get("type") == "message":
+                on_message(message["data"])
+    finally:
+        with contextlib.suppress(*REDIS_ERRORS):
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
