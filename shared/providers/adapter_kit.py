@@ -8,7 +8,7 @@ import secrets as _secrets
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
-from shared.providers.base import Provider
+from shared.providers.base import HandshakeReply, Provider, Verified
 
 MAX_ECHO_CHARS = 1024
 
@@ -98,6 +98,21 @@ def echo_token(value: str | None, name: str) -> str:
 def token_id(kind: str, token: str) -> str:
     """A stable event id for a handshake token, without storing the token itself."""
     return f"{kind}:" + hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def echo_handshake(value: str | None, name: str, kind: str, event_type: str) -> Verified:
+    """A handshake answered by echoing its token as plain text (a test event that verifies the URL).
+    ``nosniff``: the echo is request data, so no browser may ever render it as anything but text."""
+    token = echo_token(value, name)
+    return Verified(
+        event_id=token_id(kind, token),
+        event_type=event_type,
+        is_test=True,
+        handshake=True,
+        reply=HandshakeReply(
+            body=token.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
+        ),
+    )
 
 
 class PastedSecretProvider(Provider):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.adapter_kit import IssuedSecretProvider, echo_handshake
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import json_body
 
 SIGNATURE = "X-Dropbox-Signature"
@@ -41,7 +41,8 @@ class Dropbox(IssuedSecretProvider):
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
     ) -> Verified:
         if request.method == "GET":
-            return _challenge(request)
+            return echo_handshake(request.query.get("challenge"), "challenge query parameter", "dropbox-challenge",
+                                  "challenge")
         given = core.decode_hex(core.require_header(request, SIGNATURE), f"{SIGNATURE} value")
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
             raise core.mismatch("Dropbox signs with the app secret, not the app key or an access token.")
@@ -50,16 +51,3 @@ class Dropbox(IssuedSecretProvider):
         # No event id: Dropbox sends the very same body for every change in an account, so a body hash
         # would drop real notifications as duplicates for days.
         return Verified(event_id=None, event_type=kind)
-
-
-def _challenge(request: InboundRequest) -> Verified:
-    challenge = echo_token(request.query.get("challenge"), "challenge query parameter")
-    return Verified(
-        event_id=token_id("dropbox-challenge", challenge),
-        event_type="challenge",
-        is_test=True,
-        handshake=True,
-        reply=HandshakeReply(
-            body=challenge.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
-        ),
-    )

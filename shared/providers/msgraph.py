@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
-from shared.providers.adapter_kit import PastedSecretProvider, echo_token, random_secret, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.adapter_kit import PastedSecretProvider, echo_handshake, random_secret
+from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 CLIENT_STATE_MAX = 128  # Graph's limit on clientState
@@ -57,7 +57,8 @@ class MsGraph(PastedSecretProvider):
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
     ) -> Verified:
         if "validationToken" in request.query:
-            return _validation(request.query.get("validationToken"))
+            return echo_handshake(request.query.get("validationToken"), "validationToken query parameter",
+                                  "msgraph-validation", "validation")
         items = _notifications(request.body)
         expected = str(settings.get("client_state") or "").encode()
         if not expected:  # never let an empty clientState match an empty one
@@ -74,20 +75,6 @@ class MsGraph(PastedSecretProvider):
         return Verified(
             event_id=body_fingerprint(request.body), event_type=str(kind)[:200] if kind else None
         )
-
-
-def _validation(token: str | None) -> Verified:
-    token = echo_token(token, "validationToken query parameter")
-    return Verified(
-        event_id=token_id("msgraph-validation", token),
-        event_type="validation",
-        is_test=True,
-        handshake=True,
-        # An echo of request data: nosniff so no browser ever renders it as anything but text.
-        reply=HandshakeReply(
-            body=token.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
-        ),
-    )
 
 
 def _notifications(body: bytes) -> list[dict[str, Any]]:
