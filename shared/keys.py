@@ -34,6 +34,10 @@ class Keys:
         """Hash: the token bucket that limits rejected deliveries of one connection."""
         return f"{self.prefix}:{{{cid}}}:rejected_bucket"
 
+    def outbox(self, cid: str) -> str:
+        """List: the connection's notifications (JSON) not yet relayed to RabbitMQ, oldest first."""
+        return f"{self.prefix}:{{{cid}}}:outbox"
+
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 
@@ -58,6 +62,40 @@ class Keys:
         return f"{self.prefix}:tests:due"
 
     @property
+    def outbox_index(self) -> str:
+        """Sorted set: connection id (with notifications to relay) scored by when to look at it (ms)."""
+        return f"{self.prefix}:outbox"
+
+    @property
     def changes(self) -> str:
         """Pub/sub channel: one message per stored change of any connection."""
         return f"{self.prefix}:changes"
+
+    # --- notification endpoints (services/notifier) ---------------------------------------------
+
+    def endpoint(self, eid: str) -> str:
+        """Hash: one notification endpoint (url, account_id, events, secret, status, failure counters)."""
+        return f"{self.prefix}:notify:{{{eid}}}:endpoint"
+
+    def endpoint_attempts(self, eid: str) -> str:
+        """List: the endpoint's latest delivery attempts (JSON), newest first."""
+        return f"{self.prefix}:notify:{{{eid}}}:attempts"
+
+    @property
+    def endpoints(self) -> str:
+        """Set: every endpoint id."""
+        return f"{self.prefix}:notify:endpoints"
+
+    @property
+    def endpoints_any_account(self) -> str:
+        """Set: the ids of endpoints without an account_id (they get every account's events)."""
+        return f"{self.prefix}:notify:endpoints:any"
+
+    def account_endpoints(self, account_id: str) -> str:
+        """Set: the ids of the endpoints of one account."""
+        return f"{self.prefix}:notify:acct:{{{account_id}}}:endpoints"
+
+    @property
+    def endpoints_disabled(self) -> str:
+        """Set: the ids of disabled endpoints (read by the gauge)."""
+        return f"{self.prefix}:notify:endpoints:disabled"

@@ -25,7 +25,7 @@ from redis.asyncio.connection import SSLConnection
 from shared import metrics
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
-from shared.models import STATES, DeliveryMessage
+from shared.models import STATES, DeliveryMessage, now_ms
 from shared.providers.core import TIMESTAMP_REASONS
 
 T = TypeVar("T")
@@ -101,6 +101,11 @@ async def redis_client(url: str) -> AsyncIterator[RedisClient]:
         yield client
     finally:
         await client.aclose()
+
+
+def _to_relay(status: str, added: int, waiting: int) -> bool:
+    """A delivery that added notifications, or a redelivered one that finds some still waiting."""
+    return bool(added) or (status == "duplicate" and bool(waiting))
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +186,7 @@ class Store:
         args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings or ""]
 
         async def op() -> str | None:
-            before = await self._set_state(keys=[self.keys.conn(cid)], args=args)
+            before = await self._set_state(keys=[self.keys.conn(cid), self.keys.outbox(cid)], args=args)
             if before:
                 await self.redis.zadd(self.keys.pending, {cid: deadline})
                 await self._count_transition(before, "pending")
@@ -191,8 +196,9 @@ class Store:
 
     async def disconnect(self, cid: str, now: int) -> str | None:
         async def op() -> str | None:
+            await self._index_outbox([cid], now)
             before = await self._set_state(
-                keys=[self.keys.conn(cid)], args=["disconnect", now, self.keys.changes]
+                keys=[self.keys.conn(cid), self.keys.outbox(cid)], args=["disconnect", now, self.keys.changes]
             )
             await self.redis.zrem(self.keys.pending, cid)
             if before:
@@ -247,7 +253,8 @@ class Store:
         stamp_codes = ",".join(sorted(TIMESTAMP_REASONS))
 
         async def op() -> str | None:
-            reason = await self._expire_test(keys=[self.keys.conn(cid)],
+            await self._index_outbox([cid], now)
+            reason = await self._expire_test(keys=[self.keys.conn(cid), self.keys.outbox(cid)],
                                              args=[test_id, now, self.keys.changes, stamp_codes])
             await self.redis.zrem(self.keys.tests_due, member)
             return reason or None
@@ -258,9 +265,11 @@ class Store:
 
     async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
         keys, args = self._apply_call(msg)
-        status, before, after = await self._call(lambda: self._apply(keys=keys, args=args))
+        status, before, after, added, waiting = await self._call(lambda: self._apply(keys=keys, args=args))
         if status == "applied":
             await self._call(lambda: self._count_transition(before, after))
+        if _to_relay(status, added, waiting):
+            await self._call(lambda: self._index_outbox([msg.connection_id], now_ms()))
         return ApplyResult(status, before, after)
 
     async def apply_deliveries(self, msgs: list[DeliveryMessage]) -> list[ApplyResult | Exception]:
@@ -274,15 +283,27 @@ class Store:
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
         out: list[ApplyResult | Exception] = []
-        for result in results:
+        to_relay: list[str] = []
+        for msg, result in zip(msgs, results, strict=True):
             if isinstance(result, Exception):
                 out.append(result)
                 continue
-            status, before, after = result
+            status, before, after, added, waiting = result
             if status == "applied":
                 await self._call(functools.partial(self._count_transition, before, after))
+            if _to_relay(status, added, waiting):
+                to_relay.append(msg.connection_id)
             out.append(ApplyResult(status, before, after))
+        if to_relay:
+            await self._call(functools.partial(self._index_outbox, to_relay, now_ms()))
         return out
+
+    async def _index_outbox(self, cids: list[str], now: int) -> None:
+        """Tell the notifier's relay which connections have notifications to publish (NX: an entry
+        already waiting keeps its time). Written after the script on the delivery path (a delivery
+        redelivered after a crash in between finds its outbox not empty and writes it then), before it
+        elsewhere (an entry whose outbox turns out empty is dropped by the relay)."""
+        await self.redis.zadd(self.keys.outbox_index, dict.fromkeys(cids, now), nx=True)
 
     async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
         if isinstance(self.redis, RedisCluster):
@@ -305,7 +326,7 @@ class Store:
     def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], list[Any]]:
         cid, k = msg.connection_id, self.keys
         event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
-        keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key]
+        keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key, k.outbox(cid)]
         args = [
             msg.list_entry(),
             msg.outcome,
@@ -333,7 +354,9 @@ class Store:
         stamp_codes = ",".join(sorted(TIMESTAMP_REASONS))
 
         async def op() -> str | None:
-            reason = await self._expire(keys=[self.keys.conn(cid)], args=[now, self.keys.changes, stamp_codes])
+            await self._index_outbox([cid], now)
+            reason = await self._expire(keys=[self.keys.conn(cid), self.keys.outbox(cid)],
+                                        args=[now, self.keys.changes, stamp_codes])
             if reason:
                 await self._count_transition("pending", "failed")
             await self._unindex_unless_pending(cid, now)

@@ -1,24 +1,40 @@
 -- Apply one delivery to one connection, atomically and idempotently.
--- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key
+-- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key, 5 notification outbox list
 -- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
 --       11 learnt secret ('' for none), 12 deliveries kept
--- Returns {status, from_state, to_state}; status: applied | duplicate | missing | ignored
-local conn, list, seen_d, seen_e = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Returns {status, from_state, to_state, notifications added, outbox length};
+-- status: applied | duplicate | missing | ignored
+local conn, list, seen_d, seen_e, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local outcome, reason, message, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-if redis.call('EXISTS', conn) == 0 then return {'missing', '', ''} end
+if redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0} end
 local state = redis.call('HGET', conn, 'state')
-if state == 'disconnected' then return {'ignored', state, state} end
-if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then return {'duplicate', state, state} end
+if state == 'disconnected' then return {'ignored', state, state, 0, redis.call('LLEN', outbox)} end
+if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then
+  return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
+end
 
 local to = state
+-- Notifications (the product's webhooks): what this delivery changes, judged on the state before it.
+local events = {}
+local failing, silent = false, false
+if state == 'connected' then
+  local h = redis.call('HMGET', conn, 'last_error', 'last_event_at', 'expected_interval_s')
+  local last_event = tonumber(h[2] or '0') or 0
+  if h[1] and h[1] ~= '' then
+    local ok, err = pcall(cjson.decode, h[1])
+    failing = ok and type(err) == 'table' and (tonumber(err.at) or 0) > last_event
+  end
+  local expected = tonumber(h[3] or '0') or 0
+  silent = expected > 0 and last_event > 0 and tonumber(at) - last_event > expected * 1000
+end
 -- A test window counts what arrives after it opened (what was seen decides why it fails at expiry).
 local test = redis.call('HMGET', conn, 'test_state', 'test_started_at')
 local test_open = test[1] == 'waiting' and tonumber(at) >= tonumber(test[2] or '0')
 if outcome == 'verified' then
   if ARGV[8] == '1' and not redis.call('SET', seen_e, '1', 'NX', 'EX', ARGV[6]) then
-    return {'duplicate', state, state}
+    return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
   end
   redis.call('HINCRBY', conn, 'events_received', 1)
   redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9])
@@ -28,6 +44,7 @@ if outcome == 'verified' then
     local passed = 'test_event_verified'
     if ARGV[10] == '1' then passed = 'test_handshake_completed' end
     redis.call('HSET', conn, 'test_state', 'passed', 'test_reason', passed, 'test_finished_at', at)
+    events[#events + 1] = 'test.passed'
   end
   if state == 'pending' or state == 'failed' then
     to = 'connected'
@@ -35,7 +52,10 @@ if outcome == 'verified' then
     if ARGV[10] == '1' then why = 'handshake_completed' end
     redis.call('HSET', conn, 'state', to, 'reason', why, 'connected_at', at, 'last_error', '')
   end
+  if state == 'pending' then events[#events + 1] = 'connection.connected'
+  elseif state == 'failed' or failing or silent then events[#events + 1] = 'connection.recovered' end
 else
+  if state == 'connected' and not failing then events[#events + 1] = 'connection.failing' end
   redis.call('HSET', conn, 'last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))
   redis.call('HINCRBY', conn, 'rejected_total', 1)
   if state == 'pending' then
@@ -57,4 +77,8 @@ local version = redis.call('HINCRBY', conn, 'version', 1)
 local id = redis.call('HGET', conn, 'id')
 local account = redis.call('HGET', conn, 'account_id')
 redis.call('PUBLISH', ARGV[7], cjson.encode({id = id, account_id = account, version = version, state = to}))
-return {'applied', state, to}
+for i, kind in ipairs(events) do
+  redis.call('RPUSH', outbox, cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_' .. i, type = kind, at = at}))
+end
+if #events > 0 then redis.call('LTRIM', outbox, -100, -1) end  -- bounded if no notifier relays it
+return {'applied', state, to, #events, redis.call('LLEN', outbox)}

@@ -1,5 +1,5 @@
 -- Turn a pending connection whose deadline has passed into failed, once.
--- KEYS: 1 conn hash
+-- KEYS: 1 conn hash, 2 notification outbox list
 -- ARGV: 1 now_ms, 2 changes channel, 3 comma-separated timestamp reason codes
 -- Returns the failed reason, or false when nothing changed (not pending, or not yet due).
 local conn = KEYS[1]
@@ -24,6 +24,10 @@ elseif total > 0 then reason = 'deadline_rejected_deliveries' end
 redis.call('HSET', conn, 'state', 'failed', 'reason', reason, 'failed_detail', top,
   'updated_at', ARGV[1], 'failed_at', ARGV[1])
 local version = redis.call('HINCRBY', conn, 'version', 1)
-redis.call('PUBLISH', ARGV[2], cjson.encode({id = redis.call('HGET', conn, 'id'),
+local id = redis.call('HGET', conn, 'id')
+redis.call('PUBLISH', ARGV[2], cjson.encode({id = id,
   account_id = redis.call('HGET', conn, 'account_id'), version = version, state = 'failed'}))
+redis.call('RPUSH', KEYS[2], cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_1', type = 'connection.failed',
+  at = ARGV[1]}))
+redis.call('LTRIM', KEYS[2], -100, -1)
 return reason

@@ -1,5 +1,5 @@
 -- Fail a test window that saw no verified event before it closed, once (compare-and-set on its id).
--- KEYS: 1 conn hash
+-- KEYS: 1 conn hash, 2 notification outbox list
 -- ARGV: 1 test id, 2 now_ms, 3 changes channel, 4 comma-separated timestamp reason codes
 -- Returns the failed reason, or false when nothing changed (another test, already finished, not due).
 local conn = KEYS[1]
@@ -23,7 +23,11 @@ elseif total > 0 then reason = 'test_rejected_deliveries' end
 redis.call('HSET', conn, 'test_state', 'failed', 'test_reason', reason, 'test_finished_at', ARGV[2],
   'updated_at', ARGV[2])
 local version = redis.call('HINCRBY', conn, 'version', 1)
-redis.call('PUBLISH', ARGV[3], cjson.encode({id = redis.call('HGET', conn, 'id'),
+local id = redis.call('HGET', conn, 'id')
+redis.call('RPUSH', KEYS[2], cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_1', type = 'test.failed',
+  at = ARGV[2]}))
+redis.call('LTRIM', KEYS[2], -100, -1)
+redis.call('PUBLISH', ARGV[3], cjson.encode({id = id,
   account_id = redis.call('HGET', conn, 'account_id'), version = version,
   state = redis.call('HGET', conn, 'state')}))
 return reason

@@ -1,5 +1,5 @@
 -- Reconnect (back to pending) or disconnect a connection, atomically, publishing the change.
--- KEYS: 1 conn hash
+-- KEYS: 1 conn hash, 2 notification outbox list
 -- ARGV: 1 action ('reconnect'|'disconnect'), 2 now_ms, 3 changes channel,
 --       reconnect only: 4 deadline_ms, 5 new secret ('' keeps it), 6 previous-secret valid until ms,
 --       7 settings JSON ('' keeps them)
@@ -23,6 +23,12 @@ else
 end
 local version = redis.call('HINCRBY', conn, 'version', 1)
 local state = redis.call('HGET', conn, 'state')
-redis.call('PUBLISH', ARGV[3], cjson.encode({id = redis.call('HGET', conn, 'id'),
+local id = redis.call('HGET', conn, 'id')
+redis.call('PUBLISH', ARGV[3], cjson.encode({id = id,
   account_id = redis.call('HGET', conn, 'account_id'), version = version, state = state}))
+if ARGV[1] == 'disconnect' then
+  redis.call('RPUSH', KEYS[2], cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_1',
+    type = 'connection.disconnected', at = now}))
+  redis.call('LTRIM', KEYS[2], -100, -1)
+end
 return before
