@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.status_api import schema
 from services.status_api import validation as v
 from services.status_api.views import CONNECTIONS, visible
 from shared.errors import ApiError, NotFound
@@ -37,10 +38,9 @@ def _render(raw_test: dict[str, str], connection: dict[str, str]) -> dict[str, A
 
 async def start_test(request: web.Request) -> web.Response:
     raw = await visible(request)
-    data = await v.json_object(request, optional=True)
-    v.only_fields(data, {"timeout_s"})
     settings = request.app[CONNECTIONS].settings
-    timeout_s = v.integer(data, "timeout_s", 1, settings.test_max_timeout_s) or settings.test_default_timeout_s
+    data = await v.body(request, schema.NewTest, optional=True, limits={"timeout_s": settings.test_max_timeout_s})
+    timeout_s = data.timeout_s or settings.test_default_timeout_s
     store, test_id, now = request.app[CONNECTIONS].store, new_id(), now_ms()
     result = await store.start_test(raw["id"], test_id, now, now + timeout_s * 1000)
     if result is None:

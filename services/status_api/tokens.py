@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
+from services.status_api import schema
 from services.status_api import validation as v
 from services.status_api.auth import require_service
 from services.status_api.views import CONNECTIONS
@@ -97,10 +98,10 @@ def _claims(raw: bytes) -> BrowserClaims:
 async def create_token(request: web.Request) -> web.Response:
     require_service(request)
     account = v.account_id(request.match_info["account_id"])
-    data = await v.json_object(request, optional=True)
-    v.only_fields(data, {"ttl_s"})
     settings = request.app[CONNECTIONS].settings
-    ttl_s = v.integer(data, "ttl_s", 1, settings.browser_token_max_ttl_s) or settings.browser_token_ttl_s
+    data = await v.body(request, schema.NewBrowserToken, optional=True,
+                        limits={"ttl_s": settings.browser_token_max_ttl_s})
+    ttl_s = data.ttl_s or settings.browser_token_ttl_s
     expires = now_ms() + ttl_s * 1000
     token = mint(settings.token_signing_key, account, expires)
     return json_response({"token": token, "expires_at": iso(expires), "account_id": account}, 201)

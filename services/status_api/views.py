@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from services.status_api import analytics
+from services.status_api import analytics, schema
 from services.status_api import validation as v
 from services.status_api.auth import require, require_service
 from services.status_api.connections import Connections, NewConnection
@@ -16,8 +16,6 @@ from shared.models import connection_view
 from shared.providers import PROVIDERS, ProviderInfo
 
 CONNECTIONS = web.AppKey("connections", Connections)
-CREATE_FIELDS = {"account_id", "provider", "timeout_s", "secret", "settings", "expected_interval_s"}
-RECONNECT_FIELDS = {"secret", "settings", "timeout_s"}
 
 
 async def visible(request: web.Request) -> dict[str, str]:
@@ -30,16 +28,15 @@ async def visible(request: web.Request) -> dict[str, str]:
 
 async def create_connection(request: web.Request) -> web.Response:
     require_service(request)
-    data = await v.json_object(request)
-    v.only_fields(data, CREATE_FIELDS)
     settings = request.app[CONNECTIONS].settings
+    data = await v.body(request, schema.NewConnection, limits={"timeout_s": settings.max_timeout_s})
     new = NewConnection(
-        account_id=v.account_id(data.get("account_id")),
-        provider=v.string(data, "provider", required=True, max_len=64) or "",
-        timeout_s=v.integer(data, "timeout_s", 1, settings.max_timeout_s) or settings.default_timeout_s,
-        secret=v.string(data, "secret"),
-        settings=v.settings_object(data),
-        expected_interval_s=v.integer(data, "expected_interval_s", 1, 365 * 24 * 3600),
+        account_id=data.account_id,
+        provider=data.provider,
+        timeout_s=data.timeout_s or settings.default_timeout_s,
+        secret=data.secret,
+        settings=data.settings,
+        expected_interval_s=data.expected_interval_s,
     )
     view = await request.app[CONNECTIONS].create(new)
     analytics.setup_completed(request, request.app[CONNECTIONS].store, view)
@@ -63,16 +60,10 @@ async def list_connections(request: web.Request) -> web.Response:
 
 async def reconnect(request: web.Request) -> web.Response:
     raw = await visible(request)
-    data = await v.json_object(request, optional=True)
-    v.only_fields(data, RECONNECT_FIELDS)
     settings = request.app[CONNECTIONS].settings
-    view = await request.app[CONNECTIONS].reconnect(
-        raw,
-        v.string(data, "secret"),
-        v.settings_object(data),
-        v.integer(data, "timeout_s", 1, settings.max_timeout_s),
-    )
-    analytics.reconnect_requested(request, request.app[CONNECTIONS].store, raw, data.get("secret") is not None)
+    data = await v.body(request, schema.Reconnect, optional=True, limits={"timeout_s": settings.max_timeout_s})
+    view = await request.app[CONNECTIONS].reconnect(raw, data.secret, data.settings, data.timeout_s)
+    analytics.reconnect_requested(request, request.app[CONNECTIONS].store, raw, data.secret is not None)
     return json_response(view)
 
 

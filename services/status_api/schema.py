@@ -1,0 +1,261 @@
+"""The status API's request and response shapes, defined once.
+
+Everything else follows from these models:
+
+- request validation (``validation.py`` validates bodies with the request models);
+- the OpenAPI document served at ``/openapi.json`` (``schema_gen.py`` builds it from the models' JSON
+  Schemas and writes ``openapi.json``);
+- the typed client's ``hookstatus_client/types.py`` (TypedDicts generated from the response models).
+
+Responses are still built as plain dicts and encoded with orjson (the status API's hot path); the
+tests check that what the API serves validates against the response models, and that the committed
+``openapi.json`` and ``types.py`` are what ``make schema`` generates from this module.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
+from pydantic_core import PydanticCustomError
+
+State = Literal["pending", "connected", "failed", "disconnected"]
+Display = Literal["connected", "pending", "failing", "silent", "failed", "disconnected"]
+HealthState = Literal["ok", "failing", "silent"]
+TestState = Literal["waiting", "passed", "failed"]
+CtaAction = Literal["connect", "reconnect", "send_test"]
+Outcome = Literal["verified", "rejected"]
+PrincipalKind = Literal["service", "browser"]
+
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
+ACCOUNT_ID_WORDS = "1-128 characters of letters, digits and _.:@-"
+CONNECTION_ID_WORDS = "A connection id: 32 lowercase hex characters."
+YEAR_S = 365 * 24 * 3600
+
+
+# --- field types ----------------------------------------------------------------------------------
+
+def _within_configured_limit(value: int, info: ValidationInfo) -> int:
+    """The upper bound of some durations is a setting (``MAX_TIMEOUT_S``...): the caller passes the
+    bounds by field name as the validation context."""
+    limits = info.context if isinstance(info.context, dict) else {}
+    high = limits.get(info.field_name or "")
+    if isinstance(high, int) and value > high:
+        raise PydanticCustomError("less_than_equal", "Input should be less than or equal to {le}", {"le": high})
+    return value
+
+
+AccountId = Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN, description=ACCOUNT_ID_WORDS, examples=["acct_42"])]
+Seconds = Annotated[int, Field(ge=1), AfterValidator(_within_configured_limit)]
+Secret = Annotated[str, Field(min_length=1, max_length=4096)]
+Timestamp = Annotated[str, Field(description="ISO 8601 UTC, milliseconds", examples=["2026-11-27T16:30:00.123Z"])]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields are refused, types are not coerced, null means absent."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ResponseModel(BaseModel):
+    """An answer: every field is always present (null when it has no value), and nothing else is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# --- requests -------------------------------------------------------------------------------------
+
+class NewConnection(RequestModel):
+    """A connection to create (service token only)."""
+
+    account_id: AccountId
+    provider: str = Field(min_length=1, max_length=64, description="A name from GET /v1/providers",
+                          examples=["standard-webhooks", "stripe", "github"])
+    timeout_s: Seconds | None = Field(
+        None, description="How long to wait for the first verified event (default 600)")
+    secret: Secret | None = Field(
+        None, description="The signing secret from the provider's dashboard; generated when absent")
+    settings: dict[str, Any] | None = Field(None, description="Provider settings (see GET /v1/providers)")
+    expected_interval_s: Annotated[int, Field(ge=1, le=YEAR_S)] | None = Field(
+        None, description="Silence longer than this shows as health=silent")
+
+
+class Reconnect(RequestModel):
+    """Back to pending: a new secret (the previous one keeps verifying for a while), new settings, a new
+    deadline; each optional."""
+
+    secret: Secret | None = None
+    settings: dict[str, Any] | None = None
+    timeout_s: Seconds | None = None
+
+
+class NewTest(RequestModel):
+    """A test window to open."""
+
+    timeout_s: Seconds | None = Field(None, description="How long the window stays open (default 120)")
+
+
+class NewBrowserToken(RequestModel):
+    """A browser token to mint (service token only)."""
+
+    ttl_s: Seconds | None = Field(None, description="How long the token is valid (default 900)")
+
+
+# --- responses ------------------------------------------------------------------------------------
+
+class Cta(ResponseModel):
+    """The connect button: shown as is, no logic needed in the UI (the table is in docs/API.md)."""
+
+    label: str
+    action: CtaAction | None
+    secondary: str | None
+    secondary_action: CtaAction | None
+    hint: str | None = Field(description="The state's reason in plain words")
+
+
+class LastError(ResponseModel):
+    """The most recent rejected delivery."""
+
+    code: str
+    message: str
+    at: Timestamp | None
+
+
+class FailedDetail(ResponseModel):
+    """The most frequent rejection before the deadline of a failed connection."""
+
+    code: str
+    message: str | None
+
+
+class LastTest(ResponseModel):
+    """A test window: the next verified event (or handshake) passes it."""
+
+    id: str
+    state: TestState
+    reason: str | None
+    reason_message: str | None
+    seen: dict[str, int] = Field(description="Rejected deliveries during the window, by reason code")
+    started_at: Timestamp | None
+    expires_at: Timestamp | None
+    finished_at: Timestamp | None
+
+
+class ConnectionTest(LastTest):
+    """A test window, with the connection it tests and how to send a test event."""
+
+    connection_id: str
+    instructions: str
+
+
+class Connection(ResponseModel):
+    """A connection's status. Never carries the secret."""
+
+    id: str
+    account_id: str
+    provider: str
+    state: State
+    reason: str | None
+    reason_message: str | None
+    health: HealthState | None = Field(description="For a connected connection: ok, failing or silent")
+    display: Display = Field(description="One word a UI can style without logic")
+    cta: Cta
+    last_test: LastTest | None
+    webhook_url: str
+    pending_deadline: Timestamp | None
+    created_at: Timestamp | None
+    updated_at: Timestamp | None
+    last_event_at: Timestamp | None
+    events_received: int = Field(ge=0)
+    last_error: LastError | None
+    failed_detail: FailedDetail | None
+    previous_secret_active: bool
+    previous_secret_last_used_at: Timestamp | None
+    version: int
+
+
+class CreatedConnection(Connection):
+    """The status of a new connection, with its secret (shown this once)."""
+
+    secret: str
+
+
+class ConnectionList(ResponseModel):
+    connections: list[Connection]
+
+
+class Delivery(ResponseModel):
+    """One delivery as received (never a body or a secret)."""
+
+    id: str
+    at: Timestamp | None
+    outcome: Outcome
+    reason: str | None
+    message: str | None
+    event_id: str | None
+    event_type: str | None
+    is_test: bool
+    handshake: bool
+
+
+class DeliveryList(ResponseModel):
+    deliveries: list[Delivery]
+
+
+class Provider(ResponseModel):
+    """A supported provider and what its setup needs."""
+
+    name: str
+    title: str
+    headers: list[str]
+    scheme: str
+    handshake: str | None
+    secret_format: str
+    settings: dict[str, str] = Field(description="Setting name -> what it is (required: ... / optional: ...)")
+    test_instructions: str
+
+
+class ProviderList(ResponseModel):
+    providers: list[Provider]
+
+
+class BrowserToken(ResponseModel):
+    """A short-lived token for one account's page."""
+
+    token: str
+    expires_at: Timestamp
+    account_id: str
+
+
+class Me(ResponseModel):
+    """What the token is: a service token or a browser token of one account."""
+
+    kind: PrincipalKind
+    account_id: str | None
+
+
+class Health(ResponseModel):
+    status: str
+
+
+class Ready(ResponseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, bool]
+
+
+class ErrorBody(ResponseModel):
+    code: str = Field(description="A reason code, stable across releases")
+    message: str = Field(description="What went wrong, in plain words")
+
+
+class Error(ResponseModel):
+    """Every error the API answers."""
+
+    error: ErrorBody
+
+
+REQUEST_MODELS: tuple[type[RequestModel], ...] = (NewConnection, Reconnect, NewTest, NewBrowserToken)
+RESPONSE_MODELS: tuple[type[ResponseModel], ...] = (
+    Error, Connection, CreatedConnection, ConnectionList, ConnectionTest, Delivery, DeliveryList, Provider,
+    ProviderList, BrowserToken, Me, Health, Ready,
+)
