@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import os
 import platform
 import secrets
@@ -38,6 +37,7 @@ import redis.asyncio as aioredis
 from bench.stats import median, percentile
 from shared.config import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL
 from shared.keys import Keys
+from shared.runner import die_with_parent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -100,12 +100,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the harness dies, so an interrupted bench leaves nothing running."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 # --- processes -----------------------------------------------------------------------------------
 
 
@@ -120,7 +114,7 @@ class Processes:
         log = open(os.path.join(self.log_dir, f"{name}.log"), "ab")  # noqa: SIM115 - owned by the child
         self.running[name] = subprocess.Popen(
             list(argv), cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log, stderr=log,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
 
@@ -205,7 +199,7 @@ async def run_load(spec: dict[str, Any], processes: int, tmp: str) -> LoadResult
             fh.write(orjson.dumps({**spec, "process_index": i, "processes": processes}))
         procs.append(await asyncio.create_subprocess_exec(
             PY, "-m", "bench.loadgen", path, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            preexec_fn=_die_with_parent, limit=2**26,
+            preexec_fn=die_with_parent, limit=2**26,
         ))
     for p in procs:
         assert p.stdout is not None
@@ -449,7 +443,7 @@ class Bench:
             [PY, "-m", "bench.limits", name, "--amqp-url", self.plan.amqp_url, "--redis-url", self.plan.redis_url,
              "--prefix", self.plan.prefix, "--queue", queue, "--count", str(count),
              "--concurrency", str(self.plan.concurrency)],
-            cwd=ROOT, capture_output=True, timeout=300, preexec_fn=_die_with_parent, check=True,
+            cwd=ROOT, capture_output=True, timeout=300, preexec_fn=die_with_parent, check=True,
         )
         return float(orjson.loads(out.stdout.strip().splitlines()[-1])["rate"])
 
@@ -573,7 +567,7 @@ class Bench:
             args = ["pubsub", self.plan.redis_url, self.keys.changes]
         proc = await asyncio.create_subprocess_exec(
             PY, "-m", "bench.listener", *args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            preexec_fn=_die_with_parent, limit=2**26,
+            preexec_fn=die_with_parent, limit=2**26,
         )
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from bench.loadgen import run_loop
+from shared.runner import die_with_parent
 
 if TYPE_CHECKING:
     from bench.run import Bench
@@ -111,7 +112,7 @@ def rss_kib(pid: int) -> int:
 async def measure_sse(bench: Bench, n: int) -> dict[str, float]:
     """Open ``n`` streams on one status API process (10 per connection), and fan one change out to the
     ``fanout`` streams watching one connection."""
-    from bench.run import PY, ROOT, _die_with_parent
+    from bench.run import PY, ROOT
 
     fanout = min(n, bench.plan.sse_fanout)
     fan_conn = bench.conns[0]
@@ -127,7 +128,7 @@ async def measure_sse(bench: Bench, n: int) -> dict[str, float]:
     before = rss_kib(pid)
     proc = await asyncio.create_subprocess_exec(
         PY, "-m", "bench.sse_clients", path, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent, limit=2**26)
+        stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent, limit=2**26)
     assert proc.stdout is not None and proc.stdin is not None
     try:
         line = (await proc.stdout.readline()).decode().split()

@@ -55,10 +55,27 @@ def run_http_service(
     )
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send this process ``signum`` when its parent dies (Linux; elsewhere nothing).
+
+    Called in a child (a forked worker, or a subprocess's ``preexec_fn``), so a parent killed outright,
+    even by SIGKILL or a test timeout, leaves nothing behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
+
+
+def die_with_parent_killed() -> None:
+    """``die_with_parent`` with SIGKILL: for a child that must not outlive its parent by even a
+    graceful shutdown (a test's services)."""
+    die_with_parent(signal.SIGKILL)
+
+
 def _worker(target: Callable[[], None]) -> None:
     """A worker dies with its parent: a supervisor killed outright leaves no worker behind."""
-    with contextlib.suppress(OSError, AttributeError):  # Linux only; elsewhere nothing to do
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    die_with_parent()
     target()
 
 

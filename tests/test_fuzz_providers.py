@@ -26,7 +26,7 @@ from multidict import CIMultiDict, MultiDict
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
-from shared.providers.core import verify_with_rotation
+from shared.providers.rotation import verify_with_rotation
 from tests.faults.ledger import write_report
 
 NOW = 1_800_000_000.0

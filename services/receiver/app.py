@@ -25,7 +25,8 @@ from shared.broker import ConfirmedPublisher, Topology, amqp_connection
 from shared.errors import BrokerUnavailable, VerificationError
 from shared.models import DeliveryMessage, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
-from shared.providers.core import SIGNATURE_MISMATCH, verify_with_rotation
+from shared.providers.core import SIGNATURE_MISMATCH
+from shared.providers.rotation import verify_with_rotation
 from shared.store import Store, redis_client
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from shared.compare import any_matches
 from shared.errors import Unauthorized
 
 
@@ -39,10 +40,7 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 def service_token_matches(token: str, valid: tuple[str, ...]) -> bool:
-    matched = False
-    for candidate in valid:  # compare with every token, in constant time each
-        matched |= hmac.compare_digest(token.encode(), candidate.encode())
-    return matched
+    return any_matches(token.encode(), (candidate.encode() for candidate in valid))
 
 
 def require(request: web.Request) -> Principal:

@@ -24,6 +24,7 @@ from services.status_api import schema
 from services.status_api import validation as v
 from services.status_api.auth import require_service
 from services.status_api.views import CONNECTIONS
+from shared.compare import any_matches
 from shared.errors import Unauthorized
 from shared.http import json_response
 from shared.models import iso, now_ms
@@ -73,10 +74,7 @@ def verify(keys: tuple[str, ...], token: str, now: int) -> BrowserClaims:
     if prefix != PREFIX or not payload or not signature:
         raise _invalid()
     given = _unb64(signature)
-    matched = False
-    for key in keys:  # every key, each in constant time
-        matched |= hmac.compare_digest(given, _sign(key, f"{PREFIX}.{payload}"))
-    if not matched:
+    if not any_matches(given, (_sign(key, f"{PREFIX}.{payload}") for key in keys)):
         raise _invalid()
     claims = _claims(_unb64(payload))
     if claims.expires_at_ms <= now:

@@ -73,17 +73,6 @@ def hex_candidates(values: list[str], header: str) -> list[bytes]:
     return found
 
 
-def prefixed(raw: str, prefix: str, header: str) -> str:
-    """The value after a required ``prefix`` (``sha256=``, ``v1=``), compared case-insensitively."""
-    if not raw.lower().startswith(prefix.lower()) or len(raw) == len(prefix):
-        raise VerificationError(
-            core.MALFORMED_SIGNATURE,
-            f"The {header} header must look like '{prefix}<signature>'.",
-            header=header,
-        )
-    return raw[len(prefix) :].strip()
-
-
 def echo_token(value: str | None, name: str) -> str:
     """A handshake token to echo back: present, short and printable, so we never reflect arbitrary data."""
     if not value or len(value) > MAX_ECHO_CHARS or not value.isprintable():

@@ -10,11 +10,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Literal
 
+from shared.compare import any_matches as any_matches  # the adapters' one constant-time comparison
 from shared.errors import VerificationError
-from shared.providers.base import InboundRequest, Provider, Verified
+from shared.providers.base import InboundRequest
 
 Algorithm = Literal["sha1", "sha256", "sha512"]
 
@@ -41,14 +41,6 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
     return hmac.compare_digest(a, b)
 
 
-def any_matches(expected: bytes, candidates: Iterable[bytes]) -> bool:
-    """True when any candidate equals ``expected``; every candidate is compared in constant time."""
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(expected, candidate)
-    return matched
-
-
 def require_header(request: InboundRequest, *names: str) -> str:
     """The first present header among ``names`` (aliases), or a ``missing_header`` error."""
     for name in names:
@@ -63,11 +55,12 @@ def require_header(request: InboundRequest, *names: str) -> str:
     )
 
 
-def decode_b64(value: str, what: str) -> bytes:
+def decode_b64(value: str, what: str, *, code: str = MALFORMED_SIGNATURE, advice: str = "") -> bytes:
+    """Strict base64 (no stray characters), or a ``code`` error saying which value is not."""
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise VerificationError(MALFORMED_SIGNATURE, f"The {what} is not valid base64.") from exc
+        raise VerificationError(code, f"The {what} is not valid base64{advice}.") from exc
 
 
 def decode_hex(value: str, what: str) -> bytes:
@@ -122,65 +115,6 @@ def secret_not_set() -> VerificationError:
         "Deliveries arrive, but this connection has no signing secret yet. Copy the signing secret the "
         "provider shows for this webhook and reconnect with it.",
     )
-
-
-def verify_with_rotation(
-    provider: Provider,
-    request: InboundRequest,
-    secrets: tuple[str, str | None],
-    settings: Mapping[str, Any],
-    now: float,
-    *,
-    retired: str | None = None,
-) -> Verified:
-    """Verify with the current secret, then (during a rotation) with the previous one.
-
-    On failure the error is refined by ``shared.providers.diagnosis`` (which secret or scheme the
-    request does match, if any); ``retired`` is a previous secret whose window has ended, used only
-    to say so.
-    """
-    current, previous = secrets
-    # An empty key would let anyone sign; only a GET handshake proven otherwise (Meta's verify token,
-    # flagged by the adapter's ``secretless_get``) may go on without a secret.
-    if not current and not (request.method == "GET" and getattr(provider, "secretless_get", False)):
-        raise secret_not_set()
-    try:
-        return _current_then_previous(provider, request, (current, previous), settings, now)
-    except VerificationError as exc:
-        # Imported here: diagnosis consults the provider registry, which imports this module.
-        from shared.providers.diagnosis import Secrets, diagnose
-
-        raise diagnose(provider, request, exc, Secrets(current, previous, retired), settings, now) from None
-
-
-def _current_then_previous(
-    provider: Provider,
-    request: InboundRequest,
-    secrets: tuple[str, str | None],
-    settings: Mapping[str, Any],
-    now: float,
-) -> Verified:
-    current, previous = secrets
-    try:
-        return provider.verify(request, current, settings, now)
-    except VerificationError as exc:
-        if exc.code != SIGNATURE_MISMATCH or not previous:
-            raise
-        first = exc
-    try:
-        verified = provider.verify(request, previous, settings, now)
-    except VerificationError as exc:
-        # Timestamps are judged after the signature: a timestamp error means the previous secret matched.
-        if exc.code in TIMESTAMP_REASONS:
-            raise
-        raise first from None
-    return _with_slot(verified, "previous")
-
-
-def _with_slot(verified: Verified, slot: Literal["current", "previous"]) -> Verified:
-    from dataclasses import replace
-
-    return replace(verified, secret_slot=slot)
 
 
 def after_prefix(raw: str, prefix: str, header: str) -> str:

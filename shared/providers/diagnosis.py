@@ -1,6 +1,6 @@
 """Why a delivery did not verify, in words a user can act on.
 
-Called by ``core.verify_with_rotation`` only when verification has already failed, with the error it
+Called by ``rotation.verify_with_rotation`` only when verification has already failed, with the error it
 failed with. It tries a bounded number of alternatives, each one an HMAC (or ed25519) check over the
 body, and returns a more precise ``VerificationError`` when one explains the failure:
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,17 +55,20 @@ def diagnose(
     secrets: Secrets,
     settings: Mapping[str, Any],
     now: float,
+    registered: Iterable[Provider],
 ) -> VerificationError:
-    """A more precise error than ``error`` when one explains the failure, else ``error`` itself."""
+    """A more precise error than ``error`` when one explains the failure, else ``error`` itself.
+    ``registered``: every provider a request may be mistaken for (the registry)."""
     small = len(request.body) <= MAX_BODY_BYTES
+    others = tuple(registered)
     if error.code in _SHAPE_CODES:
-        return other_provider(provider, request, secrets.current, now, verify=small) or error
+        return other_provider(provider, request, secrets.current, now, others, verify=small) or error
     if error.code != core.SIGNATURE_MISMATCH or not small:
         return error
     return (
         _retired(provider, request, secrets, settings, now)
         or _secret_format(provider, request, secrets.current, settings, now)
-        or other_provider(provider, request, secrets.current, now, verify=True, by_headers=False)
+        or other_provider(provider, request, secrets.current, now, others, verify=True, by_headers=False)
         or error
     )
 
@@ -164,12 +167,13 @@ def other_provider(
     request: InboundRequest,
     secret: str,
     now: float,
+    registered: Iterable[Provider],
     *,
     verify: bool,
     by_headers: bool = True,
 ) -> VerificationError | None:
     """Another registered provider this request verifies under, or (``by_headers``) looks like."""
-    candidates = _lookalikes(provider, request)
+    candidates = _lookalikes(provider, request, registered)
     if verify and secret:
         for other, _ in candidates:
             if _verifies(other, request, secret, {}, now):
@@ -180,15 +184,13 @@ def other_provider(
     return None
 
 
-def _lookalikes(provider: Provider, request: InboundRequest) -> list[tuple[Provider, list[str]]]:
+def _lookalikes(provider: Provider, request: InboundRequest, registered: Iterable[Provider]
+                ) -> list[tuple[Provider, list[str]]]:
     """Other providers whose headers (and not this provider's) the request carries, best match first."""
-    # Imported here: the registry imports every adapter, and adapters import the core that calls us.
-    from shared.providers import PROVIDERS
-
     own = {h.lower() for h in provider.info.headers}
     family = _FAMILIES.get(provider.name, provider.name)
     found: list[tuple[Provider, list[str]]] = []
-    for other in PROVIDERS.values():
+    for other in registered:
         if other.name == provider.name or _FAMILIES.get(other.name, other.name) == family:
             continue
         if request.method not in other.methods:

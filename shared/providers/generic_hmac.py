@@ -68,7 +68,7 @@ def _template(settings: Mapping[str, Any], has_timestamp: bool) -> str:
 
 
 def _tolerance(settings: Mapping[str, Any]) -> int:
-    value = settings.get("tolerance_s", 300)
+    value: object = settings.get("tolerance_s", 300)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 86400:
         raise SettingsError("settings.tolerance_s must be an integer from 1 to 86400", field="tolerance_s")
     return value

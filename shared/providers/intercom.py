@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import IssuedSecretProvider, prefixed
+from shared.providers.adapter_kit import IssuedSecretProvider
 from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
@@ -33,7 +33,7 @@ class Intercom(IssuedSecretProvider):
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
     ) -> Verified:
-        value = prefixed(core.require_header(request, SIGNATURE), "sha1=", SIGNATURE)
+        value = core.after_prefix(core.require_header(request, SIGNATURE), "sha1=", SIGNATURE)
         given = core.decode_hex(value, f"{SIGNATURE} value")
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body, "sha1"), given):
             raise core.mismatch("Intercom signs with the app's client secret, not an access token.")

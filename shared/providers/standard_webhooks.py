@@ -10,7 +10,6 @@ given at creation is stored as its public key only: verifying never needs the pr
 from __future__ import annotations
 
 import base64
-import binascii
 import secrets as _secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -30,13 +29,9 @@ PRIVATE_PREFIX = "whsk_"
 
 
 def _b64(raw: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(raw, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise VerificationError(
-            "secret_format",
-            f"The connection's {what} is not valid base64; paste it again exactly as the sender shows it.",
-        ) from exc
+    """A stored key's bytes; not base64 means the secret was pasted wrongly (``secret_format``)."""
+    return core.decode_b64(raw, f"connection's {what}", code="secret_format",
+                           advice="; paste it again exactly as the sender shows it")
 
 
 def decode_secret(secret: str) -> bytes:

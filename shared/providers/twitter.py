@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import orjson
 
 from shared.providers import core
-from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, prefixed, token_id
+from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, token_id
 from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
@@ -49,7 +49,7 @@ class Twitter(IssuedSecretProvider):
     ) -> Verified:
         if request.method == "GET":
             return _crc(request, secret)
-        value = prefixed(core.require_header(request, SIGNATURE), "sha256=", SIGNATURE)
+        value = core.after_prefix(core.require_header(request, SIGNATURE), "sha256=", SIGNATURE)
         given = core.decode_b64(value, f"{SIGNATURE} value")
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
             raise core.mismatch("X signs with the app's consumer (API key) secret, not an access token.")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.providers import core
-from shared.providers.adapter_kit import PastedSecretProvider, prefixed, random_secret
+from shared.providers.adapter_kit import PastedSecretProvider, random_secret
 from shared.providers.base import InboundRequest, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
@@ -35,7 +35,7 @@ class Typeform(PastedSecretProvider):
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
     ) -> Verified:
-        value = prefixed(core.require_header(request, SIGNATURE), "sha256=", SIGNATURE)
+        value = core.after_prefix(core.require_header(request, SIGNATURE), "sha256=", SIGNATURE)
         given = core.decode_b64(value, f"{SIGNATURE} value")
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
             raise core.mismatch()

@@ -7,7 +7,6 @@ JSON log lines to a file the test can read afterwards (the secrets test greps th
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import subprocess
@@ -18,20 +17,12 @@ from pathlib import Path
 
 import aiohttp
 
+from shared.runner import die_with_parent_killed
 from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT_VARS = {"receiver": "RECEIVER_PORT", "verifier": "VERIFIER_PORT", "status_api": "STATUS_API_PORT"}
 TOKEN = "fault-test-service-token"
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: be killed if the test process dies (even by SIGKILL or a timeout),
-    so no service outlives its test."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
-    except (OSError, AttributeError):
-        pass
 
 
 def service_env(prefix: str, amqp_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -73,7 +64,7 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+                stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent_killed,
             )
         self.starts += 1
         await self._wait_healthy(timeout_s)

@@ -17,8 +17,8 @@ from standardwebhooks import Webhook
 from shared.errors import VerificationError
 from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest
-from shared.providers.core import verify_with_rotation
 from shared.providers.diagnosis import secret_variants
+from shared.providers.rotation import verify_with_rotation
 from tests.providers.flow import connection, hmac_sha, rejected
 from tests.providers.kit import delivery_list
 from tests.system import System

@@ -14,7 +14,7 @@ from twilio.request_validator import RequestValidator
 from shared.errors import VerificationError
 from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest
-from shared.providers.core import verify_with_rotation
+from shared.providers.rotation import verify_with_rotation
 from shared.providers.twilio import Twilio, url_forms
 
 BODY = b'{"id":"evt_1","type":"x"}'
