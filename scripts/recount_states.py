@@ -14,7 +14,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from shared.config import CommonSettings  # noqa: E402
-from shared.store import Store, redis_client  # noqa: E402
+from shared.redis import redis_client  # noqa: E402
+from shared.store import Store  # noqa: E402
 
 
 async def main() -> None:

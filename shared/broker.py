@@ -8,12 +8,14 @@ Topology (``P`` = ``AMQP_PREFIX``):
     P.dead (fanout exchange) ------------------> P.deliveries.dead (quorum queue)
     analytics (topic exchange; routing key = event name)
 
-aio-pika and aiormq errors leave this module as ``BrokerUnavailable``.
+aio-pika and aiormq errors that mean the broker is unreachable (``is_unreachable``) leave this module as
+``BrokerUnavailable``; any other error (a bug) leaves it as itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,23 +23,40 @@ from typing import Any
 
 import aio_pika
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
 from pamqp.commands import Basic
 
 from shared.errors import BrokerUnavailable
 
 ROUTING_KEY = "delivery"
 DELIVERY_LIMIT = 20  # a message returned this often goes to the dead-letter queue: it never loops
-AMQP_ERRORS: tuple[type[BaseException], ...] = (
+# The classes that always mean the broker is not reachable (or the channel we used is gone).
+AMQP_ERRORS: tuple[type[Exception], ...] = (
     aiormq.exceptions.AMQPError,
     aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError,
-    OSError,
-    asyncio.TimeoutError,
+    TimeoutError,
 )
-# Opening a channel on a connection that just dropped raises aiormq's bare RuntimeError("... closed"):
-# for a publisher that is the broker being away too (503), never a 500.
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (*AMQP_ERRORS, RuntimeError)
+# aiormq and aio-pika report a connection that just dropped with a bare RuntimeError; these are their
+# messages ("<Connection: ...> closed", "... connection closed", "Connection was not opened", ...).
+_CLOSED_CONNECTION = re.compile(r"^<.*> closed$|connection closed$|^Connection (?:was not opened|is not ready)$|"
+                                r"No active transport for connection")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means RabbitMQ cannot be reached right now (retry later), not a bug."""
+    if isinstance(exc, AMQP_ERRORS):
+        return True
+    return type(exc) is RuntimeError and bool(_CLOSED_CONNECTION.search(str(exc)))
+
+
+async def open_channel(
+    connection: AbstractConnection, channel: AbstractChannel | None, **options: Any
+) -> AbstractChannel:
+    """``channel`` while it is open, else a new channel on ``connection``."""
+    if channel is not None and not channel.is_closed:
+        return channel
+    return await connection.channel(**options)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +109,10 @@ async def amqp_connection(url: str, name: str) -> AsyncIterator[AbstractRobustCo
         connection = await aio_pika.connect_robust(
             url, client_properties={"connection_name": name}, timeout=10
         )
-    except AMQP_ERRORS as exc:
-        raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(exc).__name__}") from exc
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(exc).__name__}") from exc
+        raise
     try:
         yield connection
     finally:
@@ -121,7 +142,7 @@ class ConfirmedPublisher:
         async with self._lock:
             exchange = self._usable()
             if exchange is None:
-                self._channel = await self._connection.channel(publisher_confirms=True)
+                self._channel = await open_channel(self._connection, None, publisher_confirms=True)
                 exchange = self._exchange = await self._topology.declare(self._channel)
             return exchange
 
@@ -131,8 +152,10 @@ class ConfirmedPublisher:
             return False
         try:
             await asyncio.wait_for(self._ready_exchange(), self._timeout_s)
-        except PUBLISH_ERRORS:
-            return False
+        except Exception as exc:
+            if is_unreachable(exc):
+                return False
+            raise
         return True
 
     async def publish(self, body: bytes, *, message_id: str, headers: dict[str, Any] | None = None) -> None:
@@ -149,7 +172,9 @@ class ConfirmedPublisher:
             async with asyncio.timeout(self._timeout_s):
                 exchange = self._usable() or await self._ready_exchange()
                 confirm = await exchange.publish(message, ROUTING_KEY, mandatory=True)
-        except PUBLISH_ERRORS as exc:
-            raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
+            raise
         if not isinstance(confirm, Basic.Ack):
             raise BrokerUnavailable(f"the broker refused the message: {type(confirm).__name__}")

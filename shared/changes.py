@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from shared.store import REDIS_ERRORS
+from shared.redis import REDIS_ERRORS, is_unreachable
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 5.0
@@ -39,7 +39,9 @@ async def follow_changes(
     while True:
         try:
             await _listen_once(client, channel, on_message, on_subscribed)
-        except REDIS_ERRORS as exc:
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
             log.warning("change subscription lost; re-subscribing",
                         extra={"follower": follower, "error": type(exc).__name__, "retry_in_s": delay})
         finally:

@@ -103,6 +103,13 @@ def run_workers(count: int, target: Callable[[], None]) -> None:
         worker.join()
 
 
+async def sleep_unless(stopping: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, or less if ``stopping`` is set meanwhile; True when it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+    return stopping.is_set()
+
+
 def run_coroutine_service(name: str, log_level: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     setup_logging(name, log_level)
     install_uvloop()

@@ -1,106 +1,34 @@
 """Redis access: every read and every atomic state transition of a connection.
 
 Transitions are Lua scripts (``shared/lua/``), one round trip each, compare-and-set, publishing the
-change on the ``changes`` channel in the same script. Redis errors leave this module as
-``StoreUnavailable``.
+change on the ``changes`` channel in the same script. Errors that mean Redis is unreachable leave this
+module as ``StoreUnavailable``; any other error (a bug) leaves it as itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, TypeVar, cast
 
 import orjson
-import redis.asyncio as aioredis
 import redis.exceptions
-from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import SSLConnection
 
-from shared import metrics
+from shared import lua, metrics
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import STATES, DeliveryMessage, now_ms
 from shared.providers.core import TIMESTAMP_REASONS
+from shared.redis import RedisClient, awaited, is_cluster, is_unreachable
 
 T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
-# RuntimeError: under uvloop, a connection the server (or a network fault) closes while redis-py is
-# still writing its handshake surfaces as "unable to perform operation on <TCPTransport closed=True>"
-# rather than as a ConnectionError; it means the same thing, Redis is not reachable right now.
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, RuntimeError)
-
-
-def _lua(name: str) -> str:
-    return resources.files("shared").joinpath("lua", f"{name}.lua").read_text()
-
-
-# A Redis Cluster client offers the commands Store uses just as a single-node client does; typing it
-# as one keeps the rest of the code free of the union (redis-py types cluster replies loosely).
-RedisClient = aioredis.Redis
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-
-
-def is_cluster_url(url: str) -> bool:
-    return url.split("://", 1)[0] in CLUSTER_SCHEMES
-
-
-def _plain_url(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}://{rest}"
-
-
-_SUBSCRIBER_OPTIONS = {"username", "password", "decode_responses", "socket_connect_timeout"}
-
-
-class _Cluster(RedisCluster):
-    """The cluster client, plus ``pubsub()``: classic PUBLISH is broadcast to every node of a cluster,
-    so subscribing on any one node hears every change, whichever node published it."""
-
-    _subscribers: dict[tuple[str, int], aioredis.Redis]
-
-    def pubsub(self, **kwargs: Any) -> PubSub:
-        node = self.get_default_node() or next(iter(self.nodes_manager.startup_nodes.values()))
-        if not hasattr(self, "_subscribers"):
-            self._subscribers = {}
-        client = self._subscribers.get((node.host, node.port))
-        if client is None:
-            options = {k: v for k, v in node.connection_kwargs.items() if k in _SUBSCRIBER_OPTIONS}
-            options["ssl"] = issubclass(node.connection_kwargs.get("connection_class", object), SSLConnection)
-            client = aioredis.Redis(host=node.host, port=node.port, **options)
-            self._subscribers[(node.host, node.port)] = client
-        return client.pubsub(**kwargs)
-
-    async def aclose(self) -> None:
-        for client in getattr(self, "_subscribers", {}).values():
-            await client.aclose()
-        await super().aclose()
-
-
-def make_redis(url: str) -> RedisClient:
-    """A client for ``REDIS_URL``: ``redis://`` (or ``rediss://``, ``unix://``) is one server;
-    ``redis+cluster://host:port`` (or ``rediss+cluster://``) is a Redis Cluster found from that seed
-    node. Keys are laid out so that each command and script touches one slot."""
-    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3}
-    if is_cluster_url(url):
-        return cast(aioredis.Redis, _Cluster.from_url(_plain_url(url), **options))
-    return aioredis.Redis.from_url(url, health_check_interval=10, **options)
-
-
-@asynccontextmanager
-async def redis_client(url: str) -> AsyncIterator[RedisClient]:
-    client = make_redis(url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+TEST_FIELDS = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at", "test_expires_at",
+               "test_finished_at")
 
 
 def _to_relay(status: str, added: int, waiting: int) -> bool:
@@ -119,62 +47,65 @@ class Store:
     def __init__(self, client: RedisClient, prefix: str) -> None:
         self.redis = client
         self.keys = Keys(prefix)
-        self._apply = client.register_script(_lua("apply_delivery"))
-        self._expire = client.register_script(_lua("expire_pending"))
-        self._set_state = client.register_script(_lua("set_state"))
-        self._start_test = client.register_script(_lua("start_test"))
-        self._expire_test = client.register_script(_lua("expire_test"))
-        self._count = client.register_script(_lua("count_transition"))
+        self.scripts = lua.Scripts.register(client)
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
             return await op()
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("Redis is not reachable") from exc
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise StoreUnavailable("Redis is not reachable") from exc
+            raise
 
     async def ping(self) -> bool:
         try:
-            return bool(await self.redis.ping())
-        except REDIS_ERRORS:
-            return False
+            return bool(await awaited(self.redis.ping()))
+        except Exception as exc:
+            if is_unreachable(exc):
+                return False
+            raise
+
+    async def _publish(self, note: dict[str, Any]) -> None:
+        # The cluster client has no publish(); classic PUBLISH reaches every node of a cluster.
+        await self.redis.execute_command("PUBLISH", self.keys.changes, orjson.dumps(note))  # type: ignore[no-untyped-call]
 
     # --- connections --------------------------------------------------------------------------
 
-    async def create(self, fields: dict[str, Any]) -> None:
-        cid, k = fields["id"], self.keys
+    async def create(self, fields: dict[str, str | int]) -> None:
+        cid, account_id, k = str(fields["id"]), str(fields["account_id"]), self.keys
 
         async def op() -> None:
             # Separate slots, so separate commands; the pending index first, so no connection is
             # ever stored without the sweep seeing it.
-            await self.redis.zadd(k.pending, {cid: fields["pending_deadline"]})
-            await self.redis.hset(k.conn(cid), mapping=fields)
-            await self.redis.sadd(k.account(fields["account_id"]), cid)
+            await awaited(self.redis.zadd(k.pending, {cid: fields["pending_deadline"]}))
+            await awaited(self.redis.hset(k.conn(cid), mapping=fields))
+            await awaited(self.redis.sadd(k.account(account_id), cid))
             await self._count_transition(None, "pending")
-            # The cluster client has no publish(); classic PUBLISH reaches every node of a cluster.
-            await self.redis.execute_command("PUBLISH", k.changes, orjson.dumps(
-                {"id": cid, "account_id": fields["account_id"], "version": fields["version"], "state": "pending"}
-            ))
+            await self._publish({"id": cid, "account_id": account_id, "version": fields["version"],
+                                 "state": "pending"})
 
         await self._call(op)
 
     async def get(self, cid: str) -> dict[str, str] | None:
-        raw = await self._call(lambda: self.redis.hgetall(self.keys.conn(cid)))
+        raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.conn(cid))))
         return raw or None
 
     async def get_fields(self, cid: str, names: tuple[str, ...]) -> list[str | None]:
-        return await self._call(lambda: self.redis.hmget(self.keys.conn(cid), names))
+        return await self._call(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(names))))
 
     async def get_many(self, ids: list[str]) -> list[dict[str, str]]:
         async def op() -> list[dict[str, str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for cid in ids:
                     pipe.hgetall(self.keys.conn(cid))
-                return [r for r in await pipe.execute() if r]
+                replies: list[dict[str, str]] = await pipe.execute()
+                return [r for r in replies if r]
 
         return await self._call(op)
 
     async def account_connection_ids(self, account_id: str) -> list[str]:
-        return sorted(await self._call(lambda: self.redis.smembers(self.keys.account(account_id))))
+        members = await self._call(lambda: awaited(self.redis.smembers(self.keys.account(account_id))))
+        return sorted(str(m) for m in members)
 
     async def list_for_account(self, account_id: str) -> list[dict[str, str]]:
         rows = await self.get_many(await self.account_connection_ids(account_id))
@@ -183,69 +114,75 @@ class Store:
     async def reconnect(
         self, cid: str, now: int, deadline: int, secret: str | None, prev_until: int, settings: str | None
     ) -> str | None:
-        args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings or ""]
+        args: lua.Args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings or ""]
 
         async def op() -> str | None:
-            before = await self._set_state(keys=[self.keys.conn(cid), self.keys.outbox(cid)], args=args)
+            before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)], args)
             if before:
-                await self.redis.zadd(self.keys.pending, {cid: deadline})
+                await awaited(self.redis.zadd(self.keys.pending, {cid: deadline}))
                 await self._count_transition(before, "pending")
-            return before
+            return str(before) if before else None
 
         return await self._call(op)
 
     async def disconnect(self, cid: str, now: int) -> str | None:
         async def op() -> str | None:
             await self._index_outbox([cid], now)
-            before = await self._set_state(
-                keys=[self.keys.conn(cid), self.keys.outbox(cid)], args=["disconnect", now, self.keys.changes]
-            )
-            await self.redis.zrem(self.keys.pending, cid)
+            before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)],
+                                   ["disconnect", now, self.keys.changes])
+            await awaited(self.redis.zrem(self.keys.pending, cid))
             if before:
                 await self._count_transition(before, "disconnected")
-            return before
+            return str(before) if before else None
 
         return await self._call(op)
 
     async def deliveries(self, cid: str) -> list[dict[str, Any]]:
-        raw = await self._call(lambda: self.redis.lrange(self.keys.deliveries(cid), 0, DELIVERIES_KEPT - 1))
+        raw = await self._call(
+            lambda: awaited(self.redis.lrange(self.keys.deliveries(cid), 0, DELIVERIES_KEPT - 1))
+        )
         return [orjson.loads(item) for item in raw]
+
+    # --- the receiver's limit on rejected deliveries (services/receiver/limits.py) ---------------
+
+    async def take_reject_token(self, cid: str, now: int, burst: int, per_s: float, ttl_ms: int) -> int | None:
+        """Take a token from the connection's bucket: ``None`` when allowed, else ms until the next."""
+        reply = await self._call(lambda: lua.run(self.scripts.reject_bucket, [self.keys.reject_bucket(cid)],
+                                                 [now, burst, per_s, ttl_ms]))
+        allowed, wait_ms = reply
+        return None if int(allowed) else int(wait_ms)
 
     # --- test windows ---------------------------------------------------------------------------
 
     async def start_test(self, cid: str, test_id: str, now: int, expires_at: int) -> str | None:
         """Open a test window: ``started``, ``disconnected``, or None when the connection is gone."""
         member, k = f"{cid}:{test_id}", self.keys
-        args = [test_id, now, expires_at, k.changes, TESTS_KEPT_S]
+        args: lua.Args = [test_id, now, expires_at, k.changes, TESTS_KEPT_S]
 
         async def op() -> str | None:
             # The due index first, so no open window is ever stored without the sweep seeing it.
-            await self.redis.zadd(k.tests_due, {member: expires_at})
-            result = await self._start_test(keys=[k.conn(cid), k.tests(cid)], args=args)
+            await awaited(self.redis.zadd(k.tests_due, {member: expires_at}))
+            result = await lua.run(self.scripts.start_test, [k.conn(cid), k.tests(cid)], args)
             if result != "started":
-                await self.redis.zrem(k.tests_due, member)
-            return result or None
+                await awaited(self.redis.zrem(k.tests_due, member))
+            return str(result) if result else None
 
         return await self._call(op)
 
     async def get_test(self, cid: str, test_id: str) -> dict[str, str] | None:
         """The test's fields (``test_*``, as in the connection hash), current or archived."""
-        fields = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at", "test_expires_at",
-                  "test_finished_at")
 
         async def op() -> dict[str, str] | None:
-            current = await self.redis.hmget(self.keys.conn(cid), fields)
+            current = await awaited(self.redis.hmget(self.keys.conn(cid), list(TEST_FIELDS)))
             if current[0] == test_id:
-                return {name: value or "" for name, value in zip(fields, current, strict=True)}
-            archived = await self.redis.hget(self.keys.tests(cid), test_id)
-            return orjson.loads(archived) if archived else None
+                return {name: value or "" for name, value in zip(TEST_FIELDS, current, strict=True)}
+            archived = await awaited(self.redis.hget(self.keys.tests(cid), test_id))
+            return dict(orjson.loads(archived)) if archived else None
 
         return await self._call(op)
 
     async def due_tests(self, now: int, limit: int) -> list[str]:
-        return await self._call(
-            lambda: self.redis.zrangebyscore(self.keys.tests_due, "-inf", now, start=0, num=limit)
-        )
+        return await self._due(self.keys.tests_due, now, limit)
 
     async def expire_test(self, member: str, now: int) -> str | None:
         """Fail one due test window (compare-and-set on its id) and drop it from the index."""
@@ -254,10 +191,10 @@ class Store:
 
         async def op() -> str | None:
             await self._index_outbox([cid], now)
-            reason = await self._expire_test(keys=[self.keys.conn(cid), self.keys.outbox(cid)],
-                                             args=[test_id, now, self.keys.changes, stamp_codes])
-            await self.redis.zrem(self.keys.tests_due, member)
-            return reason or None
+            reason = await lua.run(self.scripts.expire_test, [self.keys.conn(cid), self.keys.outbox(cid)],
+                                   [test_id, now, self.keys.changes, stamp_codes])
+            await awaited(self.redis.zrem(self.keys.tests_due, member))
+            return str(reason) if reason else None
 
         return await self._call(op)
 
@@ -265,7 +202,9 @@ class Store:
 
     async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
         keys, args = self._apply_call(msg)
-        status, before, after, added, waiting = await self._call(lambda: self._apply(keys=keys, args=args))
+        status, before, after, added, waiting = await self._call(
+            lambda: lua.run(self.scripts.apply_delivery, keys, args)
+        )
         if status == "applied":
             await self._call(lambda: self._count_transition(before, after))
         if _to_relay(status, added, waiting):
@@ -278,7 +217,7 @@ class Store:
         results: list[Any] = await self._call(lambda: self._apply_pipelined(msgs))
         missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
         if missing:  # a restarted or flushed Redis: load the script once, and run those again
-            await self._call(lambda: self.redis.script_load(self._apply.script))
+            await self._call(lambda: awaited(self.redis.script_load(self.scripts.apply_delivery.script)))
             again = await self._call(lambda: self._apply_pipelined([msgs[i] for i in missing]))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
@@ -303,31 +242,35 @@ class Store:
         already waiting keeps its time). Written after the script on the delivery path (a delivery
         redelivered after a crash in between finds its outbox not empty and writes it then), before it
         elsewhere (an entry whose outbox turns out empty is dropped by the relay)."""
-        await self.redis.zadd(self.keys.outbox_index, dict.fromkeys(cids, now), nx=True)
+        await awaited(self.redis.zadd(self.keys.outbox_index, dict.fromkeys(cids, now), nx=True))
 
     async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
-        if isinstance(self.redis, RedisCluster):
+        script = self.scripts.apply_delivery
+        if is_cluster(self.redis):
             # redis-py refuses scripts in a cluster pipeline: run them side by side instead, each sent
             # to the node of its connection's slot.
             results = await asyncio.gather(
-                *(self._apply(keys=keys, args=args) for keys, args in map(self._apply_call, msgs)),
+                *(lua.run(script, keys, args) for keys, args in map(self._apply_call, msgs)),
                 return_exceptions=True,
             )
             for result in results:
-                if isinstance(result, REDIS_ERRORS):
+                if isinstance(result, BaseException) and (is_unreachable(result)
+                                                          or not isinstance(result, Exception)):
                     raise result
             return list(results)
         async with self.redis.pipeline(transaction=False) as pipe:
             for msg in msgs:
                 keys, args = self._apply_call(msg)
-                pipe.evalsha(self._apply.sha, len(keys), *keys, *args)
-            return await pipe.execute(raise_on_error=False)
+                # redis-py types EVALSHA's keys and args as str; Redis takes any bulk string.
+                pipe.evalsha(script.sha, len(keys), *cast(list[str], [*keys, *args]))
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+            return replies
 
-    def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], list[Any]]:
+    def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], lua.Args]:
         cid, k = msg.connection_id, self.keys
         event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
         keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key, k.outbox(cid)]
-        args = [
+        args: lua.Args = [
             msg.list_entry(),
             msg.outcome,
             msg.reason or "",
@@ -344,8 +287,11 @@ class Store:
         return keys, args
 
     async def due_pending(self, now: int, limit: int) -> list[str]:
+        return await self._due(self.keys.pending, now, limit)
+
+    async def _due(self, index: str, now: int, limit: int) -> list[str]:
         return await self._call(
-            lambda: self.redis.zrangebyscore(self.keys.pending, "-inf", now, start=0, num=limit)
+            lambda: awaited(self.redis.zrangebyscore(index, "-inf", now, start=0, num=limit))
         )
 
     async def expire_pending(self, cid: str, now: int) -> str | None:
@@ -355,26 +301,26 @@ class Store:
 
         async def op() -> str | None:
             await self._index_outbox([cid], now)
-            reason = await self._expire(keys=[self.keys.conn(cid), self.keys.outbox(cid)],
-                                        args=[now, self.keys.changes, stamp_codes])
+            reason = await lua.run(self.scripts.expire_pending, [self.keys.conn(cid), self.keys.outbox(cid)],
+                                   [now, self.keys.changes, stamp_codes])
             if reason:
                 await self._count_transition("pending", "failed")
             await self._unindex_unless_pending(cid, now)
-            return reason or None
+            return str(reason) if reason else None
 
         return await self._call(op)
 
     async def _unindex_unless_pending(self, cid: str, now: int) -> None:
         conn = self.keys.conn(cid)
-        state, deadline = await self.redis.hmget(conn, ["state", "pending_deadline"])
+        state, deadline = await awaited(self.redis.hmget(conn, ["state", "pending_deadline"]))
         if state == "pending" and int(deadline or 0) > now:
             return
-        await self.redis.zrem(self.keys.pending, cid)
+        await awaited(self.redis.zrem(self.keys.pending, cid))
         # A reconnect may have slipped in between the read and the ZREM (its ZADD follows its state
         # change): look again and put it back, so no pending connection is ever missed by the sweep.
-        state, deadline = await self.redis.hmget(conn, ["state", "pending_deadline"])
+        state, deadline = await awaited(self.redis.hmget(conn, ["state", "pending_deadline"]))
         if state == "pending":
-            await self.redis.zadd(self.keys.pending, {cid: int(deadline or 0)})
+            await awaited(self.redis.zadd(self.keys.pending, {cid: int(deadline or 0)}))
 
     # --- the state counters and gauges (docs/METRICS.md) --------------------------------------
 
@@ -385,16 +331,16 @@ class Store:
         counter off by one (docs/OPERATIONS.md says how to recount)."""
         if before == after:
             return
-        await self._count(keys=[self.keys.state_counts], args=[before or "", after])
+        await lua.run(self.scripts.count_transition, [self.keys.state_counts], [before or "", after])
         metrics.STATE_TRANSITIONS.labels(before or "none", after).inc()
 
     async def state_counts(self) -> dict[str, int]:
-        raw = await self._call(lambda: self.redis.hgetall(self.keys.state_counts))
-        return {state: int(n) for state, n in raw.items()}
+        raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.state_counts)))
+        return {str(state): int(n) for state, n in raw.items()}
 
     async def pending_past_deadline(self, now: int) -> int:
         """Index entries already due: O(log N), whatever the number of pending connections."""
-        return int(await self._call(lambda: self.redis.zcount(self.keys.pending, "-inf", now)))
+        return int(await self._call(lambda: awaited(self.redis.zcount(self.keys.pending, "-inf", now))))
 
     async def recount_states(self) -> dict[str, int]:
         """Rebuild the per-state counters from the connections themselves: an operator's repair
@@ -402,12 +348,12 @@ class Store:
         made while it runs may be missed; run it again if traffic was high."""
 
         async def op() -> dict[str, int]:
-            counts = dict.fromkeys(STATES, 0)
+            counts: dict[str, int] = dict.fromkeys(STATES, 0)
             async for key in self.redis.scan_iter(match=self.keys.conn_pattern, count=1000):
-                state = await self.redis.hget(key, "state")
+                state = await awaited(self.redis.hget(key, "state"))
                 if state in counts:
                     counts[state] += 1
-            await self.redis.hset(self.keys.state_counts, mapping=counts)
+            await awaited(self.redis.hset(self.keys.state_counts, mapping=dict(counts)))
             return counts
 
         return await self._call(op)

@@ -28,7 +28,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from shared.keys import Keys
-from shared.store import Store, make_redis, redis_client
+from shared.redis import make_redis, redis_client
+from shared.store import Store
 from tests import test_whole_path as whole_path
 from tests.signing import standard_webhooks_headers
 from tests.system import System, start_system

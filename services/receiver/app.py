@@ -27,7 +27,8 @@ from shared.models import DeliveryMessage, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
 from shared.providers.core import SIGNATURE_MISMATCH
 from shared.providers.rotation import verify_with_rotation
-from shared.store import Store, redis_client
+from shared.redis import redis_client
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)

@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import math
 from dataclasses import dataclass
-from importlib import resources
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from shared.errors import ApiError, BadRequest, ConfigError, StoreUnavailable
-from shared.store import REDIS_ERRORS, Store
+from shared.errors import ApiError, BadRequest, ConfigError
+from shared.store import Store
 
 BUCKET_TTL_FLOOR_MS = 60_000
 
@@ -49,18 +48,12 @@ class RejectLimiter:
     def __init__(self, store: Store, limit: RejectLimit) -> None:
         self._store = store
         self._limit = limit
-        script = resources.files("shared").joinpath("lua", "reject_bucket.lua").read_text()
-        self._take = store.redis.register_script(script)
 
     async def retry_after_s(self, cid: str, now_ms: int) -> int | None:
         """Take a token for one rejected delivery: ``None`` when allowed, else seconds to wait."""
-        key = self._store.keys.reject_bucket(cid)
         limit = self._limit
-        try:
-            allowed, wait_ms = await self._take(keys=[key], args=[now_ms, limit.burst, limit.per_s, limit.ttl_ms])
-        except REDIS_ERRORS as exc:
-            raise StoreUnavailable("Redis is not reachable") from exc
-        return None if int(allowed) else max(1, math.ceil(int(wait_ms) / 1000))
+        wait_ms = await self._store.take_reject_token(cid, now_ms, limit.burst, limit.per_s, limit.ttl_ms)
+        return None if wait_ms is None else max(1, math.ceil(wait_ms / 1000))
 
 
 async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> bytes:

@@ -27,7 +27,7 @@ from aiohttp import web
 from services.status_api.auth import PRINCIPAL
 from services.status_api.config import Settings
 from shared import metrics
-from shared.broker import AMQP_ERRORS
+from shared.broker import AMQP_ERRORS, is_unreachable, open_channel
 from shared.errors import StoreUnavailable
 from shared.models import iso, new_id, now_ms
 from shared.store import Store
@@ -85,10 +85,9 @@ class Analytics:
             body = await self._queue.get()
             try:
                 await self._publish(body)
-            except AMQP_ERRORS as exc:
-                self._dropped(body, "broker_unavailable", exc)
             except Exception as exc:  # the drain must outlive any one event: it is the only one
-                log.exception("analytics publish failed")
+                if not is_unreachable(exc):
+                    log.exception("analytics publish failed")
                 self._dropped(body, "broker_unavailable", exc)
             finally:
                 self._queue.task_done()
@@ -96,7 +95,7 @@ class Analytics:
     def _dropped(self, body: dict[str, Any], reason: str, exc: BaseException) -> None:
         metrics.ANALYTICS_DROPPED.labels(body["event"], reason).inc()
         log.warning("analytics event dropped", extra={"event_name": body["event"], "error": type(exc).__name__})
-        self._exchange = None  # open a fresh channel for the next one
+        self._channel = self._exchange = None  # open a fresh channel for the next one
 
     async def _publish(self, body: dict[str, Any]) -> None:
         if self._connection.is_closed:
@@ -112,10 +111,11 @@ class Analytics:
         await exchange.publish(message, routing_key=body["event"], timeout=self._timeout_s)
 
     async def _ready_exchange(self) -> AbstractExchange:
-        if self._exchange is None or self._channel is None or self._channel.is_closed:
-            self._channel = await self._connection.channel()
+        channel = await open_channel(self._connection, self._channel)
+        if self._exchange is None or channel is not self._channel:
+            self._channel = channel
             # Declared (durable, topic) by the status API at start-up; only looked up here.
-            self._exchange = await self._channel.get_exchange(self._exchange_name, ensure=False)
+            self._exchange = await channel.get_exchange(self._exchange_name, ensure=False)
         return self._exchange
 
     async def close(self) -> None:

@@ -15,7 +15,8 @@ from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.errors import Unauthorized
 from shared.models import now_ms
-from shared.store import Store, redis_client
+from shared.redis import redis_client
+from shared.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)

@@ -16,7 +16,8 @@ from services.verifier.sweeper import sweep_forever
 from services.verifier.worker import Consumer, Verifier
 from shared import http
 from shared.broker import Topology, amqp_connection
-from shared.store import Store, redis_client
+from shared.redis import redis_client
+from shared.store import Store
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0

@@ -15,9 +15,10 @@ import time
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared import metrics
-from shared.broker import AMQP_ERRORS, Topology
+from shared.broker import AMQP_ERRORS, Topology, open_channel
 from shared.errors import StoreUnavailable
 from shared.models import STATES, now_ms
+from shared.runner import sleep_unless
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,7 @@ class QueueDepth:
         self._channel: AbstractChannel | None = None
 
     async def refresh(self) -> None:
-        if self._channel is None or self._channel.is_closed:
-            self._channel = await self._connection.channel()
+        self._channel = await open_channel(self._connection, self._channel)
         for role, name in self._queues.items():
             queue = await self._channel.declare_queue(name, passive=True)
             result = queue.declaration_result
@@ -71,6 +71,5 @@ async def refresh_forever(
             log.warning("gauges not refreshed: redis unavailable")
         except Exception as exc:  # metrics never stop the verifier; the freshness gauge shows it
             log.warning("gauges not refreshed", extra={"error": type(exc).__name__})
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval_s)
+        await sleep_unless(stopping, interval_s)
     await depth.close()

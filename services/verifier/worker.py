@@ -27,6 +27,7 @@ from shared import metrics
 from shared.broker import AMQP_ERRORS, Topology
 from shared.errors import PoisonMessage, StoreUnavailable
 from shared.models import DeliveryMessage, now_ms
+from shared.runner import sleep_unless
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,7 @@ class Verifier:
                 if self.stopping.is_set():
                     return None
                 log.warning("redis unavailable; holding the delivery", extra={"retry_in_s": delay})
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                except TimeoutError:
-                    pass
+                await sleep_unless(self.stopping, delay)
                 delay = min(delay * 2, self.retry_max_s)
 
 

@@ -1,0 +1,118 @@
+"""Connecting to Redis (one server or a Redis Cluster), and what counts as "Redis is unreachable".
+
+``REDIS_URL`` is ``redis://`` (or ``rediss://``, ``unix://``) for one server, ``redis+cluster://host:port``
+(or ``rediss+cluster://``) for a Redis Cluster found from that seed node. Keys are laid out so that each
+command and script touches one slot (``shared/keys.py``).
+
+Only errors that mean the server cannot be reached right now are "unreachable" (``is_unreachable``):
+a programming error inside a Redis call stays what it is, so it is never mistaken for an outage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
+
+T = TypeVar("T")
+
+# A Redis Cluster client offers the commands the store uses just as a single-node client does; typing
+# it as one keeps the rest of the code free of the union (redis-py types cluster replies loosely).
+RedisClient = aioredis.Redis
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+# The classes that always mean "not reachable": refused, reset, timed out, or closed under us.
+# ``ConnectionError`` and ``TimeoutError`` are the builtin OSError subclasses (a socket error that is
+# not one of those, a FileNotFoundError say, is a bug, not an outage).
+REDIS_ERRORS: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+# Under uvloop, a connection the server (or a network fault) closes while redis-py is still writing its
+# handshake surfaces as this RuntimeError rather than as a ConnectionError.
+_CLOSED_TRANSPORT = "unable to perform operation on <"
+
+
+def is_closed_transport(exc: BaseException) -> bool:
+    """uvloop's "unable to perform operation on <TCPTransport closed=True ...>": the socket is gone."""
+    text = str(exc)
+    return type(exc) is RuntimeError and text.startswith(_CLOSED_TRANSPORT) and "closed=True" in text
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means Redis cannot be reached right now (retry later), not a bug."""
+    return isinstance(exc, REDIS_ERRORS) or is_closed_transport(exc)
+
+
+def awaited(reply: Awaitable[T] | T) -> Awaitable[T]:
+    """redis-py types each command as ``Awaitable[T] | T`` (one signature for the sync and asyncio
+    clients); on the asyncio client it is always the awaitable."""
+    return cast(Awaitable[T], reply)
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.split("://", 1)[0] in CLUSTER_SCHEMES
+
+
+def _plain_url(url: str) -> str:
+    scheme, rest = url.split("://", 1)
+    return f"{CLUSTER_SCHEMES.get(scheme, scheme)}://{rest}"
+
+
+_SUBSCRIBER_OPTIONS = {"username", "password", "decode_responses", "socket_connect_timeout"}
+
+
+class _Cluster(RedisCluster):
+    """The cluster client, plus ``pubsub()``: classic PUBLISH is broadcast to every node of a cluster,
+    so subscribing on any one node hears every change, whichever node published it."""
+
+    _subscribers: dict[tuple[str, int], aioredis.Redis]
+
+    def pubsub(self, **kwargs: Any) -> PubSub:
+        node = self.get_default_node() or next(iter(self.nodes_manager.startup_nodes.values()))
+        if not hasattr(self, "_subscribers"):
+            self._subscribers = {}
+        address = (str(node.host), int(node.port))
+        client = self._subscribers.get(address)
+        if client is None:
+            options = {k: v for k, v in node.connection_kwargs.items() if k in _SUBSCRIBER_OPTIONS}
+            options["ssl"] = issubclass(node.connection_kwargs.get("connection_class", object), SSLConnection)
+            client = aioredis.Redis(host=address[0], port=address[1], **options)
+            self._subscribers[address] = client
+        return client.pubsub(**kwargs)
+
+    async def aclose(self) -> None:
+        for client in getattr(self, "_subscribers", {}).values():
+            await client.aclose()
+        await super().aclose()
+
+
+def make_redis(url: str) -> RedisClient:
+    """A client for ``REDIS_URL`` (see the module docstring)."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3}
+    if is_cluster_url(url):
+        cluster: RedisCluster = _Cluster.from_url(_plain_url(url), **options)
+        return cast(RedisClient, cluster)
+    client: RedisClient = aioredis.Redis.from_url(url, health_check_interval=10, **options)
+    return client
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)
+
+
+@asynccontextmanager
+async def redis_client(url: str) -> AsyncIterator[RedisClient]:
+    client = make_redis(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
