@@ -5,24 +5,19 @@
 then on it notes when each stream receives its next event, and after ``wait_s`` (or once all have)
 prints ``{"received": [...arrival wall times...]}``.
 
-``measure_sse`` is the harness side: streams held, RSS per stream, and one change fanned out.
+``bench.sse_measure`` is the harness side: streams held, RSS per stream, and one change fanned out.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from bench.loadgen import run_loop
-from shared.runner import die_with_parent
-
-if TYPE_CHECKING:
-    from bench.run import Bench
 
 OPEN_AT_ONCE = 100
 
@@ -99,62 +94,6 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     while time.monotonic() < deadline and not all(s.arrived for s in watched):
         await asyncio.sleep(0.01)
     return {"received": [s.arrived for s in watched if s.arrived], "watched": len(watched)}
-
-
-def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-async def measure_sse(bench: Bench, n: int) -> dict[str, float]:
-    """Open ``n`` streams on one status API process (10 per connection), and fan one change out to the
-    ``fanout`` streams watching one connection."""
-    from bench.run import PY, ROOT
-
-    fanout = min(n, bench.plan.sse_fanout)
-    fan_conn = bench.conns[0]
-    paths = [f"/v1/connections/{fan_conn.id}/stream"] * fanout
-    others = bench.conns[1:]
-    paths += [f"/v1/connections/{others[i % len(others)].id}/stream" for i in range(n - fanout)]
-    spec = {"host": "127.0.0.1", "port": bench.ports["status_api"], "paths": paths, "token": bench.token,
-            "fanout": fanout, "wait_s": 30}
-    path = os.path.join(bench.tmp, "sse.json")
-    with open(path, "wb") as fh:
-        fh.write(orjson.dumps(spec))
-    pid = bench.procs.pid("status_api")
-    before = rss_kib(pid)
-    proc = await asyncio.create_subprocess_exec(
-        PY, "-m", "bench.sse_clients", path, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, preexec_fn=die_with_parent, limit=2**26)
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        line = (await proc.stdout.readline()).decode().split()
-        opened, failed = int(line[1]), int(line[2])
-        await asyncio.sleep(1.0)
-        after = rss_kib(pid)
-        sent_at = time.time()
-        await bench.send_one(fan_conn)
-        out, _ = await proc.communicate(b"go\n")
-        result = orjson.loads(out.strip().splitlines()[-1])
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    arrivals = sorted(t - sent_at for t in result["received"])
-    if failed:
-        bench.notes.append(f"SSE: {failed} of {n} streams could not be opened")
-    if len(arrivals) < fanout:
-        bench.notes.append(f"SSE: only {len(arrivals)} of {fanout} streams got the change")
-    return {
-        "streams": float(opened),
-        "rss_per_stream_kib": (after - before) / max(1, opened),
-        "fanout": float(fanout),
-        "fanout_p50_ms": arrivals[len(arrivals) // 2] * 1000 if arrivals else float("nan"),
-        "fanout_all_ms": arrivals[-1] * 1000 if arrivals else float("nan"),
-    }
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""What one bench run does: the plan read from ``BENCH_*`` variables, and where things are."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import sys
+import uuid
+from dataclasses import dataclass, field
+
+from shared.config import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+TOKEN = "bench-" + secrets.token_hex(16)  # the service token of the system under test
+PER_ACCOUNT = 10  # connections per account, as a real product would have
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name) or default)
+
+
+@dataclass(frozen=True)
+class Plan:
+    quick: bool
+    rounds: int
+    duration_s: float
+    rate: int
+    concurrency: int
+    load_procs: int
+    connections: int
+    verifier_messages: int
+    sweep_pending: int
+    sse_streams: int
+    sse_fanout: int
+    receiver_workers: int
+    memory_connections: int
+    amqp_url: str
+    redis_url: str
+    prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+
+    @classmethod
+    def from_env(cls) -> Plan:
+        quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+        return cls(
+            quick=quick,
+            rounds=_env_int("BENCH_ROUNDS", 1 if quick else 3),
+            duration_s=float(os.environ.get("BENCH_DURATION_S") or (2 if quick else 5)),
+            rate=_env_int("BENCH_RATE", 1000),
+            concurrency=_env_int("BENCH_CONCURRENCY", 64),
+            load_procs=_env_int("BENCH_LOAD_PROCS", 2),
+            connections=_env_int("BENCH_CONNECTIONS", 1000),
+            verifier_messages=_env_int("BENCH_VERIFIER_MESSAGES", 5000 if quick else 20000),
+            sweep_pending=_env_int("BENCH_SWEEP_PENDING", 1_000_000),
+            sse_streams=_env_int("BENCH_SSE_STREAMS", 10_000),
+            sse_fanout=_env_int("BENCH_SSE_FANOUT", 1000),
+            # Two receiver processes (one per core) measured best here; the service's default is 1.
+            receiver_workers=_env_int("RECEIVER_WORKERS", 2),
+            memory_connections=_env_int("BENCH_MEMORY_CONNECTIONS", 1000),
+            amqp_url=os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL,
+            redis_url=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
