@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench setup lint clean reliability
+.PHONY: run test demo bench setup lint clean reliability schema
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m pytest tests/faults tests/test_security.py tests/test_fuzz_providers.py \
 		tests/test_fuzz_receiver.py tests/test_openapi.py -q $(PYTEST_ARGS)
+
+# openapi.json and the client's types.py, generated from services/status_api/schema.py (--check: stale?).
+schema: $(STAMP)
+	$(BIN)/python -m services.status_api.schema_gen
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy shared services

@@ -8,27 +8,35 @@
 
 from hookstatus_client.client import HookStatusClient
 from hookstatus_client.errors import HookStatusError
+from hookstatus_client.events import StreamEvent
 from hookstatus_client.sse import SseEvent, SseParser
 from hookstatus_client.types import (
     BrowserToken,
     Connection,
     ConnectionTest,
+    CreatedConnection,
     Cta,
     Delivery,
+    FailedDetail,
     LastError,
-    StreamEvent,
+    LastTest,
+    Provider,
 )
 
 __all__ = [
     "BrowserToken",
     "Connection",
+    "ConnectionTest",
+    "CreatedConnection",
     "Cta",
     "Delivery",
+    "FailedDetail",
     "HookStatusClient",
     "HookStatusError",
     "LastError",
+    "LastTest",
+    "Provider",
     "SseEvent",
     "SseParser",
     "StreamEvent",
-    "ConnectionTest",
 ]

@@ -12,8 +12,9 @@ from typing import Any, cast
 import aiohttp
 
 from hookstatus_client.errors import HookStatusError
+from hookstatus_client.events import StreamEvent
 from hookstatus_client.sse import SseParser
-from hookstatus_client.types import BrowserToken, Connection, ConnectionTest, Delivery, StreamEvent
+from hookstatus_client.types import BrowserToken, Connection, ConnectionTest, CreatedConnection, Delivery, Provider
 
 DEFAULT_RETRY_MS = 2000
 
@@ -79,11 +80,11 @@ class HookStatusClient:
         settings: dict[str, Any] | None = None,
         timeout_s: int | None = None,
         expected_interval_s: int | None = None,
-    ) -> Connection:
+    ) -> CreatedConnection:
         """The answer carries ``secret`` (generated when not given): the only time it is shown."""
         body = _without_none(account_id=account_id, provider=provider, secret=secret, settings=settings,
                              timeout_s=timeout_s, expected_interval_s=expected_interval_s)
-        return cast(Connection, await self._call("POST", "/v1/connections", body))
+        return cast(CreatedConnection, await self._call("POST", "/v1/connections", body))
 
     async def get_connection(self, connection_id: str) -> Connection:
         return cast(Connection, await self._call("GET", f"/v1/connections/{connection_id}"))
@@ -111,9 +112,9 @@ class HookStatusClient:
         data = await self._call("GET", f"/v1/connections/{connection_id}/deliveries")
         return cast(list[Delivery], data["deliveries"])
 
-    async def providers(self) -> list[dict[str, Any]]:
+    async def providers(self) -> list[Provider]:
         data = await self._call("GET", "/v1/providers")
-        return cast(list[dict[str, Any]], data["providers"])
+        return cast(list[Provider], data["providers"])
 
     # --- test events ------------------------------------------------------------------------------
 

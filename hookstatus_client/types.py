@@ -1,52 +1,82 @@
-"""The shapes the API returns (see docs/API.md). Timestamps are ISO 8601 UTC strings."""
+"""The shapes the status API returns (see docs/API.md). Timestamps are ISO 8601 UTC strings.
+
+Generated from services/status_api/schema.py by `make schema`; do not edit by hand.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Literal, TypedDict
 
 State = Literal["pending", "connected", "failed", "disconnected"]
 Display = Literal["connected", "pending", "failing", "silent", "failed", "disconnected"]
+HealthState = Literal["ok", "failing", "silent"]
+TestState = Literal["waiting", "passed", "failed"]
+CtaAction = Literal["connect", "reconnect", "send_test"]
+Outcome = Literal["verified", "rejected"]
 
 
 class Cta(TypedDict):
+    """The connect button: shown as is, no logic needed in the UI (the table is in docs/API.md)."""
+
     label: str
-    action: str | None
+    action: CtaAction | None
     secondary: str | None
-    secondary_action: str | None
+    secondary_action: CtaAction | None
+    # The state's reason in plain words
     hint: str | None
 
 
-class ConnectionTest(TypedDict):
-    id: str
-    state: Literal["waiting", "passed", "failed"]
-    reason: str | None
-    reason_message: str | None
-    seen: dict[str, int]
-    started_at: str | None
-    expires_at: str | None
-    finished_at: str | None
-    connection_id: NotRequired[str]
-    instructions: NotRequired[str]
-
-
 class LastError(TypedDict):
+    """The most recent rejected delivery."""
+
     code: str
     message: str
     at: str | None
 
 
+class FailedDetail(TypedDict):
+    """The most frequent rejection before the deadline of a failed connection."""
+
+    code: str
+    message: str | None
+
+
+class LastTest(TypedDict):
+    """A test window: the next verified event (or handshake) passes it."""
+
+    id: str
+    state: TestState
+    reason: str | None
+    reason_message: str | None
+    # Rejected deliveries during the window, by reason code
+    seen: dict[str, int]
+    started_at: str | None
+    expires_at: str | None
+    finished_at: str | None
+
+
+class ConnectionTest(LastTest):
+    """A test window, with the connection it tests and how to send a test event."""
+
+    connection_id: str
+    instructions: str
+
+
 class Connection(TypedDict):
+    """A connection's status. Never carries the secret."""
+
     id: str
     account_id: str
     provider: str
     state: State
-    display: Display
     reason: str | None
     reason_message: str | None
-    health: Literal["ok", "failing", "silent"] | None
+    # For a connected connection: ok, failing or silent
+    health: HealthState | None
+    # One word a UI can style without logic
+    display: Display
     cta: Cta
-    last_test: ConnectionTest | None
+    last_test: LastTest | None
     webhook_url: str
     pending_deadline: str | None
     created_at: str | None
@@ -54,22 +84,24 @@ class Connection(TypedDict):
     last_event_at: str | None
     events_received: int
     last_error: LastError | None
+    failed_detail: FailedDetail | None
     previous_secret_active: bool
     previous_secret_last_used_at: str | None
     version: int
-    secret: NotRequired[str]  # only in the answer to create
 
 
-class BrowserToken(TypedDict):
-    token: str
-    expires_at: str
-    account_id: str
+class CreatedConnection(Connection):
+    """The status of a new connection, with its secret (shown this once)."""
+
+    secret: str
 
 
 class Delivery(TypedDict):
+    """One delivery as received (never a body or a secret)."""
+
     id: str
-    at: str
-    outcome: Literal["verified", "rejected"]
+    at: str | None
+    outcome: Outcome
     reason: str | None
     message: str | None
     event_id: str | None
@@ -78,17 +110,24 @@ class Delivery(TypedDict):
     handshake: bool
 
 
-@dataclass(frozen=True, slots=True)
-class StreamEvent:
-    """One event of a status stream. ``event`` is ``connection`` (``data`` is a ``Connection``),
-    ``ready`` (the initial state has been sent) or ``token_expired``."""
+class Provider(TypedDict):
+    """A supported provider and what its setup needs."""
 
-    event: str
-    id: str | None
-    data: Any
+    name: str
+    title: str
+    headers: list[str]
+    scheme: str
+    handshake: str | None
+    secret_format: str
+    # Setting name -> what it is (required: ... / optional: ...)
+    settings: dict[str, str]
+    test_instructions: str
 
-    @property
-    def connection(self) -> Connection:
-        if self.event != "connection":
-            raise ValueError(f"a {self.event!r} event carries no connection")
-        return self.data  # type: ignore[no-any-return]
+
+class BrowserToken(TypedDict):
+    """A short-lived token for one account's page."""
+
+    token: str
+    # ISO 8601 UTC, milliseconds
+    expires_at: str
+    account_id: str

@@ -1,9 +1,10 @@
 """The status API's OpenAPI 3.1 description, served at ``GET /openapi.json`` (no token needed: it
 describes routes, never data).
 
-The document is ``openapi.json`` beside this module, written by hand. ``tests/test_openapi.py`` keeps it
-honest: every ``/v1`` route the app serves must be in it (and nothing else), and schemathesis calls the
-running API with what the document allows and checks the answers against it.
+The document is ``openapi.json`` beside this module, generated from the models of ``schema.py`` by
+``make schema`` (``schema_gen.py``); ``tests/test_schema.py`` fails when it is stale. ``tests/test_openapi.py``
+keeps it honest: every ``/v1`` route the app serves must be in it (and nothing else), and schemathesis calls
+the running API with what the document allows and checks the answers against it.
 """
 
 from __future__ import annotations
