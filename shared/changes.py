@@ -1,4 +1,5 @@
-"""Following the ``changes`` channel: one pub/sub subscription, kept alive with backoff.
+"""Following the ``changes`` channel: one pub/sub subscription, kept alive with backoff (with jitter,
+and reset once a subscription is made again).
 
 Every Lua transition publishes ``{id, account_id, version, state}`` on ``Keys.changes``. Whoever needs
 to hear about changes in-process (the receiver's connection cache, the status API's stream hub) runs
@@ -14,9 +15,11 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
+from shared.backoff import Backoff
 from shared.redis import REDIS_ERRORS, is_unreachable
 
 log = logging.getLogger(__name__)
+FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 
 
@@ -32,22 +35,31 @@ async def follow_changes(
     on_subscribed: Callable[[], None],
     on_lost: Callable[[], None] = _nothing,
     follower: str,
+    backoff: Backoff | None = None,
 ) -> None:
     """Stay subscribed until cancelled. ``on_subscribed`` runs after every (re-)subscription (changes
-    may have been missed meanwhile); ``on_lost`` whenever the subscription ends, cancellation included."""
-    delay = 0.1
+    may have been missed meanwhile); ``on_lost`` whenever the subscription ends, cancellation included.
+    Between attempts it waits by ``backoff``, which a successful subscription resets."""
+    retry = backoff or Backoff(FIRST_BACKOFF_S, MAX_BACKOFF_S)
+
+    def subscribed() -> None:
+        retry.reset()
+        on_subscribed()
+
     while True:
+        error = "ended"
         try:
-            await _listen_once(client, channel, on_message, on_subscribed)
+            await _listen_once(client, channel, on_message, subscribed)
         except Exception as exc:
             if not is_unreachable(exc):
                 raise
-            log.warning("change subscription lost; re-subscribing",
-                        extra={"follower": follower, "error": type(exc).__name__, "retry_in_s": delay})
+            error = type(exc).__name__
         finally:
             on_lost()
+        delay = retry.next_s()
+        log.warning("change subscription lost; re-subscribing",
+                    extra={"follower": follower, "error": error, "retry_in_s": round(delay, 3)})
         await asyncio.sleep(delay)
-        delay = min(delay * 2, MAX_BACKOFF_S)
 
 
 async def _listen_once(

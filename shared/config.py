@@ -7,8 +7,9 @@ Each service has one frozen dataclass (``services.<name>.config.Settings``) buil
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Self
+from typing import Any, Self, get_type_hints
 
 from shared.errors import ConfigError
 
@@ -22,23 +23,53 @@ def _env(name: str) -> str | None:
     return value if value not in (None, "") else None
 
 
-def _coerce(name: str, raw: str, kind: Any) -> Any:
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _to_bool(raw: str) -> bool:
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def _to_strings(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+# Every type a setting may have, with how its value is read from the environment.
+COERCERS: dict[object, Callable[[str], object]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: _to_bool,
+    tuple[str, ...]: _to_strings,
+}
+
+
+def _coerce(name: str, raw: str, kind: object) -> object:
     try:
-        if kind in (int, "int"):
-            return int(raw)
-        if kind in (float, "float"):
-            return float(raw)
-        if kind in (bool, "bool"):
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind in (tuple[str, ...], "tuple[str, ...]"):
-            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return COERCERS[kind](raw)
     except ValueError as exc:
         raise ConfigError(f"environment variable {name} has an invalid value") from exc
-    return raw
+
+
+def setting_types(cls: type) -> dict[str, object]:
+    """Each field's real type (annotations resolved, not matched as strings). A field of a type no
+    coercer reads is a ``ConfigError`` at start-up, whether or not its variable is set."""
+    hints = get_type_hints(cls)
+    types: dict[str, object] = {}
+    for f in fields(cls):
+        kind = hints[f.name]
+        if kind not in COERCERS:
+            raise ConfigError(
+                f"setting {f.name} of {cls.__name__} has type {kind!r}, which cannot be read from the "
+                f"environment variable {f.name.upper()}; use one of: str, int, float, bool, tuple[str, ...]"
+            )
+        types[f.name] = kind
+    return types
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +90,10 @@ class CommonSettings:
     def from_env(cls, **overrides: Any) -> Self:
         """Build from the environment; ``overrides`` win (tests and tools use them)."""
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = _env(f.name.upper())
+        for name, kind in setting_types(cls).items():
+            raw = _env(name.upper())
             if raw is not None:
-                values[f.name] = _coerce(f.name.upper(), raw, f.type)
+                values[name] = _coerce(name.upper(), raw, kind)
         values.update(overrides)
         settings = cls(**values)
         settings.validate()
