@@ -122,13 +122,24 @@ async def test_connections_in_every_state_conform(system: System) -> None:
     assert [c["id"] for c in listed["connections"]] == [cid]
 
 
-async def test_a_failed_connection_conforms(system: System) -> None:
+async def test_failed_and_silent_connections_and_a_failed_test_conform(system: System) -> None:
     conn = await system.create(timeout_s=1)
     await _hook(system, conn, OTHER_SECRET)
     await system.wait_for(conn["id"], lambda v: v["state"] == "failed")
     failed = await _served(system, s.Connection, "GET", f"/v1/connections/{conn['id']}", 200)
     assert failed["failed_detail"]["code"] == "signature_mismatch"
     assert failed["cta"]["action"] == "reconnect"
+
+    quiet = await system.create(expected_interval_s=1)
+    await _hook(system, quiet, quiet["secret"])
+    await system.wait_for(quiet["id"], lambda v: v["state"] == "connected")
+    test = await _served(system, s.ConnectionTest, "POST", f"/v1/connections/{quiet['id']}/tests", 201,
+                         json={"timeout_s": 1})
+    await system.wait_for(quiet["id"], lambda v: v["health"] == "silent" and v["last_test"]["state"] == "failed")
+    silent = await _served(system, s.Connection, "GET", f"/v1/connections/{quiet['id']}", 200)
+    assert silent["display"] == "silent" and silent["last_test"]["reason"] == "test_no_events"
+    ended = await _served(system, s.ConnectionTest, "GET", f"/v1/connections/{quiet['id']}/tests/{test['id']}", 200)
+    assert ended["state"] == "failed" and ended["finished_at"]
 
 
 async def test_tokens_providers_health_and_errors_conform(system: System) -> None:
