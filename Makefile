@@ -41,8 +41,9 @@ reliability: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m services.status_api.schema_gen
 
+# ruff over everything; mypy --strict over the services, the shared package and the client.
 lint: $(STAMP)
-	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy shared services
+	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy --strict shared services hookstatus_client
 
 clean:
 	rm -rf $(VENV) .pytest_cache
