@@ -103,6 +103,26 @@ SSE_DROPPED = Counter(
     "hookstatus_sse_dropped_total", "Streams ended because their reader fell behind or stopped reading."
 )
 
+# --- notifier ------------------------------------------------------------------------------------
+NOTIFICATIONS_RELAYED = Counter(
+    "hookstatus_notifications_relayed_total",
+    "Transition events published from the connections' outboxes to RabbitMQ, by event type.",
+    ["type"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    "hookstatus_notification_attempts_total",
+    "Attempts to deliver an event to an endpoint, by outcome (delivered, http_error, timeout, "
+    "connection_error, loopback_address, private_address, skipped_disabled).",
+    ["outcome"],
+)
+NOTIFICATIONS_PENDING = Gauge(
+    "hookstatus_notification_deliveries_pending",
+    "Deliveries to endpoints waiting for an attempt or a retry (messages in the attempts and delay queues).",
+)
+NOTIFICATION_ENDPOINTS_DISABLED = Gauge(
+    "hookstatus_notification_endpoints_disabled", "Notification endpoints disabled after failing."
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -14,6 +14,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from services.notifier.app import run as run_notifier
+from services.notifier.config import Settings as NotifierSettings
 from services.receiver.app import create_app as create_receiver
 from services.receiver.config import Settings as ReceiverSettings
 from services.status_api.app import create_app as create_status_api
@@ -37,6 +39,7 @@ class System:
     session: aiohttp.ClientSession
     common: dict[str, Any]
     verifiers: list[tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
+    notifiers: list[tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
 
     @property
     def auth(self) -> dict[str, str]:
@@ -98,6 +101,19 @@ class System:
         task = asyncio.create_task(run_verifier(self.verifier_settings(**overrides), stop, serve_http=False))
         self.verifiers.append((stop, task))
 
+    def start_notifier(self, **overrides: Any) -> None:
+        """The notifier, in this process (not started by default)."""
+        settings = NotifierSettings.from_env(**{"notifier_relay_interval_s": 0.05, **self.common, **overrides})
+        stop = asyncio.Event()
+        self.notifiers.append((stop, asyncio.create_task(run_notifier(settings, stop, serve_http=False))))
+
+    async def stop_notifiers(self) -> None:
+        for stop, _ in self.notifiers:
+            stop.set()
+        for _, task in self.notifiers:
+            await asyncio.wait_for(task, 15)
+        self.notifiers.clear()
+
     async def stop_verifiers(self) -> None:
         for stop, _ in self.verifiers:
             stop.set()
@@ -143,6 +159,7 @@ async def start_system(
         try:
             yield system
         finally:
+            await system.stop_notifiers()
             await system.stop_verifiers()
             await api.cleanup()
             await receiver.cleanup()

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from services.status_api import analytics, checks, openapi, stream, tokens, ui, views
+from services.status_api import analytics, checks, notification_endpoints, openapi, stream, tokens, ui, views
 from services.status_api.auth import PRINCIPAL, Principal, bearer_token, service_token_matches
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
@@ -15,6 +15,7 @@ from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.errors import Unauthorized
 from shared.models import now_ms
+from shared.notify_store import NotifyStore
 from shared.redis import redis_client
 from shared.store import Store
 
@@ -44,6 +45,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with redis_client(settings.redis_url) as client:
         app[STORE] = store = Store(client, settings.redis_prefix)
+        app[notification_endpoints.NOTIFY] = NotifyStore(client, settings.redis_prefix)
         app[views.CONNECTIONS] = Connections(store, settings)
         yield
 
@@ -67,6 +69,7 @@ async def _ready(app: web.Application) -> dict[str, bool]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware])
     app[SETTINGS] = settings
+    app[notification_endpoints.ADDRESS_POLICY] = settings.notify_address_policy
     app[http.SERVICE_NAME] = "status_api"
     app[http.READY_CHECK] = lambda: _ready(app)
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx, stream.hub_ctx])
@@ -75,6 +78,7 @@ def create_app(settings: Settings) -> web.Application:
     tokens.add_routes(app)
     stream.add_routes(app)
     checks.add_routes(app)
+    notification_endpoints.add_routes(app)
     openapi.add_routes(app)
     ui.add_routes(app)
     http.add_health_routes(app)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shared.addresses import AddressPolicy
 from shared.config import DEV_SERVICE_TOKEN, CommonSettings
 from shared.errors import ConfigError
 
@@ -29,6 +30,14 @@ class Settings(CommonSettings):
     test_default_timeout_s: int = 120
     test_max_timeout_s: int = 3600
     analytics_queue_size: int = 10_000
+    # Notification endpoint URLs with a literal loopback or private address are refused unless allowed
+    # (the same settings as the notifier's).
+    notifier_allow_private: bool = False
+    notifier_allow_loopback: bool = False
+
+    @property
+    def notify_address_policy(self) -> AddressPolicy:
+        return AddressPolicy(self.notifier_allow_private, self.notifier_allow_loopback)
 
     @property
     def uses_dev_token(self) -> bool:

@@ -254,8 +254,70 @@ class Error(ResponseModel):
     error: ErrorBody
 
 
-REQUEST_MODELS: tuple[type[RequestModel], ...] = (NewConnection, Reconnect, NewTest, NewBrowserToken)
+# --- notification endpoints (the product's operational webhooks) -----------------------------------
+
+NOTIFICATION_EVENTS_WORDS = (
+    "connection.connected, connection.failed, connection.recovered, connection.failing, connection.silent, "
+    "connection.disconnected, connection.reachable, test.passed, test.failed"
+)
+
+
+class NewNotificationEndpoint(RequestModel):
+    """A notification endpoint to register (service token only)."""
+
+    url: str = Field(min_length=1, max_length=2048, description="An absolute http or https URL; not a "
+                     "loopback, private or link-local address", examples=["https://product.example/hooks/status"])
+    account_id: AccountId | None = Field(None, description="Only this account's events; absent: every account's")
+    events: Annotated[list[str], Field(min_length=1, max_length=9)] | None = Field(
+        None, description=f"The event types to send ({NOTIFICATION_EVENTS_WORDS}); absent: every type")
+
+
+class NotificationEndpoint(ResponseModel):
+    """Where the product receives notifications. Never carries the secret."""
+
+    id: str
+    url: str
+    account_id: str | None = Field(description="null: every account's events")
+    events: list[str] | None = Field(description="null: every event type")
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    disabled_at: Timestamp | None
+    failed_events: int = Field(ge=0, description="Events in a row that failed every attempt")
+    failing_since: Timestamp | None
+    created_at: Timestamp | None
+
+
+class CreatedNotificationEndpoint(NotificationEndpoint):
+    """A new endpoint, with its signing secret (whsec_..., Standard Webhooks; shown this once)."""
+
+    secret: str
+
+
+class NotificationEndpointList(ResponseModel):
+    endpoints: list[NotificationEndpoint]
+
+
+class NotificationAttempt(ResponseModel):
+    """One attempt to deliver one event to one endpoint."""
+
+    event_id: str = Field(description="The webhook-id header: the same for every attempt of one event")
+    type: str
+    attempt: int = Field(ge=1)
+    at: Timestamp | None
+    outcome: Literal["delivered", "failed", "skipped"]
+    status: int | None = Field(description="The endpoint's HTTP status, when it answered")
+    error: str | None
+    next_retry_at: Timestamp | None
+
+
+class NotificationAttemptList(ResponseModel):
+    attempts: list[NotificationAttempt]
+
+
+REQUEST_MODELS: tuple[type[RequestModel], ...] = (NewConnection, Reconnect, NewTest, NewBrowserToken,
+                                                  NewNotificationEndpoint)
 RESPONSE_MODELS: tuple[type[ResponseModel], ...] = (
     Error, Connection, CreatedConnection, ConnectionList, ConnectionTest, Delivery, DeliveryList, Provider,
-    ProviderList, BrowserToken, Me, Health, Ready,
+    ProviderList, BrowserToken, Me, Health, Ready, NotificationEndpoint, CreatedNotificationEndpoint,
+    NotificationEndpointList, NotificationAttempt, NotificationAttemptList,
 )

@@ -195,6 +195,58 @@ def _stream_paths() -> Json:
     }
 
 
+ENDPOINT_ID = _path_param("endpoint_id", "A notification endpoint id: 32 lowercase hex characters.")
+
+
+def _notification_paths() -> Json:
+    by_id = {"endpoint_id": "$response.body#/id"}
+    links = {"GetNotificationEndpoint": {"operationId": "getNotificationEndpoint", "parameters": by_id},
+             "ListNotificationAttempts": {"operationId": "listNotificationAttempts", "parameters": by_id},
+             "DeleteNotificationEndpoint": {"operationId": "deleteNotificationEndpoint", "parameters": by_id}}
+    return {
+        "/v1/notification-endpoints": {
+            "post": {
+                "operationId": "createNotificationEndpoint",
+                "summary": "Register where the product receives notifications (service token only). The only "
+                           "answer that carries the secret.",
+                "requestBody": _body(s.NewNotificationEndpoint, required=True),
+                "responses": {"201": _answer(s.CreatedNotificationEndpoint, "Created; `secret` is shown this once",
+                                             links),
+                              **_errors(400, 401, 403, 413, 503)},
+            },
+            "get": {
+                "operationId": "listNotificationEndpoints",
+                "summary": "The notification endpoints (service token only).",
+                "parameters": [{"name": "account_id", "in": "query", "required": False,
+                                "schema": {"type": "string"},
+                                "description": "Only the endpoints registered for this account."}],
+                "responses": {"200": _answer(s.NotificationEndpointList), **_errors(400, 401, 403, 503)},
+            },
+        },
+        "/v1/notification-endpoints/{endpoint_id}": {
+            "parameters": [ENDPOINT_ID],
+            "get": {
+                "operationId": "getNotificationEndpoint",
+                "summary": "One notification endpoint (never its secret).",
+                "responses": {"200": _answer(s.NotificationEndpoint), **_errors(401, 403, 404, 503)},
+            },
+            "delete": {
+                "operationId": "deleteNotificationEndpoint",
+                "summary": "Remove a notification endpoint; nothing more is sent to it.",
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 503)},
+            },
+        },
+        "/v1/notification-endpoints/{endpoint_id}/attempts": {
+            "parameters": [ENDPOINT_ID],
+            "get": {
+                "operationId": "listNotificationAttempts",
+                "summary": "The endpoint's latest delivery attempts, newest first.",
+                "responses": {"200": _answer(s.NotificationAttemptList), **_errors(401, 403, 404, 503)},
+            },
+        },
+    }
+
+
 def _other_paths() -> Json:
     public: list[Any] = []  # no token needed
     return {
@@ -257,7 +309,8 @@ def openapi_document() -> Json:
         "openapi": "3.1.0",
         "info": {"title": "hookstatus status API", "version": "1", "description": DESCRIPTION},
         "security": [{"bearer": []}],
-        "paths": {**_connection_paths(), **_test_paths(), **_stream_paths(), **_other_paths()},
+        "paths": {**_connection_paths(), **_test_paths(), **_stream_paths(), **_notification_paths(),
+                  **_other_paths()},
         "components": {
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",

@@ -1,8 +1,9 @@
 """Every Lua script of the project, registered in one place.
 
 Each ``*.lua`` file here is one atomic Redis transition (its header comment says its KEYS, ARGV and
-reply). ``Scripts.register(client)`` registers them all on a client; only ``shared/store.py`` runs
-them. Every script touches the keys of one connection (one cluster slot), or one key of its own.
+reply). ``Scripts.register(client)`` registers them all on a client; only ``shared/store.py`` and
+``shared/notify_store.py`` run them. Every script touches the keys of one connection (one cluster
+slot), or one key of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Scripts:
     expire_test: AsyncScript
     count_transition: AsyncScript
     reject_bucket: AsyncScript
+    outbox_claim: AsyncScript
+    outbox_done: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:

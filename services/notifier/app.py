@@ -1,0 +1,200 @@
+"""The notifier process: the outbox relay, the two consumers (transition events -> one job per
+endpoint; jobs -> one signed POST each, retried through the delay queues), the gauges, and a small HTTP
+server for health and metrics. SIGTERM stops consuming, lets in-flight messages finish, and exits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aiohttp import web
+
+from services.notifier.config import Settings
+from services.notifier.delivery import ATTEMPT_HEADER, ENDPOINT_HEADER, Job, Notifier
+from services.notifier.outbound import Sender
+from services.notifier.publisher import Publisher
+from services.notifier.relay import relay_forever
+from services.notifier.topology import NotifyTopology
+from shared import http, metrics
+from shared.addresses import AddressPolicy
+from shared.broker import AMQP_ERRORS, amqp_connection
+from shared.errors import BrokerUnavailable, PoisonMessage, StoreUnavailable
+from shared.notify_store import NotifyStore
+from shared.redis import redis_client
+
+log = logging.getLogger(__name__)
+GRACE_S = 4.0
+UNAVAILABLE_BACKOFF_S = 1.0
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+def health_app(store: NotifyStore, amqp_ok: Callable[[], bool]) -> web.Application:
+    app = web.Application(middlewares=[http.error_middleware])
+    app[http.SERVICE_NAME] = "notifier"
+
+    async def ready() -> dict[str, bool]:
+        return {"redis": await store.ping(), "rabbitmq": amqp_ok()}
+
+    app[http.READY_CHECK] = ready
+    http.add_health_routes(app)
+    return app
+
+
+def job_of(message: AbstractIncomingMessage) -> Job:
+    headers = message.headers or {}
+    endpoint_id, attempt = headers.get(ENDPOINT_HEADER), headers.get(ATTEMPT_HEADER)
+    if not isinstance(endpoint_id, str) or not isinstance(attempt, int) or not message.message_id:
+        raise PoisonMessage("bad_shape", "the job has no endpoint, attempt or event id")
+    return Job(message.message_id, endpoint_id, attempt, message.body)
+
+
+class Consumers:
+    """The thin AMQP loop: a handler that returns acks; Redis or RabbitMQ away requeues (after a pause);
+    a message that can never be handled is rejected to the dead-letter queue."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self.channel = channel
+        self._tags: list[tuple[str, str]] = []
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def consume(self, queue_name: str, handler: Handler) -> None:
+        queue = await self.channel.get_queue(queue_name)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+            try:
+                await self._handle(message, handler)
+            except AMQP_ERRORS:
+                log.warning("could not settle a message; the broker will redeliver it")
+            finally:
+                if task is not None:
+                    self._in_flight.discard(task)
+
+        self._tags.append((queue_name, await queue.consume(on_message)))
+
+    async def _handle(self, message: AbstractIncomingMessage, handler: Handler) -> None:
+        try:
+            await handler(message)
+        except PoisonMessage as exc:
+            log.warning("notification message dead-lettered", extra={"reason": exc.reason})
+            await message.reject(requeue=False)
+        except (StoreUnavailable, BrokerUnavailable) as exc:
+            log.warning("notification held: a server is away", extra={"error": type(exc).__name__})
+            await asyncio.sleep(UNAVAILABLE_BACKOFF_S)
+            await message.nack(requeue=True)
+        except Exception:
+            log.exception("unexpected error handling a notification message")
+            await message.nack(requeue=True)  # the queue's delivery limit dead-letters a message that loops
+        else:
+            await message.ack()
+
+    async def stop(self, grace_s: float) -> None:
+        for queue_name, tag in self._tags:
+            with contextlib.suppress(*AMQP_ERRORS):
+                queue = await self.channel.get_queue(queue_name, ensure=False)
+                await queue.cancel(tag)
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=grace_s)
+        for task in tuple(self._in_flight):
+            task.cancel()
+
+
+async def refresh_gauges(store: NotifyStore, connection: AbstractRobustConnection, topology: NotifyTopology,
+                         interval_s: float, stopping: asyncio.Event) -> None:
+    channel: AbstractChannel | None = None
+    waiting = (topology.jobs_queue, *map(topology.retry_queue, topology.retry_delays_ms))
+    while not stopping.is_set():
+        try:
+            metrics.NOTIFICATION_ENDPOINTS_DISABLED.set(await store.disabled_count())
+            if channel is None or channel.is_closed:
+                channel = await connection.channel()
+            pending = 0
+            for name in waiting:
+                queue = await channel.declare_queue(name, passive=True)
+                pending += queue.declaration_result.message_count or 0
+            metrics.NOTIFICATIONS_PENDING.set(pending)
+        except Exception as exc:  # gauges never stop the notifier
+            log.warning("notifier gauges not refreshed", extra={"error": type(exc).__name__})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), interval_s)
+    if channel is not None and not channel.is_closed:
+        with contextlib.suppress(*AMQP_ERRORS):
+            await channel.close()
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
+    stop = stop or _signal_event()
+    topology = NotifyTopology(settings.amqp_prefix, settings.retry_delays_ms)
+    policy = AddressPolicy(settings.notifier_allow_private, settings.notifier_allow_loopback)
+    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "notifier") as conn:
+        store = NotifyStore(client, settings.redis_prefix)
+        publisher = Publisher(conn, topology, settings.publish_timeout_s)
+        sender = Sender(policy, settings.notifier_timeout_s)
+        try:
+            await _serve(settings, stop, serve_http, conn, topology, Notifier(store, sender, publisher, topology,
+                                                                               settings))
+        finally:  # on a stop, and on a cancellation too (a killed task's sockets are closed all the same)
+            await sender.close()
+            await publisher.close()
+    log.info("notifier stopped")
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn: AbstractRobustConnection,
+                 topology: NotifyTopology, notifier: Notifier) -> None:
+    store = notifier.store
+    channel = await conn.channel()
+    await channel.set_qos(prefetch_count=settings.notifier_prefetch)
+    await topology.declare(channel)
+    consumers = Consumers(channel)
+
+    async def on_event(message: AbstractIncomingMessage) -> None:
+        if not message.message_id:
+            raise PoisonMessage("bad_shape", "the event has no id")
+        await notifier.fan_out(message.message_id, message.body)
+
+    async def on_job(message: AbstractIncomingMessage) -> None:
+        await notifier.attempt(job_of(message))
+
+    await consumers.consume(topology.events_queue, on_event)
+    await consumers.consume(topology.jobs_queue, on_job)
+    runner = None
+    if serve_http:
+        runner = web.AppRunner(health_app(store, lambda: not conn.is_closed), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, settings.notifier_host, settings.notifier_port).start()
+    stopping = asyncio.Event()
+    loops = (
+        asyncio.create_task(relay_forever(store, notifier.publisher, topology, settings.notifier_relay_interval_s,
+                                          settings.notifier_relay_batch, settings.notifier_relay_lease_s, stopping)),
+        asyncio.create_task(refresh_gauges(store, conn, topology, settings.notifier_gauges_interval_s, stopping)),
+    )
+    log.info("notifier started", extra={"queue": topology.events_queue,
+                                        "allow_loopback": settings.notifier_allow_loopback,
+                                        "allow_private": settings.notifier_allow_private})
+    try:
+        await stop.wait()
+        log.info("notifier stopping")
+        stopping.set()
+        await consumers.stop(GRACE_S)
+        await asyncio.wait(loops, timeout=GRACE_S)
+    finally:
+        for task in loops:
+            task.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _signal_event() -> asyncio.Event:
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+    return event

@@ -1,0 +1,189 @@
+"""The product's notifications end to end, on the real broker and Redis: transitions reach a real
+HTTP receiver signed per Standard Webhooks (verified with the ``standardwebhooks`` package), retried
+through the delay queues, logged, and an endpoint that keeps failing is disabled."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+from standardwebhooks import Webhook
+
+from tests.notifier.conftest import NOTIFIER, ProductReceiver, Received, attempts, register
+from tests.signing import standard_webhooks_headers
+from tests.system import System
+
+EVENT = orjson.dumps({"type": "invoice.paid", "data": {"amount": 1200}})
+
+
+async def send_verified(system: System, conn: dict[str, Any]) -> None:
+    headers = standard_webhooks_headers(conn["secret"], EVENT, f"msg_{uuid.uuid4().hex}")
+    status, reply = await system.post_hook(conn["webhook_url"], EVENT, headers)
+    assert status == 202, reply
+
+
+def verified(secret: str, received: Received) -> dict[str, Any]:
+    """The event as the product would read it: only after its signature verified."""
+    return Webhook(secret).verify(received.body, received.headers)  # type: ignore[no-any-return]
+
+
+async def test_connected_failed_and_recovered_reach_the_product_signed(
+    notified: System, product: ProductReceiver
+) -> None:
+    endpoint = await register(notified, product.url("all"))
+    assert endpoint["secret"].startswith("whsec_")
+    assert endpoint["status"] == "enabled" and endpoint["events"] is None and endpoint["account_id"] is None
+
+    first = await notified.create()
+    await send_verified(notified, first)
+    got = await product.wait_event("all", "connection.connected", first["id"])
+    event = verified(endpoint["secret"], got)
+    assert event["type"] == "connection.connected"
+    assert event["data"] == {**(await notified.get(first["id"])), "last_event_at": event["data"]["last_event_at"]}
+    assert event["data"]["state"] == "connected" and "secret" not in event["data"]
+    assert got.headers["webhook-id"].startswith("evt_")
+
+    late = await notified.create(timeout_s=1)
+    failed = verified(endpoint["secret"], await product.wait_event("all", "connection.failed", late["id"]))
+    assert failed["data"]["state"] == "failed" and failed["data"]["reason"] == "deadline_no_events"
+
+    await send_verified(notified, late)
+    recovered = verified(endpoint["secret"], await product.wait_event("all", "connection.recovered", late["id"]))
+    assert recovered["data"]["state"] == "connected"
+    [log_entry, *_] = await attempts(notified, endpoint["id"])
+    assert log_entry["outcome"] == "delivered" and log_entry["status"] == 200 and log_entry["attempt"] == 1
+
+
+async def test_disconnect_failing_and_test_events(notified: System, product: ProductReceiver) -> None:
+    endpoint = await register(notified, product.url("all"))
+    conn = await notified.create()
+    await send_verified(notified, conn)
+    await product.wait_event("all", "connection.connected", conn["id"])
+
+    wrong = standard_webhooks_headers((await notified.create())["secret"], EVENT, "msg_wrong")
+    status, _ = await notified.post_hook(conn["webhook_url"], EVENT, wrong)
+    assert status == 401
+    failing = verified(endpoint["secret"], await product.wait_event("all", "connection.failing", conn["id"]))
+    assert failing["data"]["display"] == "failing"
+
+    status, test = await notified.api("POST", f"/v1/connections/{conn['id']}/tests", json={"timeout_s": 1})
+    assert status == 201, test
+    test_failed = await product.wait_event("all", "test.failed", conn["id"])
+    assert verified(endpoint["secret"], test_failed)["data"]["reason"] == "test_no_events"
+
+    status, _ = await notified.api("DELETE", f"/v1/connections/{conn['id']}")
+    assert status == 200
+    gone = verified(endpoint["secret"], await product.wait_event("all", "connection.disconnected", conn["id"]))
+    assert gone["data"]["state"] == "disconnected"
+
+
+async def test_an_endpoint_answering_500_twice_gets_three_attempts_and_one_delivery(
+    notified: System, product: ProductReceiver
+) -> None:
+    product.answers["flaky"].extend([500, 500])
+    endpoint = await register(notified, product.url("flaky"))
+    conn = await notified.create()
+    await send_verified(notified, conn)
+    await product.wait_for(lambda: len(product.at("flaky")) == 3)
+
+    ids = {r.headers["webhook-id"] for r in product.at("flaky")}
+    assert len(ids) == 1, "every attempt of one event carries the event's id"
+    for received in product.at("flaky"):
+        assert verified(endpoint["secret"], received)["type"] == "connection.connected"
+    log = await wait_attempts(notified, endpoint["id"], 3)
+    assert [(a["attempt"], a["outcome"], a["status"]) for a in reversed(log)] == [
+        (1, "failed", 500), (2, "failed", 500), (3, "delivered", 200)]
+    assert log[2]["next_retry_at"] is not None and log[0]["next_retry_at"] is None
+    status, view = await notified.api("GET", f"/v1/notification-endpoints/{endpoint['id']}")
+    assert status == 200 and view["status"] == "enabled" and view["failed_events"] == 0
+
+
+async def test_an_endpoint_that_keeps_failing_is_disabled(notified: System, product: ProductReceiver) -> None:
+    product.always["down"] = 503
+    endpoint = await register(notified, product.url("down"))
+    per_event = len(NOTIFIER["notifier_retry_delays_s"].split(",")) + 1  # type: ignore[attr-defined]
+    for _ in range(2):  # NOTIFIER_DISABLE_AFTER_FAILURES=2 events that fail every attempt
+        await send_verified(notified, await notified.create())
+    await wait_attempts(notified, endpoint["id"], 2 * per_event)
+
+    status, view = await notified.api("GET", f"/v1/notification-endpoints/{endpoint['id']}")
+    assert status == 200
+    assert view["status"] == "disabled"
+    assert "2 events in a row failed" in view["disabled_reason"]
+    assert len(product.at("down")) == 2 * per_event
+
+    witness = await register(notified, product.url("witness"))
+    conn = await notified.create()
+    await send_verified(notified, conn)  # fanned out to the witness, not to the disabled endpoint
+    await product.wait_event("witness", "connection.connected", conn["id"])
+    assert len(product.at("down")) == 2 * per_event
+    assert len(await attempts(notified, endpoint["id"])) == 2 * per_event
+    assert len(await attempts(notified, witness["id"])) == 1
+
+
+async def test_account_and_event_filters(notified: System, product: ProductReceiver) -> None:
+    only_a = await register(notified, product.url("acct-a"), account_id="acct-a")
+    only_failed = await register(notified, product.url("failed"), events=["connection.failed"])
+    everything = await register(notified, product.url("all"))
+    assert only_failed["events"] == ["connection.failed"] and only_a["account_id"] == "acct-a"
+
+    b = await notified.create(account_id="acct-b")
+    await send_verified(notified, b)
+    await product.wait_event("all", "connection.connected", b["id"])
+    a = await notified.create(account_id="acct-a", timeout_s=1)
+    await product.wait_event("all", "connection.failed", a["id"])
+    await product.wait_event("acct-a", "connection.failed", a["id"])
+    await product.wait_event("failed", "connection.failed", a["id"])
+    await wait_attempts(notified, everything["id"], 2)
+
+    assert [r.event["data"]["id"] for r in product.at("acct-a")] == [a["id"]]
+    assert [r.event["type"] for r in product.at("failed")] == ["connection.failed"]
+    status, listed = await notified.api("GET", "/v1/notification-endpoints?account_id=acct-a")
+    assert status == 200 and [e["id"] for e in listed["endpoints"]] == [only_a["id"]]
+
+
+async def test_a_transition_stored_while_no_notifier_runs_is_sent_when_one_starts(
+    notified: System, product: ProductReceiver
+) -> None:
+    await notified.stop_notifiers()
+    endpoint = await register(notified, product.url("later"))
+    conn = await notified.create()
+    await send_verified(notified, conn)
+    await notified.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    notified.start_notifier(**NOTIFIER)
+    received = await product.wait_event("later", "connection.connected", conn["id"])
+    assert verified(endpoint["secret"], received)["data"]["id"] == conn["id"]
+
+
+async def test_a_notifier_killed_mid_retry_loses_nothing(notified: System, product: ProductReceiver) -> None:
+    await notified.stop_notifiers()
+    notified.start_notifier(**{**NOTIFIER, "notifier_retry_delays_s": "1.5"})
+    product.answers["restart"].append(500)
+    endpoint = await register(notified, product.url("restart"))
+    conn = await notified.create()
+    await send_verified(notified, conn)
+    [first] = await wait_attempts(notified, endpoint["id"], 1)
+    assert first["outcome"] == "failed" and first["next_retry_at"] is not None
+
+    [(_, task)] = notified.notifiers  # killed: no graceful stop, the retry waits in RabbitMQ
+    notified.notifiers.clear()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    notified.start_notifier(**{**NOTIFIER, "notifier_retry_delays_s": "1.5"})
+
+    log = await wait_attempts(notified, endpoint["id"], 2)
+    assert [(a["attempt"], a["outcome"]) for a in reversed(log)] == [(1, "failed"), (2, "delivered")]
+    assert all(verified(endpoint["secret"], r)["data"]["id"] == conn["id"] for r in product.at("restart"))
+
+
+async def wait_attempts(system: System, eid: str, count: int, timeout_s: float = 20) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        log = await attempts(system, eid)
+        if len(log) >= count:
+            return log
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{count} attempts not logged in {timeout_s}s: {log}")
+        await asyncio.sleep(0.05)
