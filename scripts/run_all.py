@@ -1,5 +1,8 @@
-"""`make run`: start the receiver, the verifier and the status API against AMQP_URL and REDIS_URL,
-print where they are, and stop all three cleanly on Ctrl-C or SIGTERM."""
+"""`make run`: start the receiver, the verifier, the status API and the notifier against AMQP_URL and
+REDIS_URL, print where they are, and stop them all cleanly on Ctrl-C or SIGTERM.
+
+Locally the product's notification receiver is usually on this machine, so the notifier (and the status
+API's endpoint registry) may reach loopback addresses unless NOTIFIER_ALLOW_LOOPBACK says otherwise."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ sys.path.insert(0, ROOT)
 
 from shared.config import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL, DEV_SERVICE_TOKEN  # noqa: E402
 
-SERVICES = ("receiver", "verifier", "status_api")
+SERVICES = ("receiver", "verifier", "status_api", "notifier")
 HOW_TO_START = {
     "RabbitMQ": "start it with `rabbitmq-server -detached` (or `docker compose up rabbitmq`), "
     "or point AMQP_URL at a running broker",
@@ -81,7 +84,9 @@ def main() -> int:
     if not check_servers():
         return 1
     token = os.environ.get("STATUS_API_TOKEN") or DEV_SERVICE_TOKEN
-    procs = [subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT) for name in SERVICES]
+    loopback = os.environ.get("NOTIFIER_ALLOW_LOOPBACK") or "1"
+    env = {**os.environ, "NOTIFIER_ALLOW_LOOPBACK": loopback}
+    procs = [subprocess.Popen([sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env) for name in SERVICES]
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -93,19 +98,23 @@ def main() -> int:
     r_port = os.environ.get("RECEIVER_PORT", "8080")
     s_port = os.environ.get("STATUS_API_PORT", "8081")
     v_port = os.environ.get("VERIFIER_PORT", "8082")
-    urls = [f"http://127.0.0.1:{p}/readyz" for p in (r_port, s_port, v_port)]
+    n_port = os.environ.get("NOTIFIER_PORT", "8084")
+    urls = [f"http://127.0.0.1:{p}/readyz" for p in (r_port, s_port, v_port, n_port)]
     if not wait_ready(urls, procs):
         print("the services did not become ready; see the log lines above")
         stop(procs)
         return 1
+    allowed = loopback.lower() in ("1", "true", "yes", "on")
+    notes = "   (loopback URLs allowed for local development: NOTIFIER_ALLOW_LOOPBACK)" if allowed else ""
     print(
         "\nhookstatus is running:\n"
         f"  receiver     http://127.0.0.1:{r_port}/hooks/<connection_id>\n"
         f"  status API   http://127.0.0.1:{s_port}/v1/connections\n"
         f"  verifier     http://127.0.0.1:{v_port}/metrics\n"
+        f"  notifier     http://127.0.0.1:{n_port}/metrics{notes}\n"
         f"  service token: {token}"
         + ("   (development default; set STATUS_API_TOKEN)" if token == DEV_SERVICE_TOKEN else "")
-        + "\n  try `make demo` in another terminal; Ctrl-C stops all three.\n",
+        + "\n  try `make demo` in another terminal; Ctrl-C stops them all.\n",
         flush=True,
     )
     while not stopping and all(p.poll() is None for p in procs):

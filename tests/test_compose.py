@@ -9,12 +9,14 @@ from typing import Any
 
 import yaml
 
+from services.notifier.config import Settings as NotifierSettings
 from services.receiver.config import Settings as ReceiverSettings
 from services.status_api.config import Settings as StatusSettings
 from services.verifier.config import Settings as VerifierSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_SETTINGS = {"receiver": ReceiverSettings, "verifier": VerifierSettings, "status_api": StatusSettings}
+APP_SETTINGS = {"receiver": ReceiverSettings, "verifier": VerifierSettings, "status_api": StatusSettings,
+                "notifier": NotifierSettings}
 
 
 def compose() -> dict[str, Any]:
@@ -23,7 +25,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_names_the_services_with_healthchecks() -> None:
     services = compose()["services"]
-    assert {"rabbitmq", "redis", "receiver", "verifier", "status_api"} <= set(services)
+    assert {"rabbitmq", "redis", "receiver", "verifier", "status_api", "notifier"} <= set(services)
     for name, service in services.items():
         assert "healthcheck" in service, f"{name} has no healthcheck"
 

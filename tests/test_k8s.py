@@ -13,14 +13,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from services.notifier.config import Settings as NotifierSettings
 from services.receiver.config import Settings as ReceiverSettings
 from services.status_api.config import Settings as StatusSettings
 from services.verifier.config import Settings as VerifierSettings
 
 K8S = Path(__file__).resolve().parent.parent / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor release still widely supported when this was written
-SETTINGS = {"receiver": ReceiverSettings, "verifier": VerifierSettings, "status-api": StatusSettings}
-PORTS = {"receiver": 8080, "verifier": 8082, "status-api": 8081}
+SETTINGS = {"receiver": ReceiverSettings, "verifier": VerifierSettings, "status-api": StatusSettings,
+            "notifier": NotifierSettings}
+PORTS = {"receiver": 8080, "verifier": 8082, "status-api": 8081, "notifier": 8084}
 
 
 def objects() -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
 """`make run`'s launcher, as a new user meets it: it says which server is missing, and it starts and
-stops the three services cleanly."""
+stops the four services cleanly."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
+from tests.notifier.conftest import notifier_cleanup  # noqa: F401 (a fixture)
 from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,10 +31,10 @@ def test_unreachable_servers_are_named_with_how_to_start_them() -> None:
     assert "rabbitmq-server" in result.stdout and "redis-server" in result.stdout
 
 
-def test_starts_all_three_and_stops_them_on_sigterm(
-    prefix: str, redis_client: object, amqp_cleanup: None
-) -> None:
-    ports = {"RECEIVER_PORT": free_port(), "STATUS_API_PORT": free_port(), "VERIFIER_PORT": free_port()}
+@pytest.mark.usefixtures("notifier_cleanup")
+def test_starts_all_four_and_stops_them_on_sigterm(prefix: str, redis_client: object, amqp_cleanup: None) -> None:
+    ports = {"RECEIVER_PORT": free_port(), "STATUS_API_PORT": free_port(), "VERIFIER_PORT": free_port(),
+             "NOTIFIER_PORT": free_port()}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()},
            "REDIS_PREFIX": prefix, "AMQP_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(LAUNCHER, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -46,6 +49,7 @@ def test_starts_all_three_and_stops_them_on_sigterm(
                 break
         output = "".join(lines)
         assert "service token" in output, output
+        assert "loopback URLs allowed for local development" in output, output
         for port in ports.values():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
                 assert resp.status == 200

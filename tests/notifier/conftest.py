@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from services.notifier.config import Settings as NotifierSettings
 from services.notifier.topology import NotifyTopology
 from tests.system import System, free_port, start_system
 
@@ -93,9 +94,10 @@ async def notifier_cleanup(amqp_url: str, prefix: str) -> AsyncIterator[None]:
     """Delete the notifier's queues and exchanges afterwards."""
     yield
     topology = NotifyTopology(prefix, tuple(int(float(s) * 1000) for s in RETRY_DELAYS_S.split(",")))
+    defaults = NotifyTopology(prefix, NotifierSettings().retry_delays_ms)  # what `make run` declares
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for queue in topology.queues:
+        for queue in sorted({*topology.queues, *defaults.queues}):
             channel = await connection.channel()
             try:
                 await channel.queue_delete(queue)
