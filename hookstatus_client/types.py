@@ -12,7 +12,7 @@ Display = Literal["connected", "pending", "failing", "silent", "failed", "discon
 HealthState = Literal["ok", "failing", "silent"]
 TestState = Literal["waiting", "passed", "failed"]
 CtaAction = Literal["connect", "reconnect", "send_test"]
-Outcome = Literal["verified", "rejected"]
+Outcome = Literal["verified", "rejected", "reachable"]
 
 
 class Cta(TypedDict):
@@ -82,6 +82,10 @@ class Connection(TypedDict):
     created_at: str | None
     updated_at: str | None
     last_event_at: str | None
+    # The last handshake that proves only that the URL is reachable (never connects)
+    reachable_at: str | None
+    # When a handshake set the signing secret (Asana)
+    secret_learnt_at: str | None
     events_received: int
     last_error: LastError | None
     failed_detail: FailedDetail | None

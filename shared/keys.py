@@ -38,6 +38,10 @@ class Keys:
         """List: the connection's notifications (JSON) not yet relayed to RabbitMQ, oldest first."""
         return f"{self.prefix}:{{{cid}}}:outbox"
 
+    def handshake_bucket(self, cid: str) -> str:
+        """Hash: the token bucket that limits the handshakes one connection answers."""
+        return f"{self.prefix}:{{{cid}}}:handshake_bucket"
+
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 

@@ -1,7 +1,8 @@
 """The delivery message (receiver -> verifier) and the public status object (status API -> people).
 
 The delivery message is versioned JSON. It never carries a body or a secret: a verified delivery
-carries the provider's event id and type, a rejected one its reason code and message.
+carries the provider's event id and type, a rejected one its reason code and message, a ``reachable``
+one (a handshake that proves nothing about the secret) only that the URL was reached.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import orjson
 from shared.errors import PoisonMessage
 
 MESSAGE_VERSION = 1
-Outcome = Literal["verified", "rejected"]
+Outcome = Literal["verified", "rejected", "reachable"]
+OUTCOMES: tuple[Outcome, ...] = ("verified", "rejected", "reachable")
 State = Literal["pending", "connected", "failed", "disconnected"]
 STATES: tuple[State, ...] = ("pending", "connected", "failed", "disconnected")
 
@@ -62,7 +64,6 @@ class DeliveryMessage:
     is_test: bool = False
     handshake: bool = False
     secret_slot: str | None = None
-    learnt_secret: str | None = None
     v: int = MESSAGE_VERSION
 
     def to_bytes(self) -> bytes:
@@ -78,11 +79,13 @@ class DeliveryMessage:
             raise PoisonMessage("bad_shape", "the message is not a JSON object")
         if data.get("v") != MESSAGE_VERSION:
             raise PoisonMessage("unknown_version", f"unknown message version {data.get('v')!r}")
+        # Earlier receivers sent a handshake's learnt secret along; receivers now store it themselves.
+        data.pop("learnt_secret", None)
         try:
             msg = cls(**data)
         except TypeError as exc:
             raise PoisonMessage("bad_shape", "the message has missing or unknown fields") from exc
-        if msg.outcome not in ("verified", "rejected") or not msg.delivery_id or not msg.connection_id:
+        if msg.outcome not in OUTCOMES or not msg.delivery_id or not msg.connection_id:
             raise PoisonMessage("bad_shape", "the message has an invalid outcome or ids")
         return msg
 
@@ -139,6 +142,9 @@ REASON_WORDS: dict[str, str] = {
     "provider shows.",
     "verify_token_mismatch": "The provider's verify token does not match the connection's settings.",
     "malformed_handshake": "The provider's handshake request was incomplete.",
+    "invalid_handshake_token": "A handshake carried a token unlike the provider's: it was refused.",
+    "secret_already_learnt": "A second handshake tried to set the signing secret; the first one's secret "
+    "is kept. To register a new webhook, reconnect and let the provider's handshake set it again.",
 }
 
 
@@ -260,6 +266,8 @@ def connection_view(raw: dict[str, str], now: int | None = None) -> dict[str, An
         "created_at": iso(raw.get("created_at")),
         "updated_at": iso(raw.get("updated_at")),
         "last_event_at": iso(raw.get("last_event_at")),
+        "reachable_at": iso(raw.get("reachable_at")),
+        "secret_learnt_at": iso(raw.get("secret_learnt_at")),
         "events_received": int(raw.get("events_received") or 0),
         "last_error": _public_error(_json_field(raw.get("last_error"))),
         "failed_detail": _failed_detail(raw) if state == "failed" else None,

@@ -137,6 +137,12 @@ class Store:
 
         return await self._call(op)
 
+    async def learn_secret(self, cid: str, offered: str, placeholder_prefix: str, now: int) -> str:
+        """Store a handshake's secret once (``shared/lua/learn_secret.lua``): ``learnt``, ``same``,
+        ``taken``, ``disconnected`` or ``missing``."""
+        args: lua.Args = [offered, placeholder_prefix, now, self.keys.changes]
+        return str(await self._call(lambda: lua.run(self.scripts.learn_secret, [self.keys.conn(cid)], args)))
+
     async def deliveries(self, cid: str) -> list[dict[str, Any]]:
         raw = await self._call(
             lambda: awaited(self.redis.lrange(self.keys.deliveries(cid), 0, DELIVERIES_KEPT - 1))
@@ -145,10 +151,13 @@ class Store:
 
     # --- the receiver's limit on rejected deliveries (services/receiver/limits.py) ---------------
 
-    async def take_reject_token(self, cid: str, now: int, burst: int, per_s: float, ttl_ms: int) -> int | None:
-        """Take a token from the connection's bucket: ``None`` when allowed, else ms until the next."""
-        reply = await self._call(lambda: lua.run(self.scripts.reject_bucket, [self.keys.reject_bucket(cid)],
-                                                 [now, burst, per_s, ttl_ms]))
+    async def take_reject_token(
+        self, cid: str, now: int, burst: int, per_s: float, ttl_ms: int, *, key: str | None = None
+    ) -> int | None:
+        """Take a token from the connection's bucket (``key``: another bucket of the connection, such as
+        its handshake bucket): ``None`` when allowed, else ms until the next."""
+        bucket = key or self.keys.reject_bucket(cid)
+        reply = await self._call(lambda: lua.run(self.scripts.reject_bucket, [bucket], [now, burst, per_s, ttl_ms]))
         allowed, wait_ms = reply
         return None if int(allowed) else int(wait_ms)
 
@@ -281,7 +290,7 @@ class Store:
             "1" if msg.event_id else "0",
             msg.secret_slot or "current",
             "1" if msg.handshake else "0",
-            msg.learnt_secret or "",
+            "",
             DELIVERIES_KEPT,
         ]
         return keys, args

@@ -25,7 +25,7 @@ from shared.broker import ConfirmedPublisher, Topology, amqp_connection
 from shared.errors import BrokerUnavailable, VerificationError
 from shared.models import DeliveryMessage, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
-from shared.providers.core import SIGNATURE_MISMATCH
+from shared.providers.core import SIGNATURE_MISMATCH, secret_already_learnt
 from shared.providers.rotation import verify_with_rotation
 from shared.redis import redis_client
 from shared.store import Store
@@ -35,6 +35,7 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
 PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
 LIMITER = web.AppKey("reject_limiter", RejectLimiter)
+HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
 TARGETS = web.AppKey("target_cache", TargetCache)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = "5"
@@ -45,6 +46,10 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     async with redis_client(settings.redis_url) as client:
         app[STORE] = store = Store(client, settings.redis_prefix)
         app[LIMITER] = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
+        app[HANDSHAKES] = RejectLimiter(
+            store, RejectLimit(settings.handshake_burst, settings.handshake_per_s, "HANDSHAKE"),
+            key=store.keys.handshake_bucket,
+        )
         app[TARGETS] = cache = TargetCache(store, settings.target_cache_ttl_s, settings.target_cache_size)
         task = asyncio.create_task(cache.run())
         yield
@@ -87,17 +92,17 @@ def _message(target: ConnectionTarget, delivery_id: str, at: int, **fields: obje
 
 
 def _verified_message(target: ConnectionTarget, delivery_id: str, at: int, v: Verified) -> DeliveryMessage:
+    """A verified delivery; a handshake that proves nothing about the secret is only ``reachable``."""
     return _message(
         target,
         delivery_id,
         at,
-        outcome="verified",
+        outcome="reachable" if v.reachable_only else "verified",
         event_id=v.event_id,
         event_type=v.event_type,
         is_test=v.is_test,
         handshake=v.handshake,
         secret_slot=v.secret_slot,
-        learnt_secret=v.learnt_secret,
     )
 
 
@@ -133,6 +138,42 @@ async def _verify(
     return _check(provider, inbound, fresh, at)
 
 
+async def _rejected(
+    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError
+) -> web.Response:
+    """Record a rejected delivery (within the connection's budget) and answer with its reason."""
+    metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+    wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
+    if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
+        return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection "
+                                   "failed verification; retry later.", {"Retry-After": str(wait_s)})
+    msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
+    try:
+        await _publish(app, msg)
+    except BrokerUnavailable:
+        return _unavailable()
+    log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
+                                         "reason": exc.code})
+    return http.error_response(exc.status, exc.code, exc.message, delivery_id=delivery_id)
+
+
+async def _learn(
+    app: web.Application, provider: Provider, target: ConnectionTarget, offered: str, at: int
+) -> VerificationError | None:
+    """Store a secret a handshake offers, once (compare-and-set on the placeholder, in one script): of
+    two racing handshakes exactly one wins. The secret never goes into a delivery message."""
+    placeholder = provider.secret_placeholder
+    if not placeholder:
+        return secret_already_learnt()
+    outcome = await app[STORE].learn_secret(target.connection_id, offered, placeholder, at)
+    if outcome in ("learnt", "same"):
+        return None
+    if outcome == "taken":
+        return secret_already_learnt()
+    # Disconnected (or removed) while the handshake was on its way.
+    return VerificationError("connection_disconnected", "This connection was disconnected.", status=410)
+
+
 async def receive(request: web.Request) -> web.StreamResponse:
     cid = request.match_info["connection_id"]
     if not CONNECTION_ID.match(cid):
@@ -154,22 +195,26 @@ async def receive(request: web.Request) -> web.StreamResponse:
     try:
         verified = await _verify(request.app, provider, inbound, target, cached, at)
     except VerificationError as exc:
-        metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
-        wait_s = await request.app[LIMITER].retry_after_s(cid, at)
-        if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
-            return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection "
-                                       "failed verification; retry later.", {"Retry-After": str(wait_s)})
-        msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
-        try:
-            await _publish(request.app, msg)
-        except BrokerUnavailable:
-            return _unavailable()
-        log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
-                                             "reason": exc.code})
-        return http.error_response(exc.status, exc.code, exc.message, delivery_id=delivery_id)
-    metrics.WEBHOOKS.labels(target.provider, "verified").inc()
+        return await _rejected(request.app, target, delivery_id, at, exc)
+    return await _accepted(request.app, provider, target, delivery_id, at, verified)
+
+
+async def _accepted(
+    app: web.Application, provider: Provider, target: ConnectionTarget, delivery_id: str, at: int, verified: Verified
+) -> web.Response:
+    """A request that verified: within the handshake budget, its offered secret stored (once), published."""
+    if verified.handshake:
+        wait_s = await app[HANDSHAKES].retry_after_s(target.connection_id, at)
+        if wait_s is not None:  # anyone can trigger an echo: answer (and record) only so many
+            return http.error_response(429, "too_many_handshakes", "Too many handshakes to this connection; "
+                                       "retry later.", {"Retry-After": str(wait_s)})
+    if verified.learnt_secret is not None:
+        refused = await _learn(app, provider, target, verified.learnt_secret, at)
+        if refused is not None:
+            return await _rejected(app, target, delivery_id, at, refused)
+    metrics.WEBHOOKS.labels(target.provider, "reachable" if verified.reachable_only else "verified").inc()
     try:
-        await _publish(request.app, _verified_message(target, delivery_id, at, verified))
+        await _publish(app, _verified_message(target, delivery_id, at, verified))
     except BrokerUnavailable:
         return _unavailable()
     log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})

@@ -23,3 +23,7 @@ class Settings(CommonSettings):
     # Rejected deliveries per connection: this many at once, then this many a second (over: 429).
     rejected_burst: int = 30
     rejected_per_s: float = 1.0
+    # Handshakes answered per connection: this many at once, then one a minute (over: 429). Providers
+    # send a handshake when the URL is registered and seldom after (X's CRC about hourly).
+    handshake_burst: int = 5
+    handshake_per_s: float = 1 / 60

@@ -1,7 +1,9 @@
 """Limits that keep abusive clients from costing more than they are worth.
 
 A per-connection limit on *rejected* deliveries, so a flood of bad signatures cannot fill Redis or
-the queue.
+the queue; and one on *handshakes*, which anyone with the URL can trigger (an echo proves nothing), so
+answering them cannot fill the deliveries list and the dedupe keys either (over: 429
+``too_many_handshakes``).
 
 Each connection has a token bucket in Redis (``shared/lua/reject_bucket.lua``; the time is passed in,
 so every receiver replica shares one bucket): ``rejected_burst`` rejected deliveries at once, then
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -33,10 +36,11 @@ BUCKET_TTL_FLOOR_MS = 60_000
 class RejectLimit:
     burst: int
     per_s: float
+    setting: str = "REJECTED"  # the settings' name, for the error message
 
     def __post_init__(self) -> None:
         if self.burst < 1 or not self.per_s > 0:
-            raise ConfigError("REJECTED_BURST must be at least 1 and REJECTED_PER_S above 0")
+            raise ConfigError(f"{self.setting}_BURST must be at least 1 and {self.setting}_PER_S above 0")
 
     @property
     def ttl_ms(self) -> int:
@@ -45,14 +49,19 @@ class RejectLimit:
 
 
 class RejectLimiter:
-    def __init__(self, store: Store, limit: RejectLimit) -> None:
+    """A token bucket per connection in Redis; ``key`` names it (the rejected-deliveries bucket unless
+    told otherwise)."""
+
+    def __init__(self, store: Store, limit: RejectLimit, key: Callable[[str], str] | None = None) -> None:
         self._store = store
         self._limit = limit
+        self._key = key or store.keys.reject_bucket
 
     async def retry_after_s(self, cid: str, now_ms: int) -> int | None:
-        """Take a token for one rejected delivery: ``None`` when allowed, else seconds to wait."""
+        """Take a token for one rejected delivery (or handshake): ``None`` when allowed, else seconds to wait."""
         limit = self._limit
-        wait_ms = await self._store.take_reject_token(cid, now_ms, limit.burst, limit.per_s, limit.ttl_ms)
+        wait_ms = await self._store.take_reject_token(cid, now_ms, limit.burst, limit.per_s, limit.ttl_ms,
+                                                      key=self._key(cid))
         return None if wait_ms is None else max(1, math.ceil(wait_ms / 1000))
 
 

@@ -24,7 +24,7 @@ Display = Literal["connected", "pending", "failing", "silent", "failed", "discon
 HealthState = Literal["ok", "failing", "silent"]
 TestState = Literal["waiting", "passed", "failed"]
 CtaAction = Literal["connect", "reconnect", "send_test"]
-Outcome = Literal["verified", "rejected"]
+Outcome = Literal["verified", "rejected", "reachable"]
 PrincipalKind = Literal["service", "browser"]
 
 ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
@@ -166,6 +166,9 @@ class Connection(ResponseModel):
     created_at: Timestamp | None
     updated_at: Timestamp | None
     last_event_at: Timestamp | None
+    reachable_at: Timestamp | None = Field(
+        description="The last handshake that proves only that the URL is reachable (never connects)")
+    secret_learnt_at: Timestamp | None = Field(description="When a handshake set the signing secret (Asana)")
     events_received: int = Field(ge=0)
     last_error: LastError | None
     failed_detail: FailedDetail | None

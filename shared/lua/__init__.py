@@ -34,6 +34,7 @@ class Scripts:
     reject_bucket: AsyncScript
     outbox_claim: AsyncScript
     outbox_done: AsyncScript
+    learn_secret: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:

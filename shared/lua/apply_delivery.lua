@@ -2,7 +2,9 @@
 -- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key, 5 notification outbox list
 -- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
---       11 learnt secret ('' for none), 12 deliveries kept
+--       11 unused (''), 12 deliveries kept
+-- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
+-- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length};
 -- status: applied | duplicate | missing | ignored
 local conn, list, seen_d, seen_e, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -39,7 +41,6 @@ if outcome == 'verified' then
   redis.call('HINCRBY', conn, 'events_received', 1)
   redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9])
   if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
-  if ARGV[11] ~= '' then redis.call('HSET', conn, 'secret', ARGV[11]) end
   if test_open then  -- an open test window passes with the first verified event or handshake
     local passed = 'test_event_verified'
     if ARGV[10] == '1' then passed = 'test_handshake_completed' end
@@ -54,6 +55,8 @@ if outcome == 'verified' then
   end
   if state == 'pending' then events[#events + 1] = 'connection.connected'
   elseif state == 'failed' or failing or silent then events[#events + 1] = 'connection.recovered' end
+elseif outcome == 'reachable' then
+  redis.call('HSET', conn, 'reachable_at', at)
 else
   if state == 'connected' and not failing then events[#events + 1] = 'connection.failing' end
   redis.call('HSET', conn, 'last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))

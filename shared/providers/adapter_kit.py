@@ -4,6 +4,7 @@ handshake tokens. Everything here raises the project's own errors, never a stray
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets as _secrets
 
 from shared.errors import SettingsError, VerificationError
@@ -11,6 +12,12 @@ from shared.providers import core
 from shared.providers.base import HandshakeReply, Provider, Verified
 
 MAX_ECHO_CHARS = 1024
+INVALID_TOKEN = "invalid_handshake_token"
+# The characters providers' handshake tokens are made of (random strings: base64, base64url, hex,
+# digits, UUIDs). Never braces, quotes, colons, spaces or controls: a token can never be JSON, HTML or
+# a signed string such as Zoom's ``v0:{timestamp}:{body}``, so a reply computed over it can never be
+# the signature of an event.
+TOKEN_CHARS = re.compile(r"[A-Za-z0-9_\-.~+/=]{1,256}")
 
 
 def pasted_secret(secret: str, min_len: int = 8) -> str:
@@ -73,12 +80,18 @@ def hex_candidates(values: list[str], header: str) -> list[bytes]:
     return found
 
 
-def echo_token(value: str | None, name: str) -> str:
-    """A handshake token to echo back: present, short and printable, so we never reflect arbitrary data."""
-    if not value or len(value) > MAX_ECHO_CHARS or not value.isprintable():
+def echo_token(value: str | None, name: str, alphabet: re.Pattern[str] = TOKEN_CHARS) -> str:
+    """A handshake token to echo (or sign) back: present, and made only of the characters the provider
+    uses (``alphabet``), so we never reflect, or sign, data a stranger chose."""
+    if not value:
         raise VerificationError(
-            "malformed_handshake",
-            f"The handshake's {name} is missing, empty or not a short printable token.",
+            "malformed_handshake", f"The handshake's {name} is missing or empty.", status=400
+        )
+    if len(value) > MAX_ECHO_CHARS or not alphabet.fullmatch(value):
+        raise VerificationError(
+            INVALID_TOKEN,
+            f"The handshake's {name} is not a token of the form the provider sends (letters, digits and "
+            "a few symbols, at most 256 characters).",
             status=400,
         )
     return value
@@ -89,15 +102,19 @@ def token_id(kind: str, token: str) -> str:
     return f"{kind}:" + hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def echo_handshake(value: str | None, name: str, kind: str, event_type: str) -> Verified:
-    """A handshake answered by echoing its token as plain text (a test event that verifies the URL).
-    ``nosniff``: the echo is request data, so no browser may ever render it as anything but text."""
-    token = echo_token(value, name)
+def echo_handshake(
+    value: str | None, name: str, kind: str, event_type: str, alphabet: re.Pattern[str] = TOKEN_CHARS
+) -> Verified:
+    """A handshake answered by echoing its token as plain text. Anyone can send it, so it proves only
+    that the URL is reachable (``reachable_only``). ``nosniff``: the echo is request data, so no browser
+    may ever render it as anything but text."""
+    token = echo_token(value, name, alphabet)
     return Verified(
         event_id=token_id(kind, token),
         event_type=event_type,
         is_test=True,
         handshake=True,
+        reachable_only=True,
         reply=HandshakeReply(
             body=token.encode(), content_type="text/plain", headers={"X-Content-Type-Options": "nosniff"}
         ),

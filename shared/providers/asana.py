@@ -6,13 +6,17 @@ echoing that header back; the value becomes the secret for every later event, wh
 
 So a new connection has no real secret yet: it is created with a *placeholder* (``asana-pending:...``)
 and a handshake is accepted only while the placeholder is the current secret (or when it repeats the
-secret already learnt). The verifier then stores the learnt secret in place of the placeholder.
+secret already learnt). The receiver stores the offered secret itself, once: a compare-and-set on the
+placeholder in the same atomic script that stores it (``shared/lua/learn_secret.lua``), so of two
+racing handshakes exactly one wins and the other is refused (409 ``secret_already_learnt``). The
+secret never travels in a delivery message.
 
-Security trade-off: the handshake is unsigned, so whoever first POSTs an ``X-Hook-Secret`` to the
-webhook URL while the connection awaits its handshake sets the secret. The URL holds a 128-bit random
-id and is shown only to the connection's owner, and a hijacked handshake makes Asana's own handshake
-fail (the webhook is not created) rather than pass silently; reconnecting with ``"secret":
-"await-handshake"`` opens the handshake again for a new Asana webhook.
+The handshake is unsigned: it proves nothing about a secret (anyone with the URL can send one), so it
+is recorded as ``reachable`` and the connection turns ``connected`` only with the first event signed
+with the learnt secret. Trade-off: whoever first POSTs an ``X-Hook-Secret`` while the connection awaits
+its handshake sets the secret. The URL holds a 128-bit random id shown only to the connection's owner,
+and a hijacked handshake makes Asana's own handshake fail with 409 (the webhook is not created) rather
+than pass silently; reconnecting with ``"secret": "await-handshake"`` opens the handshake again.
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ import secrets as _secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from shared.errors import VerificationError
 from shared.providers import core
 from shared.providers.adapter_kit import echo_token, pasted_secret
-from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
+from shared.providers.base import HandshakeReply, InboundRequest, Proof, Provider, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 HOOK_SECRET = "X-Hook-Secret"
@@ -52,6 +55,8 @@ class Asana(Provider):
         test_instructions="Create the webhook (POST /webhooks with this URL as target); Asana's handshake "
         "verifies the connection.",
     )
+    handshake_proof: ClassVar[Proof] = "nothing"  # unsigned: it offers the secret, proves none
+    secret_placeholder: ClassVar[str | None] = PLACEHOLDER_PREFIX
 
     def generate_secret(self) -> str:
         return PLACEHOLDER_PREFIX + _secrets.token_hex(16)
@@ -66,7 +71,7 @@ class Asana(Provider):
     ) -> Verified:
         offered = request.headers.get(HOOK_SECRET)
         if offered is not None:
-            return _handshake(echo_token(offered.strip(), f"{HOOK_SECRET} header"), secret)
+            return handshake(echo_token(offered.strip(), f"{HOOK_SECRET} header"), secret)
         given = core.decode_hex(core.require_header(request, SIGNATURE), f"{SIGNATURE} value")
         if is_placeholder(secret):
             raise core.mismatch(
@@ -81,19 +86,16 @@ class Asana(Provider):
         return Verified(event_id=event_id, event_type=event_type)
 
 
-def _handshake(offered: str, secret: str) -> Verified:
+def handshake(offered: str, secret: str) -> Verified:
+    """The handshake's answer; ``learnt_secret`` is set while the placeholder is current (the receiver
+    then stores it with a compare-and-set, which decides between racing handshakes)."""
     if not is_placeholder(secret) and not core.constant_time_equal(offered.encode(), secret.encode()):
-        raise VerificationError(
-            "handshake_not_expected",
-            "An X-Hook-Secret handshake arrived, but this connection already learnt its secret from an "
-            "earlier one. To register a new Asana webhook here, reconnect with \"secret\": "
-            "\"await-handshake\" first.",
-            header=HOOK_SECRET,
-        )
+        raise core.secret_already_learnt()
     return Verified(
         event_type="handshake",
         is_test=True,
         handshake=True,
+        reachable_only=True,
         learnt_secret=offered if is_placeholder(secret) else None,
         reply=HandshakeReply(status=200, headers={HOOK_SECRET: offered}),
     )

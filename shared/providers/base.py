@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 SecretSlot = Literal["current", "previous"]
+Proof = Literal["secret", "setting", "nothing"] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,11 @@ class Verified:
     handshake: bool = False
     reply: HandshakeReply | None = None
     secret_slot: SecretSlot = "current"
-    # A secret learnt from the handshake itself (Asana's X-Hook-Secret); stored by the verifier.
+    # A handshake anyone can send (an echo): it proves nothing about the secret, so it is answered and
+    # recorded as ``reachable`` but never connects a connection nor passes a test.
+    reachable_only: bool = False
+    # A secret offered by the handshake itself (Asana's X-Hook-Secret). The receiver stores it, once,
+    # with a compare-and-set on the placeholder; it never travels in a delivery message.
     learnt_secret: str | None = field(default=None, repr=False)
 
 
@@ -72,6 +77,13 @@ class Provider:
     tolerance_s: ClassVar[int | None] = None
     # HTTP methods the provider sends; GET only for providers whose handshake is a GET.
     methods: ClassVar[tuple[str, ...]] = ("POST",)
+    # What a successful handshake proves, for providers that have one: ``secret`` (it is signed),
+    # ``setting`` (it carries a value only the owner and the provider know) or ``nothing`` (anyone
+    # with the URL can send it: answered, recorded as reachable, never counted as verification).
+    handshake_proof: ClassVar[Proof] = None
+    # Providers whose handshake offers the secret (Asana): the prefix of the placeholder a connection
+    # holds until then. The receiver stores an offered secret only in place of such a placeholder.
+    secret_placeholder: ClassVar[str | None] = None
 
     @property
     def name(self) -> str:

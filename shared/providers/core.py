@@ -27,6 +27,7 @@ TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_TOO_NEW = "timestamp_too_new"
 MALFORMED_BODY = "malformed_body"
 SECRET_NOT_SET = "secret_not_set"
+SECRET_ALREADY_LEARNT = "secret_already_learnt"
 # No signing secret yet: the provider issues it only once the webhook URL is registered there.
 SECRET_PENDING = ""
 
@@ -114,6 +115,15 @@ def secret_not_set() -> VerificationError:
         SECRET_NOT_SET,
         "Deliveries arrive, but this connection has no signing secret yet. Copy the signing secret the "
         "provider shows for this webhook and reconnect with it.",
+    )
+
+
+def secret_already_learnt() -> VerificationError:
+    return VerificationError(
+        SECRET_ALREADY_LEARNT,
+        "A handshake offered a signing secret, but this connection already learnt its secret from an "
+        "earlier one. To register a new webhook here, reconnect with \"secret\": \"await-handshake\" first.",
+        status=409,
     )
 
 

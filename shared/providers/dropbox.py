@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from shared.providers import core
 from shared.providers.adapter_kit import IssuedSecretProvider, echo_handshake
-from shared.providers.base import InboundRequest, ProviderInfo, Verified
+from shared.providers.base import InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import json_body
 
 SIGNATURE = "X-Dropbox-Signature"
@@ -32,6 +32,7 @@ class Dropbox(IssuedSecretProvider):
         test_instructions="App Console -> your app -> Webhooks: add the webhook URL (Dropbox sends the "
         "challenge at once), then change a file in a linked account.",
     )
+    handshake_proof: ClassVar[Proof] = "nothing"  # an unsigned echo
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
     # The challenge echo is unsigned whether or not the app secret is known, so it is answered before
     # the secret is pasted: Dropbox will not save the webhook URL until the challenge is answered.

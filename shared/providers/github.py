@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from shared.providers import core
 from shared.providers.adapter_kit import PastedSecretProvider, random_secret
-from shared.providers.base import InboundRequest, ProviderInfo, Verified
+from shared.providers.base import InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -33,6 +33,7 @@ class GitHub(PastedSecretProvider):
         settings={},
         test_instructions="Settings -> Webhooks -> your webhook -> Recent Deliveries -> ping -> Redeliver.",
     )
+    handshake_proof: ClassVar[Proof] = "secret"  # ping is signed like every event
 
     def generate_secret(self) -> str:
         return random_secret()

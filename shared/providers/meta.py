@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
 from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.base import HandshakeReply, InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "X-Hub-Signature-256"
@@ -46,6 +46,7 @@ class Meta(PastedSecretProvider):
         test_instructions="App Dashboard -> Webhooks (or WhatsApp -> Configuration) -> Callback URL: paste "
         "the webhook URL and the verify token -> Verify and save; then Test on a field.",
     )
+    handshake_proof: ClassVar[Proof] = "setting"  # hub.verify_token must match settings.verify_token
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
     # The GET handshake proves the verify token, not the app secret (core lets it through without one).
     secretless_get: ClassVar[bool] = True

@@ -9,16 +9,20 @@ constant time). The connection's ``secret`` is not used by this scheme.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from shared.errors import SettingsError, VerificationError
 from shared.providers import core
 from shared.providers.adapter_kit import PastedSecretProvider, echo_handshake, random_secret
-from shared.providers.base import InboundRequest, ProviderInfo, Verified
+from shared.providers.base import InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 CLIENT_STATE_MAX = 128  # Graph's limit on clientState
+# Graph's validation tokens are words, spaces, colons and a request id ("Validation: Testing client
+# application reachability for subscription Request-Id: <uuid>"); never braces or quotes.
+VALIDATION_TOKEN = re.compile(r"[A-Za-z0-9 _\-.:+/=]{1,512}")
 
 
 class MsGraph(PastedSecretProvider):
@@ -36,6 +40,7 @@ class MsGraph(PastedSecretProvider):
         test_instructions="Create the subscription (POST /subscriptions with this URL as notificationUrl "
         "and the same clientState); Graph's validation request verifies the connection.",
     )
+    handshake_proof: ClassVar[Proof] = "nothing"  # an unsigned echo
 
     def generate_secret(self) -> str:
         return random_secret()
@@ -58,7 +63,7 @@ class MsGraph(PastedSecretProvider):
     ) -> Verified:
         if "validationToken" in request.query:
             return echo_handshake(request.query.get("validationToken"), "validationToken query parameter",
-                                  "msgraph-validation", "validation")
+                                  "msgraph-validation", "validation", VALIDATION_TOKEN)
         items = _notifications(request.body)
         expected = str(settings.get("client_state") or "").encode()
         if not expected:  # never let an empty clientState match an empty one

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from shared.providers import core
 from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.base import HandshakeReply, InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 
 SIGNATURE = "X-Slack-Signature"
@@ -59,6 +59,7 @@ class Slack(PastedSecretProvider):
         test_instructions="Event Subscriptions -> Request URL: paste the webhook URL; Slack sends "
         "url_verification at once.",
     )
+    handshake_proof: ClassVar[Proof] = "secret"  # url_verification is signed
     tolerance_s: ClassVar[int | None] = TOLERANCE_S
 
     def generate_secret(self) -> str:

@@ -15,9 +15,10 @@ from typing import Any, ClassVar
 
 import orjson
 
+from shared.errors import VerificationError
 from shared.providers import core
 from shared.providers.adapter_kit import IssuedSecretProvider, echo_token, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.base import HandshakeReply, InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, json_body
 
 SIGNATURE = "x-twitter-webhooks-signature"
@@ -42,6 +43,7 @@ class Twitter(IssuedSecretProvider):
         test_instructions="Register the webhook URL (POST /2/webhooks, or trigger a CRC with PUT "
         "/2/webhooks/:id); the CRC verifies the connection.",
     )
+    handshake_proof: ClassVar[Proof] = "nothing"  # anyone can send a crc_token; only our answer is keyed
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")
 
     def verify(
@@ -49,6 +51,10 @@ class Twitter(IssuedSecretProvider):
     ) -> Verified:
         if request.method == "GET":
             return _crc(request, secret)
+        if not isinstance(json_body(request.body), dict):
+            # Every Account Activity event is a JSON object, and no CRC token can be one: so the CRC
+            # answer (HMAC of the token under the same key) can never be replayed as an event signature.
+            raise VerificationError(core.MALFORMED_BODY, "An X Account Activity event must be a JSON object.")
         value = core.after_prefix(core.require_header(request, SIGNATURE), "sha256=", SIGNATURE)
         given = core.decode_b64(value, f"{SIGNATURE} value")
         if not core.constant_time_equal(core.hmac_digest(secret.encode(), request.body), given):
@@ -66,6 +72,7 @@ def _crc(request: InboundRequest, secret: str) -> Verified:
         event_type="crc",
         is_test=True,
         handshake=True,
+        reachable_only=True,
         reply=HandshakeReply(body=body, content_type="application/json"),
     )
 

@@ -15,7 +15,7 @@ import orjson
 
 from shared.providers import core
 from shared.providers.adapter_kit import PastedSecretProvider, echo_token, token_id
-from shared.providers.base import HandshakeReply, InboundRequest, ProviderInfo, Verified
+from shared.providers.base import HandshakeReply, InboundRequest, Proof, ProviderInfo, Verified
 from shared.providers.events import body_fingerprint, dig, json_body
 from shared.providers.slack import verify_v0
 
@@ -35,6 +35,7 @@ class Zoom(PastedSecretProvider):
         settings={},
         test_instructions="Event Subscriptions -> paste the webhook URL as the endpoint -> Validate.",
     )
+    handshake_proof: ClassVar[Proof] = "secret"  # endpoint.url_validation is signed
     tolerance_s: ClassVar[int | None] = 300
 
     def generate_secret(self) -> str:

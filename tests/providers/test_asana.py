@@ -1,6 +1,6 @@
 """Asana through the running receiver: the ``X-Hook-Secret`` handshake (the secret arrives in it and is
-stored), then events signed with it as Asana's webhook docs specify (``X-Hook-Signature`` = hex
-HMAC-SHA256(X-Hook-Secret, body))."""
+stored; the handshake itself proves nothing, so it is only ``reachable``), then events signed with it as
+Asana's webhook docs specify (``X-Hook-Signature`` = hex HMAC-SHA256(X-Hook-Secret, body))."""
 
 from __future__ import annotations
 
@@ -31,29 +31,31 @@ async def handshaken(system: System) -> dict[str, Any]:
     conn = await connection(system, "asana")
     status, _, echoed = await handshake(system, conn, HOOK_SECRET)
     assert (status, echoed) == (200, HOOK_SECRET)
-    await connected(system, conn)
+    await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
     return conn
 
 
-async def test_handshake_is_echoed_and_connects(system: System) -> None:
+async def test_handshake_is_echoed_and_teaches_the_secret(system: System) -> None:
     conn = await connection(system, "asana")
     assert conn["secret"].startswith("asana-pending:")  # no secret exists before the handshake
     status, _, echoed = await handshake(system, conn, HOOK_SECRET)
     assert status == 200
     assert echoed == HOOK_SECRET
-    delivery = await connected(system, conn)
-    assert delivery["handshake"] is True
-    assert delivery["is_test"] is True
-    view = await system.get(conn["id"])
-    assert view["reason"] == "handshake_completed"
+    view = await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
+    assert view["state"] == "pending"  # the handshake proves nothing: a signed event connects
+    assert view["secret_learnt_at"] is not None
+    [delivery] = (await system.api("GET", f"/v1/connections/{conn['id']}/deliveries"))[1]["deliveries"]
+    assert (delivery["outcome"], delivery["handshake"], delivery["is_test"]) == ("reachable", True, True)
     assert HOOK_SECRET not in orjson.dumps(view).decode()
+    assert (await deliver(system, conn, EVENTS, signed(EVENTS)))[0] == 202
+    await connected(system, conn)
 
 
 async def test_events_verify_with_the_learnt_secret(system: System) -> None:
     conn = await handshaken(system)
     status, reply = await deliver(system, conn, EVENTS, signed(EVENTS))
     assert status == 202, reply
-    view = await system.wait_for(conn["id"], lambda v: v["events_received"] >= 2)
+    view = await system.wait_for(conn["id"], lambda v: v["events_received"] >= 1)
     assert view["state"] == "connected"
     _, data = await system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
     assert data["deliveries"][0]["event_type"] == "task.changed"
@@ -64,7 +66,7 @@ async def test_every_heartbeat_is_an_event(system: System) -> None:
     heartbeat = b'{"events":[]}'  # the same bytes every time: each one still counts
     for _ in range(2):
         assert (await deliver(system, conn, heartbeat, signed(heartbeat)))[0] == 202
-    await system.wait_for(conn["id"], lambda v: v["events_received"] == 3)  # handshake + 2 heartbeats
+    await system.wait_for(conn["id"], lambda v: v["events_received"] == 2)
 
 
 async def test_tampered_body_is_refused(system: System) -> None:
@@ -90,9 +92,9 @@ async def test_event_before_any_handshake_is_refused(system: System) -> None:
 async def test_a_second_handshake_is_refused_until_reconnect(system: System) -> None:
     conn = await handshaken(system)
     status, body, echoed = await handshake(system, conn, "a-hijacker-secret-000000000000")
-    assert status == 401
+    assert status == 409
     assert echoed is None
-    assert orjson.loads(body)["error"]["code"] == "handshake_not_expected"
+    assert orjson.loads(body)["error"]["code"] == "secret_already_learnt"
     # The owner registers a new Asana webhook: reconnect opens the handshake again.
     status, view = await system.api(
         "POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": "await-handshake"}
@@ -101,5 +103,5 @@ async def test_a_second_handshake_is_refused_until_reconnect(system: System) -> 
     new_secret = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b"
     status, _, echoed = await handshake(system, conn, new_secret)
     assert (status, echoed) == (200, new_secret)
-    await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
     assert (await deliver(system, conn, EVENTS, signed(EVENTS, new_secret)))[0] == 202
+    await system.wait_for(conn["id"], lambda v: v["state"] == "connected")

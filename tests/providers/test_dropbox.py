@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from tests.providers.flow import accepted, connected, connection, hmac_sha, rejected
+from tests.providers.flow import accepted, connection, hmac_sha, rejected
 from tests.system import System
 
 APP_SECRET = "k3xq9v2m7p4w1zt"  # Dropbox app secrets are 15 characters
@@ -24,18 +24,20 @@ async def challenge(system: System, conn: dict[str, object], query: str) -> tupl
         return resp.status, await resp.read(), dict(resp.headers)
 
 
-async def test_challenge_is_echoed_and_connects(system: System) -> None:
+async def test_challenge_is_echoed_and_recorded_as_reachable(system: System) -> None:
     conn = await connection(system, "dropbox", secret=APP_SECRET)
     status, body, headers = await challenge(system, conn, "challenge=KCVkmwbMo9ysnt4DVvTOGtZPD6vYYw")
     assert status == 200
     assert body == b"KCVkmwbMo9ysnt4DVvTOGtZPD6vYYw"
     assert headers["Content-Type"].startswith("text/plain")
     assert headers["X-Content-Type-Options"] == "nosniff"
-    delivery = await connected(system, conn)
-    assert delivery["handshake"] is True
-    assert delivery["is_test"] is True
-    view = await system.get(conn["id"])
-    assert view["reason"] == "handshake_completed"
+    # Anyone can send a challenge: it proves the URL is reachable, not the app secret.
+    view = await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
+    assert view["state"] == "pending"
+    _, data = await system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
+    [delivery] = data["deliveries"]
+    assert (delivery["outcome"], delivery["handshake"], delivery["is_test"]) == ("reachable", True, True)
+    await accepted(system, conn, NOTIFICATION, signed(NOTIFICATION))
 
 
 async def test_challenge_is_answered_before_the_app_secret_is_pasted(system: System) -> None:
@@ -43,7 +45,8 @@ async def test_challenge_is_answered_before_the_app_secret_is_pasted(system: Sys
     conn = await connection(system, "dropbox")
     status, body, _ = await challenge(system, conn, "challenge=abc-123_x")
     assert (status, body) == (200, b"abc-123_x")
-    await connected(system, conn)
+    view = await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
+    assert view["state"] == "pending"
 
 
 async def test_get_without_challenge_is_400(system: System) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tests.providers.flow import accepted, connected, connection, rejected
+from tests.providers.flow import accepted, connection, rejected
 from tests.system import System
 
 CLIENT_STATE = "secretClientValue-7f3a9c"
@@ -42,7 +42,7 @@ async def test_client_state_is_required_at_creation(system: System) -> None:
     assert reply["error"]["code"] == "invalid_settings"
 
 
-async def test_validation_token_is_echoed_and_connects(system: System) -> None:
+async def test_validation_token_is_echoed_and_recorded_as_reachable(system: System) -> None:
     conn = await graph(system)
     async with system.session.post(
         conn["webhook_url"], params={"validationToken": TOKEN}, data=b"", headers={"content-type": "text/plain"}
@@ -51,9 +51,13 @@ async def test_validation_token_is_echoed_and_connects(system: System) -> None:
         assert resp.headers["Content-Type"].startswith("text/plain")
         assert resp.headers["X-Content-Type-Options"] == "nosniff"
         assert await resp.text() == TOKEN  # URL-decoded, as Graph requires
-    delivery = await connected(system, conn)
-    assert delivery["handshake"] is True
-    assert delivery["is_test"] is True
+    # Anyone can send a validation request: it proves the URL is reachable, not the clientState.
+    view = await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
+    assert view["state"] == "pending"
+    _, data = await system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
+    [delivery] = data["deliveries"]
+    assert (delivery["outcome"], delivery["handshake"], delivery["is_test"]) == ("reachable", True, True)
+    await accepted(system, conn, notification(), {"content-type": "application/json"})
 
 
 async def test_notification_with_matching_client_state_connects(system: System) -> None:

@@ -11,7 +11,7 @@ import json
 
 import orjson
 
-from tests.providers.flow import accepted, connected, connection, hmac_sha, rejected
+from tests.providers.flow import accepted, connection, hmac_sha, rejected
 from tests.system import System
 
 CONSUMER_SECRET = "Xq7bP2vN9mL4kJ8hG3fD6sA1zW5eR0tY2uI7oP4aS9dF3gH6jK"  # 50 characters, like X's
@@ -37,16 +37,20 @@ async def crc(system: System, conn: dict[str, object], token: str) -> tuple[int,
         return resp.status, await resp.read(), resp.headers.get("Content-Type", "")
 
 
-async def test_crc_is_answered_and_connects(system: System) -> None:
+async def test_crc_is_answered_and_recorded_as_reachable(system: System) -> None:
     conn = await connection(system, "twitter", secret=CONSUMER_SECRET)
     token = "NjQ0MDUwNzU0NDA3NzA3MzYw+/="  # CRC tokens carry base64 characters
     status, body, content_type = await crc(system, conn, token)
     assert status == 200
     assert content_type.startswith("application/json")
     assert json.loads(body) == twitter_reference_crc(CONSUMER_SECRET, token)
-    delivery = await connected(system, conn)
-    assert delivery["handshake"] is True
-    assert delivery["is_test"] is True
+    # Anyone can send a crc_token: only our answer is keyed, so it proves reachability, not the secret.
+    view = await system.wait_for(conn["id"], lambda v: v["reachable_at"] is not None)
+    assert view["state"] == "pending"
+    _, data = await system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
+    [delivery] = data["deliveries"]
+    assert (delivery["outcome"], delivery["handshake"], delivery["is_test"]) == ("reachable", True, True)
+    await accepted(system, conn, EVENT, signed(EVENT))
 
 
 async def test_crc_without_the_consumer_secret_is_refused(system: System) -> None:
