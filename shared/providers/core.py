@@ -27,6 +27,8 @@ TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_TOO_NEW = "timestamp_too_new"
 MALFORMED_BODY = "malformed_body"
 SECRET_NOT_SET = "secret_not_set"
+# The request is signed with a kind of key other than the connection's (a whsec_ secret, a whpk_ key).
+SECRET_FORMAT = "secret_format"
 SECRET_ALREADY_LEARNT = "secret_already_learnt"
 # No signing secret yet: the provider issues it only once the webhook URL is registered there.
 SECRET_PENDING = ""

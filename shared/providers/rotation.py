@@ -14,7 +14,7 @@ from typing import Any, Literal
 from shared.errors import VerificationError
 from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest, Provider, Verified
-from shared.providers.core import SIGNATURE_MISMATCH, TIMESTAMP_REASONS, secret_not_set
+from shared.providers.core import SECRET_FORMAT, SIGNATURE_MISMATCH, TIMESTAMP_REASONS, secret_not_set
 from shared.providers.diagnosis import Secrets, diagnose
 
 
@@ -44,6 +44,11 @@ def verify_with_rotation(
         raise diagnose(provider, request, exc, known, settings, now, PROVIDERS.values()) from None
 
 
+# What the current secret says when it cannot have signed the request, so the previous one may have:
+# another signature, or a signature of another kind (a rotation from a whsec_ secret to a whpk_ key).
+NOT_THIS_SECRET = frozenset({SIGNATURE_MISMATCH, SECRET_FORMAT})
+
+
 def _current_then_previous(
     provider: Provider,
     request: InboundRequest,
@@ -55,7 +60,7 @@ def _current_then_previous(
     try:
         return provider.verify(request, current, settings, now)
     except VerificationError as exc:
-        if exc.code != SIGNATURE_MISMATCH or not previous:
+        if exc.code not in NOT_THIS_SECRET or not previous:
             raise
         first = exc
     try:
