@@ -162,6 +162,9 @@ TEST_REASON_WORDS: dict[str, str] = {
     "deliveries for why.",
     "test_superseded": "A newer test replaced this one before it finished.",
 }
+# A connected connection shows ``failing`` only after this many rejected deliveries in a row, with no
+# verified one between them: a stranger who forges one request per real event never flips the badge.
+FAILING_AFTER_REJECTED = 3
 SILENT_WORDS = "No event has arrived for longer than this connection expects. Check the provider's side."
 FAILING_WORDS = "Recent deliveries were rejected. See the recent deliveries for why."
 
@@ -227,12 +230,12 @@ def _json_field(raw: str | None) -> Any:
 
 
 def health_of(raw: dict[str, str], now: int) -> str | None:
-    """For a connected connection: ``ok``, ``failing`` (latest delivery rejected) or ``silent``."""
+    """For a connected connection: ``ok``, ``failing`` (at least ``FAILING_AFTER_REJECTED`` deliveries
+    rejected since the last verified one) or ``silent``."""
     if raw.get("state") != "connected":
         return None
-    last_error = _json_field(raw.get("last_error"))
     last_event = int(raw.get("last_event_at") or 0)
-    if last_error and int(last_error.get("at") or 0) > last_event:
+    if int(raw.get("rejected_since_event") or 0) >= FAILING_AFTER_REJECTED:
         return "failing"
     expected = int(raw.get("expected_interval_s") or 0)
     if expected and last_event and now - last_event > expected * 1000:

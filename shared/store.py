@@ -19,7 +19,7 @@ import redis.exceptions
 from shared import lua, metrics
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
-from shared.models import STATES, DeliveryMessage, now_ms
+from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
 from shared.providers.core import TIMESTAMP_REASONS
 from shared.redis import RedisClient, awaited, is_cluster, is_unreachable
 
@@ -290,7 +290,7 @@ class Store:
             "1" if msg.event_id else "0",
             msg.secret_slot or "current",
             "1" if msg.handshake else "0",
-            "",
+            FAILING_AFTER_REJECTED,
             DELIVERIES_KEPT,
         ]
         return keys, args

@@ -106,7 +106,8 @@ async def test_connections_in_every_state_conform(system: System) -> None:
     connected = await _served(system, s.Connection, "GET", f"/v1/connections/{cid}", 200)
     assert connected["health"] == "ok" and connected["last_test"]["state"] == "passed"
 
-    await _hook(system, conn, OTHER_SECRET)
+    for _ in range(3):  # failing: sustained rejection without verified traffic (3 in a row)
+        await _hook(system, conn, OTHER_SECRET)
     await system.wait_for(cid, lambda v: v["health"] == "failing")
     failing = await _served(system, s.Connection, "GET", f"/v1/connections/{cid}", 200)
     assert failing["last_error"]["code"]

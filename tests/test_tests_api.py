@@ -147,12 +147,15 @@ async def test_bad_test_requests(system: System) -> None:
     assert (await system.get(conn["id"]))["last_test"] is None
 
 
-async def test_a_handshake_passes_the_test(system: System) -> None:
-    conn = await system.create("dropbox", secret="k3xq9v2m7p4w1zt")
+async def test_a_handshake_that_proves_a_setting_passes_the_test(system: System) -> None:
+    # Meta's subscription handshake proves the verify token (an echo anyone can send proves nothing,
+    # and passes no test: tests/security/test_handshakes.py).
+    conn = await system.create("meta", settings={"verify_token": "my-verify-token"})
     status, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests")
     assert status == 201
-    challenge = uuid.uuid4().hex
-    async with system.session.get(conn["webhook_url"], params={"challenge": challenge}) as resp:
+    challenge = str(uuid.uuid4().int)[:10]
+    query = {"hub.mode": "subscribe", "hub.verify_token": "my-verify-token", "hub.challenge": challenge}
+    async with system.session.get(conn["webhook_url"], params=query) as resp:
         assert resp.status == 200
         assert await resp.text() == challenge
     passed = await _test_state(system, conn["id"], "passed")
@@ -177,7 +180,8 @@ CTA_TABLE = [  # (raw, display, label, action, secondary, secondary_action) -- t
     (_raw("connected", last_event_at=NOW - 10_000, expected_interval_s=5), "silent", "Connected", "reconnect",
      "Send test event", "send_test"),
     (_raw("connected", last_event_at=NOW - 10_000,
-          last_error=orjson.dumps({"code": "signature_mismatch", "message": "m", "at": NOW - 5}).decode()),
+          last_error=orjson.dumps({"code": "signature_mismatch", "message": "m", "at": NOW - 5}).decode(),
+          rejected_since_event=3),
      "failing", "Fix signing secret", "reconnect", "Send test event", "send_test"),
     (_raw("failed", reason="deadline_bad_signatures"), "failed", "Reconnect", "reconnect", "Send test event",
      "send_test"),

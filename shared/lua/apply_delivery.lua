@@ -2,7 +2,8 @@
 -- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key, 5 notification outbox list
 -- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
---       11 unused (''), 12 deliveries kept
+--       11 rejections since the last verified event that make a connected connection 'failing',
+--       12 deliveries kept
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length};
@@ -21,13 +22,12 @@ local to = state
 -- Notifications (the product's webhooks): what this delivery changes, judged on the state before it.
 local events = {}
 local failing, silent = false, false
+local failing_after = tonumber(ARGV[11]) or 1
 if state == 'connected' then
-  local h = redis.call('HMGET', conn, 'last_error', 'last_event_at', 'expected_interval_s')
+  local h = redis.call('HMGET', conn, 'rejected_since_event', 'last_event_at', 'expected_interval_s')
   local last_event = tonumber(h[2] or '0') or 0
-  if h[1] and h[1] ~= '' then
-    local ok, err = pcall(cjson.decode, h[1])
-    failing = ok and type(err) == 'table' and (tonumber(err.at) or 0) > last_event
-  end
+  -- Failing: sustained rejection without verified traffic (so one forgery per real event never shows it).
+  failing = (tonumber(h[1] or '0') or 0) >= failing_after
   local expected = tonumber(h[3] or '0') or 0
   silent = expected > 0 and last_event > 0 and tonumber(at) - last_event > expected * 1000
 end
@@ -39,7 +39,7 @@ if outcome == 'verified' then
     return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
   end
   redis.call('HINCRBY', conn, 'events_received', 1)
-  redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9])
+  redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9], 'rejected_since_event', 0)
   if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
   if test_open then  -- an open test window passes with the first verified event or handshake
     local passed = 'test_event_verified'
@@ -58,7 +58,8 @@ if outcome == 'verified' then
 elseif outcome == 'reachable' then
   redis.call('HSET', conn, 'reachable_at', at)
 else
-  if state == 'connected' and not failing then events[#events + 1] = 'connection.failing' end
+  local since = redis.call('HINCRBY', conn, 'rejected_since_event', 1)
+  if state == 'connected' and since == failing_after then events[#events + 1] = 'connection.failing' end
   redis.call('HSET', conn, 'last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))
   redis.call('HINCRBY', conn, 'rejected_total', 1)
   if state == 'pending' then

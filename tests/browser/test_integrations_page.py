@@ -191,7 +191,8 @@ async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:
     card = ui.card(failing["id"])
     await expect(card).to_have_attribute("data-display", "connected")
     wrong_secret = (await ui.system.create())["secret"]
-    assert await send_event(ui.system, failing, secret=wrong_secret) == 401
+    for _ in range(3):  # failing: sustained rejection without verified traffic (3 in a row)
+        assert await send_event(ui.system, failing, secret=wrong_secret) == 401
 
     await expect(card).to_have_attribute("data-display", "failing")
     await expect(card).to_have_attribute("data-state", "connected")

@@ -47,7 +47,8 @@ async def _make_states(system: System, acct: str) -> dict[str, dict[str, Any]]:
         assert await send_event(system, made[name]) == 202
         await system.wait_for(made[name]["id"], lambda v: v["state"] == "connected")
     wrong = (await system.create(account_id=f"{acct}-other"))["secret"]
-    assert await send_event(system, made["failing"], secret=wrong) == 401
+    for _ in range(3):  # failing: sustained rejection without verified traffic (3 in a row)
+        assert await send_event(system, made["failing"], secret=wrong) == 401
     status, _ = await system.api("DELETE", f"/v1/connections/{made['disconnected']['id']}")
     assert status == 200
     await system.wait_for(made["failed"]["id"], lambda v: v["state"] == "failed")
