@@ -62,9 +62,11 @@ async def test_disconnect_failing_and_test_events(notified: System, product: Pro
     await send_verified(notified, conn)
     await product.wait_event("all", "connection.connected", conn["id"])
 
-    wrong = standard_webhooks_headers((await notified.create())["secret"], EVENT, "msg_wrong")
-    status, _ = await notified.post_hook(conn["webhook_url"], EVENT, wrong)
-    assert status == 401
+    other = (await notified.create())["secret"]
+    for i in range(3):  # failing: sustained rejection without verified traffic (3 in a row)
+        wrong = standard_webhooks_headers(other, EVENT, f"msg_wrong{i}")
+        status, _ = await notified.post_hook(conn["webhook_url"], EVENT, wrong)
+        assert status == 401
     failing = verified(endpoint["secret"], await product.wait_event("all", "connection.failing", conn["id"]))
     assert failing["data"]["display"] == "failing"
 
