@@ -48,6 +48,9 @@ class IntegrationStatus extends HTMLElement {
   buildShell(root) {
     this.linkEl = h('span', { class: 'link', part: 'link' });
     this.noticeEl = h('div', { class: 'notice', role: 'alert', hidden: true, part: 'notice' });
+    // Until the first list is in: the frame is drawn at once, with this in place of the cards.
+    this.loadingEl = h('p', { class: 'loading', role: 'status', part: 'loading' },
+      icon('spinner'), h('span', {}, 'Loading integrations…'));
     this.emptyEl = h('p', { class: 'no-connections', hidden: true },
       'No integrations yet. A connection appears here, live, as soon as it is set up in the product.');
     this.listEl = h('div', { class: 'list' });
@@ -57,7 +60,7 @@ class IntegrationStatus extends HTMLElement {
       h('link', { rel: 'stylesheet', href: STYLE_URL.href }),
       h('div', { class: 'wrap', part: 'wrap' },
         h('div', { class: 'toolbar' }, this.headingEl = h('h2', { part: 'heading' }), this.linkEl),
-        this.noticeEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
+        this.noticeEl, this.loadingEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
   }
 
   connectedCallback() {
@@ -107,6 +110,7 @@ class IntegrationStatus extends HTMLElement {
     if (!token) return this.fail('missing_token');
     this.api = new StatusApi(this.getAttribute('api-base'), token);
     this.setLink('connecting');
+    this.loadingEl.hidden = this.ready;
     try {
       const me = await this.api.me();
       if (generation !== this.generation) return;
@@ -165,6 +169,7 @@ class IntegrationStatus extends HTMLElement {
   /** The stream's opening snapshot is in: from now on, whatever changes is news. */
   onSnapshot() {
     this.ready = true;
+    this.loadingEl.hidden = true;
     this.dataset.ready = '';
     this.emptyEl.hidden = this.cards.size > 0;
   }
@@ -198,6 +203,7 @@ class IntegrationStatus extends HTMLElement {
     this.dataset.error = code;
     this.listEl.hidden = true;
     this.emptyEl.hidden = true;
+    this.loadingEl.hidden = true;
     this.noticeEl.replaceChildren(icon('warning'), h('span', {}, MESSAGES[code] || MESSAGES.invalid_token));
     this.noticeEl.hidden = false;
     if (!already) this.emit('auth-error', { code });
