@@ -64,6 +64,8 @@ class DeliveryMessage:
     is_test: bool = False
     handshake: bool = False
     secret_slot: str | None = None
+    # A fingerprint of the signed content, when ``event_id`` is not covered by the signature.
+    fingerprint: str | None = None
     v: int = MESSAGE_VERSION
 
     def to_bytes(self) -> bytes:

@@ -278,7 +278,9 @@ class Store:
     def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], lua.Args]:
         cid, k = msg.connection_id, self.keys
         event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
-        keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key, k.outbox(cid)]
+        print_key = k.seen_event(cid, msg.fingerprint) if msg.fingerprint else k.seen_delivery(cid, msg.delivery_id)
+        keys = [k.conn(cid), k.deliveries(cid), k.seen_delivery(cid, msg.delivery_id), event_key, k.outbox(cid),
+                print_key]
         args: lua.Args = [
             msg.list_entry(),
             msg.outcome,
@@ -292,6 +294,7 @@ class Store:
             "1" if msg.handshake else "0",
             FAILING_AFTER_REJECTED,
             DELIVERIES_KEPT,
+            "1" if msg.fingerprint else "0",
         ]
         return keys, args
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import re
 import time
@@ -39,6 +40,7 @@ HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
 TARGETS = web.AppKey("target_cache", TargetCache)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = "5"
+MAX_EVENT_ID_CHARS = 200
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -98,12 +100,21 @@ def _verified_message(target: ConnectionTarget, delivery_id: str, at: int, v: Ve
         delivery_id,
         at,
         outcome="reachable" if v.reachable_only else "verified",
-        event_id=v.event_id,
+        event_id=bounded_id(v.event_id),
+        fingerprint=v.fingerprint,
         event_type=v.event_type,
         is_test=v.is_test,
         handshake=v.handshake,
         secret_slot=v.secret_slot,
     )
+
+
+def bounded_id(event_id: str | None) -> str | None:
+    """An event id of at most ``MAX_EVENT_ID_CHARS`` (it becomes a Redis key): a longer one (an unsigned
+    header can hold anything) is replaced by its digest."""
+    if event_id is None or len(event_id) <= MAX_EVENT_ID_CHARS:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
 
 
 def _unavailable() -> web.Response:

@@ -1,9 +1,10 @@
 -- Apply one delivery to one connection, atomically and idempotently.
--- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key, 5 notification outbox list
+-- KEYS: 1 conn hash, 2 deliveries list, 3 seen-delivery key, 4 seen-event key, 5 notification outbox list,
+--       6 seen-fingerprint key (of the signed content, for an event id the signature does not cover)
 -- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
 --       11 rejections since the last verified event that make a connected connection 'failing',
---       12 deliveries kept
+--       12 deliveries kept, 13 has fingerprint ('1'/'0')
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length};
@@ -35,9 +36,13 @@ end
 local test = redis.call('HMGET', conn, 'test_state', 'test_started_at')
 local test_open = test[1] == 'waiting' and tonumber(at) >= tonumber(test[2] or '0')
 if outcome == 'verified' then
-  if ARGV[8] == '1' and not redis.call('SET', seen_e, '1', 'NX', 'EX', ARGV[6]) then
+  -- A duplicate when its event id or (for an unsigned id) its signed content was seen before.
+  if (ARGV[8] == '1' and redis.call('EXISTS', seen_e) == 1)
+      or (ARGV[13] == '1' and redis.call('EXISTS', KEYS[6]) == 1) then
     return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
   end
+  if ARGV[8] == '1' then redis.call('SET', seen_e, '1', 'EX', ARGV[6]) end
+  if ARGV[13] == '1' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[6]) end
   redis.call('HINCRBY', conn, 'events_received', 1)
   redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9], 'rejected_since_event', 0)
   if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end

@@ -50,6 +50,10 @@ class Verified:
     # A handshake anyone can send (an echo): it proves nothing about the secret, so it is answered and
     # recorded as ``reachable`` but never connects a connection nor passes a test.
     reachable_only: bool = False
+    # When ``event_id`` comes from something the signature does not cover (an unsigned header such as
+    # X-GitHub-Delivery), a fingerprint of the signed content: a delivery is a duplicate when either was
+    # seen, so a captured request replayed with a fresh id still counts once.
+    fingerprint: str | None = None
     # A secret offered by the handshake itself (Asana's X-Hook-Secret). The receiver stores it, once,
     # with a compare-and-set on the placeholder; it never travels in a delivery message.
     learnt_secret: str | None = field(default=None, repr=False)

@@ -155,8 +155,10 @@ class GenericHmac(PastedSecretProvider):
             core.check_tolerance(timestamp, now, settings["tolerance_s"])
         data = json_body(request.body)
         id_header = settings.get("id_header")
-        event_id = (request.headers.get(id_header) if id_header else None) or dig(data, "id")
-        return Verified(event_id=event_id or body_fingerprint(request.body), event_type=dig(data, "type"))
+        header_id = request.headers.get(id_header) if id_header else None
+        event_id = header_id or dig(data, "id")
+        return Verified(event_id=event_id or body_fingerprint(request.body), event_type=dig(data, "type"),
+                        fingerprint=body_fingerprint(signed) if header_id else None)  # the id header is unsigned
 
     @staticmethod
     def _timestamp(request: InboundRequest, settings: Mapping[str, Any]) -> tuple[str, float | None]:

@@ -52,5 +52,8 @@ class GenericHmacSha256(Provider):
         if not core.constant_time_equal(expected, given):
             raise core.mismatch()
         data = json_body(request.body)
-        event_id = request.headers.get("X-Event-Id") or dig(data, "id") or body_fingerprint(request.body)
-        return Verified(event_id=event_id, event_type=dig(data, "type"))
+        header_id = request.headers.get("X-Event-Id")
+        event_id = header_id or dig(data, "id") or body_fingerprint(request.body)
+        # X-Event-Id is not signed: the body's fingerprint decides a replay with a fresh one.
+        return Verified(event_id=event_id, event_type=dig(data, "type"),
+                        fingerprint=body_fingerprint(request.body) if header_id else None)

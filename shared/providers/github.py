@@ -52,6 +52,7 @@ class GitHub(PastedSecretProvider):
         delivery = request.headers.get(DELIVERY)
         return Verified(
             event_id=f"github:{delivery}" if delivery else body_fingerprint(request.body),
+            fingerprint=body_fingerprint(request.body) if delivery else None,  # the header is unsigned
             event_type=event,
             is_test=event == "ping",
         )

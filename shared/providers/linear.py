@@ -46,7 +46,9 @@ class Linear(IssuedSecretProvider):
                     core.MALFORMED_TIMESTAMP, "The body's webhookTimestamp is not a millisecond timestamp."
                 )
             core.check_tolerance(stamp / 1000, now, self.tolerance_s or 60)
-        return Verified(event_id=_event_id(request, data), event_type=_event_type(data))
+        unsigned = bool(request.headers.get("Linear-Delivery"))  # not signed: the body's fingerprint counts too
+        return Verified(event_id=_event_id(request, data), event_type=_event_type(data),
+                        fingerprint=body_fingerprint(request.body) if unsigned else None)
 
 
 def _event_id(request: InboundRequest, data: Any) -> str:

@@ -50,6 +50,7 @@ class Shopify(PastedSecretProvider):
         event_id = _first(request, "Webhook-Id") or _first(request, "Event-Id")
         return Verified(
             event_id=f"shopify:{event_id}" if event_id else body_fingerprint(request.body),
+            fingerprint=body_fingerprint(request.body) if event_id else None,  # the header is unsigned
             event_type=_first(request, "Topic"),
             is_test=(_first(request, "Test") or "").lower() == "true",
         )

@@ -100,6 +100,8 @@ class Twilio(PastedSecretProvider):
         status = params.get("MessageStatus") or params.get("SmsStatus") or params.get("CallStatus")
         return Verified(
             event_id=f"twilio:{token}" if token else body_fingerprint(request.url.encode() + request.body),
+            # The idempotency token is not signed; the URL and the parameters are.
+            fingerprint=body_fingerprint(request.url.encode() + request.body) if token else None,
             event_type=status,
         )
 
