@@ -1,19 +1,19 @@
 """The integrations page in a real browser (Debian's Chromium), on the whole running system.
 
-The product ticket's five acceptance criteria, each shown by the tests named here:
+What the page promises, each shown by the tests named here:
 
-  AC1 a clear success state without a page refresh  -> test_ac1_badge_turns_connected_without_a_reload
-                                                        test_ac1_a_new_connection_appears_live
-  AC2 failed / pending past its deadline looks
-      different from success                         -> test_ac2_pending_past_its_deadline_turns_failed
-                                                        test_ac2_failed_after_bad_signatures_says_why
-                                                        test_ac2_failing_and_silent_look_distinct
-  AC3 a test event to verify the connection          -> test_ac3_send_test_event_passes
-                                                        test_ac3_send_test_event_from_pending_with_the_keyboard
-                                                        test_ac3_send_test_event_fails_when_nothing_arrives
-  AC4 the connect button follows the state           -> test_ac4_the_button_follows_the_state
-                                                        test_ac4_failed_offers_reconnect_which_waits_again
-  AC5 the status persists across sessions            -> test_ac5_status_persists_across_sessions
+  1. a clear success state without a page refresh  -> test_badge_turns_connected_without_a_reload
+                                                       test_a_new_connection_appears_live
+  2. failed / pending past its deadline looks
+     different from success                         -> test_pending_past_its_deadline_turns_failed
+                                                       test_failed_after_bad_signatures_says_why
+                                                       test_failing_and_silent_look_distinct
+  3. a test event to verify the connection          -> test_send_test_event_passes
+                                                       test_send_test_event_from_pending_with_the_keyboard
+                                                       test_send_test_event_fails_when_nothing_arrives
+  4. the connect button follows the state           -> test_the_button_follows_the_state
+                                                       test_failed_offers_reconnect_which_waits_again
+  5. the status persists across sessions            -> test_status_persists_across_sessions
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ WATCH_CONNECTED = """cid => {
 }"""
 
 
-async def test_ac1_badge_turns_connected_without_a_reload(ui: UI, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_badge_turns_connected_without_a_reload(ui: UI, capsys: pytest.CaptureFixture[str]) -> None:
     conn = await ui.system.create()
     await ui.open()
     await ui.wait_live()
@@ -89,7 +89,7 @@ async def test_ac1_badge_turns_connected_without_a_reload(ui: UI, capsys: pytest
               f"{changed_at_ms - sent_at_ms:.0f} ms")
 
 
-async def test_ac1_a_new_connection_appears_live(ui: UI) -> None:
+async def test_a_new_connection_appears_live(ui: UI) -> None:
     acct = account()
     await ui.open(acct)
     await ui.wait_live()
@@ -132,7 +132,7 @@ async def _badge_look(ui: UI, cid: str) -> tuple[str, str, str]:
     return (await badge.inner_text()).strip(), colour, shape
 
 
-async def test_ac2_pending_past_its_deadline_turns_failed(ui: UI) -> None:
+async def test_pending_past_its_deadline_turns_failed(ui: UI) -> None:
     ok = await ui.system.create()
     waiting = await ui.system.create()
     late = await ui.system.create(timeout_s=2)
@@ -156,7 +156,7 @@ async def test_ac2_pending_past_its_deadline_turns_failed(ui: UI) -> None:
     assert await ui.same_document()
 
 
-async def test_ac2_failed_after_bad_signatures_says_why(ui: UI) -> None:
+async def test_failed_after_bad_signatures_says_why(ui: UI) -> None:
     conn = await ui.system.create(timeout_s=3)
     await ui.open()
     await ui.wait_live()
@@ -170,7 +170,7 @@ async def test_ac2_failed_after_bad_signatures_says_why(ui: UI) -> None:
     await expect(card.locator(".delivery[data-outcome=rejected] .why")).to_contain_text("signature")
 
 
-async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:
+async def test_failing_and_silent_look_distinct(ui: UI) -> None:
     failing = await ui.system.create()
     silent = await ui.system.create(expected_interval_s=1)
     for conn in (failing, silent):
@@ -205,7 +205,7 @@ async def test_ac2_failing_and_silent_look_distinct(ui: UI) -> None:
 
 # --- AC3: a test event proves the connection -----------------------------------------------------
 
-async def test_ac3_send_test_event_passes(ui: UI) -> None:
+async def test_send_test_event_passes(ui: UI) -> None:
     conn = await ui.system.create()
     assert await send_event(ui.system, conn) == 202
     await ui.system.wait_for(conn["id"], lambda v: v["state"] == "connected")
@@ -223,7 +223,7 @@ async def test_ac3_send_test_event_passes(ui: UI) -> None:
     await expect(ui.component.locator("[data-announce=polite]")).to_contain_text("Test passed")
 
 
-async def test_ac3_send_test_event_from_pending_with_the_keyboard(ui: UI) -> None:
+async def test_send_test_event_from_pending_with_the_keyboard(ui: UI) -> None:
     conn = await ui.system.create()
     await ui.open()
     await ui.wait_live()
@@ -247,7 +247,7 @@ async def test_ac3_send_test_event_from_pending_with_the_keyboard(ui: UI) -> Non
     await expect(card).to_have_attribute("data-state", "connected")
 
 
-async def test_ac3_send_test_event_fails_when_nothing_arrives(ui_with: UIFactory) -> None:
+async def test_send_test_event_fails_when_nothing_arrives(ui_with: UIFactory) -> None:
     async with ui_with(test_default_timeout_s=2) as ui:
         conn = await ui.system.create()
         await ui.open()
@@ -264,7 +264,7 @@ async def test_ac3_send_test_event_fails_when_nothing_arrives(ui_with: UIFactory
 
 # --- AC4: the connect button follows the state ---------------------------------------------------
 
-async def test_ac4_the_button_follows_the_state(ui: UI) -> None:
+async def test_the_button_follows_the_state(ui: UI) -> None:
     conn = await ui.system.create()
     await ui.open()
     await ui.wait_live()
@@ -298,7 +298,7 @@ async def test_ac4_the_button_follows_the_state(ui: UI) -> None:
     assert await ui.same_document()
 
 
-async def test_ac4_failed_offers_reconnect_which_waits_again(ui: UI) -> None:
+async def test_failed_offers_reconnect_which_waits_again(ui: UI) -> None:
     conn = await ui.system.create(timeout_s=1)
     await ui.open()
     await ui.wait_live()
@@ -314,7 +314,7 @@ async def test_ac4_failed_offers_reconnect_which_waits_again(ui: UI) -> None:
 
 # --- AC5: the status persists across sessions ----------------------------------------------------
 
-async def test_ac5_status_persists_across_sessions(ui: UI) -> None:
+async def test_status_persists_across_sessions(ui: UI) -> None:
     acct = account()
     conn = await ui.system.create(account_id=acct)
     await ui.open(acct)
