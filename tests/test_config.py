@@ -59,3 +59,9 @@ def test_a_type_that_cannot_be_read_fails_at_start_up_even_when_unset(monkeypatc
 def test_every_services_settings_can_be_read() -> None:
     for settings in (ReceiverSettings, StatusSettings, VerifierSettings):
         assert settings.from_env().redis_prefix
+
+
+def test_the_verifier_refuses_a_retry_ceiling_that_is_not_positive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORE_RETRY_MAX_S", "0")
+    with pytest.raises(ConfigError, match="STORE_RETRY_MAX_S"):
+        VerifierSettings.from_env()

@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.config import CommonSettings
+from shared.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,3 +15,8 @@ class Settings(CommonSettings):
     sweep_batch: int = 500
     store_retry_max_s: float = 5.0
     gauges_interval_s: float = 5.0  # how often the shared-state gauges are read from Redis and RabbitMQ
+
+    def validate(self) -> None:
+        CommonSettings.validate(self)
+        if self.store_retry_max_s <= 0:
+            raise ConfigError("STORE_RETRY_MAX_S must be positive (the longest wait between Redis retries)")

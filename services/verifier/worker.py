@@ -24,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from services.verifier.acks import BatchAcker
 from services.verifier.batching import ApplyBatcher
 from shared import metrics
+from shared.backoff import Backoff
 from shared.broker import AMQP_ERRORS, Topology
 from shared.errors import PoisonMessage, StoreUnavailable
 from shared.models import DeliveryMessage, now_ms
@@ -97,16 +98,16 @@ class Verifier:
 
     async def _with_store_retry(self, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``op``; while Redis is away, hold on and retry with backoff. ``None`` when stopping."""
-        delay = 0.05
+        retry = Backoff(min(0.05, self.retry_max_s), self.retry_max_s)
         while True:
             try:
                 return await op()
             except StoreUnavailable:
                 if self.stopping.is_set():
                     return None
-                log.warning("redis unavailable; holding the delivery", extra={"retry_in_s": delay})
+                delay = retry.next_s()
+                log.warning("redis unavailable; holding the delivery", extra={"retry_in_s": round(delay, 3)})
                 await sleep_unless(self.stopping, delay)
-                delay = min(delay * 2, self.retry_max_s)
 
 
 class Consumer:
