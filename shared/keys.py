@@ -71,6 +71,11 @@ class Keys:
         return f"{self.prefix}:outbox"
 
     @property
+    def silence_index(self) -> str:
+        """Sorted set: connected connection id (with an expected interval) scored by when it turns silent (ms)."""
+        return f"{self.prefix}:silence"
+
+    @property
     def changes(self) -> str:
         """Pub/sub channel: one message per stored change of any connection."""
         return f"{self.prefix}:changes"

@@ -231,6 +231,33 @@ class NotifyStore:
         await self._call(lambda: awaited(self.redis.zadd(self.keys.outbox_index, {cid: at}, xx=True)))
 
 
+    # --- the silence sweep ------------------------------------------------------------------------
+
+    async def silence_due(self, now: int, limit: int) -> list[str]:
+        return await self._call(
+            lambda: awaited(self.redis.zrangebyscore(self.keys.silence_index, "-inf", now, start=0, num=limit))
+        )
+
+    async def mark_silent(self, cid: str, now: int) -> None:
+        """Notify ``connection.silent`` for one due connection (once per silence), then keep it in the
+        index only while it can still turn silent later (a verified event moved its time)."""
+        k = self.keys
+
+        async def op() -> None:
+            await awaited(self.redis.zadd(k.outbox_index, {cid: now}, nx=True))  # before: never missed
+            silent_at = int(await lua.run(self.scripts.mark_silent, [k.conn(cid), k.outbox(cid)], [now]))
+            if silent_at > now:
+                await awaited(self.redis.zadd(k.silence_index, {cid: silent_at}, gt=True))
+                return
+            await awaited(self.redis.zrem(k.silence_index, cid))
+            # A verified event may have slipped in between the script and the ZREM: put it back if so.
+            again = int(await lua.run(self.scripts.mark_silent, [k.conn(cid), k.outbox(cid)], [now]))
+            if again > now:
+                await awaited(self.redis.zadd(k.silence_index, {cid: again}, gt=True))
+
+        await self._call(op)
+
+
 def _entry(raw: str) -> dict[str, Any]:
     try:
         entry = orjson.loads(raw)

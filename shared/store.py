@@ -211,13 +211,15 @@ class Store:
 
     async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
         keys, args = self._apply_call(msg)
-        status, before, after, added, waiting = await self._call(
+        status, before, after, added, waiting, silent_at = await self._call(
             lambda: lua.run(self.scripts.apply_delivery, keys, args)
         )
         if status == "applied":
             await self._call(lambda: self._count_transition(before, after))
         if _to_relay(status, added, waiting):
             await self._call(lambda: self._index_outbox([msg.connection_id], now_ms()))
+        if silent_at:
+            await self._call(lambda: self._index_silence({msg.connection_id: silent_at}))
         return ApplyResult(status, before, after)
 
     async def apply_deliveries(self, msgs: list[DeliveryMessage]) -> list[ApplyResult | Exception]:
@@ -232,11 +234,14 @@ class Store:
                 results[i] = result
         out: list[ApplyResult | Exception] = []
         to_relay: list[str] = []
+        silences: dict[str, int] = {}
         for msg, result in zip(msgs, results, strict=True):
             if isinstance(result, Exception):
                 out.append(result)
                 continue
-            status, before, after, added, waiting = result
+            status, before, after, added, waiting, silent_at = result
+            if silent_at:
+                silences[msg.connection_id] = max(silent_at, silences.get(msg.connection_id, 0))
             if status == "applied":
                 await self._call(functools.partial(self._count_transition, before, after))
             if _to_relay(status, added, waiting):
@@ -244,7 +249,14 @@ class Store:
             out.append(ApplyResult(status, before, after))
         if to_relay:
             await self._call(functools.partial(self._index_outbox, to_relay, now_ms()))
+        if silences:
+            await self._call(functools.partial(self._index_silence, silences))
         return out
+
+    async def _index_silence(self, due: dict[str, int]) -> None:
+        """When each connection turns silent unless another verified event arrives (GT: a later time
+        wins), for the notifier's silence sweep (``shared/notify_store.py``)."""
+        await awaited(self.redis.zadd(self.keys.silence_index, due, gt=True))
 
     async def _index_outbox(self, cids: list[str], now: int) -> None:
         """Tell the notifier's relay which connections have notifications to publish (NX: an entry

@@ -1,5 +1,6 @@
-"""The outbox relay: publishes what the transition scripts recorded in each connection's outbox to
-the transitions exchange (confirmed), then drops it from the outbox.
+"""The outbox relay: publishes what the transition scripts recorded in each connection's outbox to the
+transitions exchange (confirmed), then drops it from the outbox. The silence sweep feeds it: a
+connection whose expected interval passed without a verified event gets ``connection.silent``.
 
 A connection is claimed (a lease in the outbox index) before it is read, so several notifier replicas
 share the work; an entry is dropped only after the broker confirmed it, so a relay that dies at any
@@ -56,11 +57,21 @@ async def relay_once(store: NotifyStore, publisher: Publisher, topology: NotifyT
     return relayed
 
 
+async def sweep_silence_once(store: NotifyStore, batch: int) -> int:
+    """Connections whose expected interval passed without a verified event: ``connection.silent``."""
+    now = now_ms()
+    due = await store.silence_due(now, batch)
+    for cid in due:
+        await store.mark_silent(cid, now)
+    return len(due)
+
+
 async def relay_forever(store: NotifyStore, publisher: Publisher, topology: NotifyTopology, interval_s: float,
                         batch: int, lease_s: float, stopping: asyncio.Event) -> None:
     while not stopping.is_set():
         relayed = 0
         try:
+            await sweep_silence_once(store, batch)
             relayed = await relay_once(store, publisher, topology, batch, int(lease_s * 1000))
         except StoreUnavailable:
             log.warning("relay skipped: redis unavailable")

@@ -34,6 +34,7 @@ class Scripts:
     reject_bucket: AsyncScript
     outbox_claim: AsyncScript
     outbox_done: AsyncScript
+    mark_silent: AsyncScript
     learn_secret: AsyncScript
 
     @classmethod

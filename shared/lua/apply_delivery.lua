@@ -7,16 +7,25 @@
 --       12 deliveries kept, 13 has fingerprint ('1'/'0')
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
--- Returns {status, from_state, to_state, notifications added, outbox length};
--- status: applied | duplicate | missing | ignored
+-- Returns {status, from_state, to_state, notifications added, outbox length, silent at ms};
+-- status: applied | duplicate | missing | ignored. "silent at": when a connected connection with an
+-- expected interval turns silent unless another verified event arrives (0: not applicable); returned
+-- for verified and duplicate deliveries, so the caller can index it for the notifier's silence sweep.
 local conn, list, seen_d, seen_e, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local outcome, reason, message, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
-if redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0} end
+local function silent_at()
+  local h = redis.call('HMGET', conn, 'state', 'last_event_at', 'expected_interval_s')
+  local expected, last_event = tonumber(h[3] or '0') or 0, tonumber(h[2] or '0') or 0
+  if h[1] ~= 'connected' or expected <= 0 or last_event <= 0 then return 0 end
+  return last_event + expected * 1000
+end
+
+if redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0, 0} end
 local state = redis.call('HGET', conn, 'state')
-if state == 'disconnected' then return {'ignored', state, state, 0, redis.call('LLEN', outbox)} end
+if state == 'disconnected' then return {'ignored', state, state, 0, redis.call('LLEN', outbox), 0} end
 if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then
-  return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
+  return {'duplicate', state, state, 0, redis.call('LLEN', outbox), silent_at()}
 end
 
 local to = state
@@ -39,7 +48,7 @@ if outcome == 'verified' then
   -- A duplicate when its event id or (for an unsigned id) its signed content was seen before.
   if (ARGV[8] == '1' and redis.call('EXISTS', seen_e) == 1)
       or (ARGV[13] == '1' and redis.call('EXISTS', KEYS[6]) == 1) then
-    return {'duplicate', state, state, 0, redis.call('LLEN', outbox)}
+    return {'duplicate', state, state, 0, redis.call('LLEN', outbox), silent_at()}
   end
   if ARGV[8] == '1' then redis.call('SET', seen_e, '1', 'EX', ARGV[6]) end
   if ARGV[13] == '1' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[6]) end
@@ -62,6 +71,8 @@ if outcome == 'verified' then
   elseif state == 'failed' or failing or silent then events[#events + 1] = 'connection.recovered' end
 elseif outcome == 'reachable' then
   redis.call('HSET', conn, 'reachable_at', at)
+  -- Worth telling while the connection waits for its first verified event (or failed without one).
+  if state == 'pending' or state == 'failed' then events[#events + 1] = 'connection.reachable' end
 else
   local since = redis.call('HINCRBY', conn, 'rejected_since_event', 1)
   if state == 'connected' and since == failing_after then events[#events + 1] = 'connection.failing' end
@@ -90,4 +101,6 @@ for i, kind in ipairs(events) do
   redis.call('RPUSH', outbox, cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_' .. i, type = kind, at = at}))
 end
 if #events > 0 then redis.call('LTRIM', outbox, -100, -1) end  -- bounded if no notifier relays it
-return {'applied', state, to, #events, redis.call('LLEN', outbox)}
+local silent = 0
+if outcome == 'verified' then silent = silent_at() end
+return {'applied', state, to, #events, redis.call('LLEN', outbox), silent}

@@ -189,3 +189,30 @@ async def wait_attempts(system: System, eid: str, count: int, timeout_s: float =
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{count} attempts not logged in {timeout_s}s: {log}")
         await asyncio.sleep(0.05)
+
+
+async def test_an_echo_handshake_on_a_pending_connection_is_reachable(
+    notified: System, product: ProductReceiver
+) -> None:
+    endpoint = await register(notified, product.url("all"), events=["connection.reachable"])
+    conn = await notified.create("dropbox", secret="k3xq9v2m7p4w1zt")
+    async with notified.session.get(f"{conn['webhook_url']}?challenge=KCVkmwbMo9ysnt4DVvTOGtZPD6vYYw") as resp:
+        assert resp.status == 200
+    event = verified(endpoint["secret"], await product.wait_event("all", "connection.reachable", conn["id"]))
+    assert event["data"]["state"] == "pending" and event["data"]["reachable_at"] is not None
+
+
+async def test_silence_past_the_expected_interval_and_its_end(notified: System, product: ProductReceiver) -> None:
+    endpoint = await register(notified, product.url("all"))
+    conn = await notified.create(expected_interval_s=1)
+    await send_verified(notified, conn)
+    await product.wait_event("all", "connection.connected", conn["id"])
+    silent = verified(endpoint["secret"], await product.wait_event("all", "connection.silent", conn["id"]))
+    assert silent["data"]["display"] == "silent" and silent["data"]["health"] == "silent"
+
+    await send_verified(notified, conn)
+    recovered = verified(endpoint["secret"], await product.wait_event("all", "connection.recovered", conn["id"]))
+    assert recovered["data"]["health"] == "ok"
+    kinds = [r.event["type"] for r in product.at("all") if r.event["data"]["id"] == conn["id"]]
+    before_recovery = kinds[:kinds.index("connection.recovered")]
+    assert before_recovery.count("connection.silent") == 1, kinds  # once per silence
