@@ -48,7 +48,9 @@ def _within_configured_limit(value: int, info: ValidationInfo) -> int:
 AccountId = Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN, description=ACCOUNT_ID_WORDS, examples=["acct_42"])]
 Seconds = Annotated[int, Field(ge=1), AfterValidator(_within_configured_limit)]
 Secret = Annotated[str, Field(min_length=1, max_length=4096)]
-Timestamp = Annotated[str, Field(description="ISO 8601 UTC, milliseconds", examples=["2026-11-27T16:30:00.123Z"])]
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
+Timestamp = Annotated[str, Field(pattern=TIMESTAMP_PATTERN, description="ISO 8601 UTC, milliseconds",
+                                 examples=["2026-11-27T16:30:00.123Z"])]
 
 
 class RequestModel(BaseModel):
