@@ -1,29 +1,34 @@
 """The wheel is complete: built from the checkout, installed into a fresh virtual environment outside it,
-its three services run against the real RabbitMQ and Redis and serve everything they ship (the Lua
-scripts they load at start-up, the UI, openapi.json), with nothing imported from the checkout."""
+its services run against the real RabbitMQ and Redis and serve everything they ship (the Lua scripts
+they load at start-up, the UI, openapi.json), with nothing imported from the checkout."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aio_pika
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from services.notifier.config import Settings as NotifierSettings
+from services.notifier.topology import NotifyTopology
 from shared.keys import Keys
 from shared.runner import die_with_parent_killed
 from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("pyproject.toml", "shared", "services", "hookstatus_client")
-PORT_VARS = {"receiver": "RECEIVER_PORT", "status_api": "STATUS_API_PORT", "verifier": "VERIFIER_PORT"}
+PORT_VARS = {"receiver": "RECEIVER_PORT", "status_api": "STATUS_API_PORT", "verifier": "VERIFIER_PORT",
+             "notifier": "NOTIFIER_PORT"}
 TOKEN = "packaging-test-service-token"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -65,10 +70,29 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install(build_wheel(where), where)
 
 
+async def _delete_notifier_topology(amqp_url: str, prefix: str) -> None:
+    topology = NotifyTopology(prefix, NotifierSettings().retry_delays_ms)
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        for queue in topology.queues:
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await (await connection.channel()).queue_delete(queue)
+        for exchange in (topology.transitions, topology.jobs_exchange, topology.dead):
+            with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                await (await connection.channel()).exchange_delete(exchange)
+
+
+@pytest.fixture
+async def notifier_topology_cleanup(amqp_url: str, prefix: str) -> AsyncIterator[None]:
+    yield
+    await _delete_notifier_topology(amqp_url, prefix)
+
+
 @pytest.fixture
 def running(installed: Path, tmp_path: Path, amqp_url: str, redis_url: str, prefix: str,
-            redis_client: aioredis.Redis, amqp_cleanup: None) -> Iterator[dict[str, int]]:
-    """The three services from the installed wheel, cwd outside the checkout, on free ports."""
+            redis_client: aioredis.Redis, amqp_cleanup: None, notifier_topology_cleanup: None
+            ) -> Iterator[dict[str, int]]:
+    """Every service from the installed wheel, cwd outside the checkout, on free ports."""
     ports = {name: free_port() for name in PORT_VARS}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AMQP_", "REDIS_", "STATUS_API_", "PYTHON"))}
     env.update(AMQP_URL=amqp_url, REDIS_URL=redis_url, REDIS_PREFIX=prefix, AMQP_PREFIX=prefix,
