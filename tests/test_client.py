@@ -48,7 +48,7 @@ async def test_the_whole_lifecycle_through_the_client(system: System, client: Ho
     assert gone["cta"]["label"] == "Connect"
 
     token = await client.create_browser_token("acct-c", ttl_s=120)
-    assert token["account_id"] == "acct-c" and token["token"].startswith("hsb1.")
+    assert token["account_id"] == "acct-c" and token["token"].count(".") == 2
     assert any(p["name"] == "stripe" for p in await client.providers())
 
 

@@ -115,7 +115,7 @@ async def test_a_forged_or_retargeted_browser_token_is_refused(system: System) -
     token = await system.browser_token("acct-alice")
     prefix, payload, signature = token.split(".")
     claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims["acct"] = "acct-bob"
+    claims["sub"] = "acct-bob"
     forged_payload = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
     for forged in (f"{prefix}.{forged_payload}.{signature}", token[:-2], token + "x", f"{prefix}..{signature}"):
         headers = {"Authorization": f"Bearer {forged}"}

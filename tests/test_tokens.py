@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +29,7 @@ async def _as(system: System, token: str, method: str, path: str, **kw: Any) -> 
 async def test_minted_token_has_a_short_iso_expiry(system: System) -> None:
     status, data = await system.api("POST", "/v1/accounts/acct-a/tokens")
     assert status == 201
-    assert data["token"].startswith("hsb1.")
+    assert data["token"].startswith("eyJ")  # a JWT: base64url of '{"'; the format is tests/security's
     assert data["account_id"] == "acct-a"
     expires = datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00"))
     assert timedelta(minutes=14) < expires - datetime.now(UTC) <= timedelta(minutes=15)
@@ -54,8 +55,8 @@ async def test_a_browser_token_sees_its_own_account_only(system: System) -> None
     status, view = await _as(system, token, "GET", f"/v1/connections/{mine['id']}")
     assert status == 200 and view["id"] == mine["id"]
     assert "secret" not in view
-    # EventSource cannot send headers: the token also works as ?token=
-    async with system.session.get(f"{system.api_url}/v1/connections/{mine['id']}",
+    # EventSource cannot send headers: on the stream routes the token also works as ?token=
+    async with system.session.get(f"{system.api_url}/v1/connections/{mine['id']}/stream",
                                   params={"token": token}) as resp:
         assert resp.status == 200
 
@@ -126,19 +127,20 @@ async def test_an_open_stream_ends_with_token_expired(system: System) -> None:
 async def test_forged_tokens_are_401_invalid_token(system: System) -> None:
     conn = await system.create(account_id="acct-b")
     token = await system.browser_token("acct-a")
-    prefix, payload, signature = token.split(".")
-    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=="))
-    other_account = _b64(orjson.dumps({**claims, "acct": "acct-b"}))
-    later = _b64(orjson.dumps({**claims, "exp": claims["exp"] + 10**9}))
-    far_past = 1_000_000_000_000
+    head, payload, signature = token.split(".")
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    other_account = _b64(orjson.dumps({**claims, "sub": "acct-b"}))
+    later = _b64(orjson.dumps({**claims, "exp": claims["exp"] + 10**6}))
+    keys = tokens.signing_keys(("not-our-key-0123456789abcdef0123456789",))
+    far_past = 1_000_000_000
     forged = [
-        f"{prefix}.{other_account}.{signature}",  # someone else's account, old signature
-        f"{prefix}.{later}.{signature}",  # a longer life, old signature
-        tokens.mint(("not-our-key",), "acct-b", far_past * 3),  # signed with another key
-        tokens.mint(("not-our-key",), "acct-b", far_past),  # ...and expired: still invalid, not expired
-        f"{prefix}.{payload}",
-        f"{prefix}.{payload}.not*base64",
-        "hsb1...",
+        f"{head}.{other_account}.{signature}",  # someone else's account, old signature
+        f"{head}.{later}.{signature}",  # a longer life, old signature
+        tokens.mint(keys, "acct-b", int(time.time()), int(time.time()) + 60),  # signed with another key
+        tokens.mint(keys, "acct-b", far_past, far_past + 60),  # ...and expired: still invalid, not expired
+        f"{head}.{payload}",
+        f"{head}.{payload}.not*base64",
+        "...",
         "hsb1",
         "some-random-string",
     ]
@@ -149,13 +151,17 @@ async def test_forged_tokens_are_401_invalid_token(system: System) -> None:
 
 
 def test_token_round_trip_and_key_rotation() -> None:
-    token = tokens.mint(("new-key", "old-key"), "acct-a", 2_000_000_000_000)
-    assert tokens.verify(("new-key",), token, 1_000).account_id == "acct-a"
-    old = tokens.mint(("old-key",), "acct-a", 2_000_000_000_000)
-    assert tokens.verify(("new-key", "old-key"), old, 1_000).expires_at_ms == 2_000_000_000_000
+    new, old = "new:new-key-0123456789abcdef0123456789", "old:old-key-0123456789abcdef0123456789"
+    token = tokens.mint(tokens.signing_keys((new, old)), "acct-a", 1_000, 2_000)
+    assert tokens.verify(tokens.signing_keys((new,)), token, 1_500_000, 3600).account_id == "acct-a"
+    earlier = tokens.mint(tokens.signing_keys((old,)), "acct-a", 1_000, 2_000)
+    assert tokens.verify(tokens.signing_keys((new, old)), earlier, 1_500_000, 3600).expires_at_ms == 2_000_000
     with pytest.raises(Exception) as err:
-        tokens.verify(("new-key",), old, 1_000)
+        tokens.verify(tokens.signing_keys((new,)), earlier, 1_500_000, 3600)
     assert getattr(err.value, "code", None) == "invalid_token"
+    # A bare key (the earlier format of the setting) still works; its kid is derived from it.
+    bare = tokens.signing_keys(("a-bare-signing-key-0123456789abcdef01234",))
+    assert tokens.verify(bare, tokens.mint(bare, "acct-a", 1_000, 2_000), 1_500_000, 3600).account_id == "acct-a"
 
 
 async def test_no_token_is_401(system: System) -> None:
@@ -166,6 +172,8 @@ async def test_no_token_is_401(system: System) -> None:
 
 @pytest.mark.parametrize("overrides", [
     {"token_signing_key": ()}, {"token_signing_key": ("too-short",)},
+    {"token_signing_key": ("kid:0123456789abcdef0123456789abcde",)},  # 31 characters
+    {"token_signing_key": ("same:0123456789abcdef0123456789abcdef0", "same:0123456789abcdef0123456789abcdef1")},
     {"browser_token_ttl_s": 7200}, {"sse_heartbeat_s": 0}, {"test_default_timeout_s": 0},
 ])
 def test_bad_token_and_stream_settings_refuse_to_start(overrides: dict[str, Any]) -> None:

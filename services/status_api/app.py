@@ -8,7 +8,15 @@ from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from services.status_api import analytics, checks, notification_endpoints, openapi, stream, tokens, ui, views
-from services.status_api.auth import PRINCIPAL, Principal, bearer_token, service_token_matches
+from services.status_api.auth import (
+    PRINCIPAL,
+    Principal,
+    bearer_token,
+    query_token_allowed,
+    service_token_in_url,
+    service_token_matches,
+    token_in_url,
+)
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
 from shared import http
@@ -27,18 +35,26 @@ AMQP = web.AppKey("amqp", AbstractRobustConnection)
 @web.middleware
 async def auth_middleware(request: web.Request, handler: http.Handler) -> web.StreamResponse:
     if request.path.startswith("/v1/"):
-        token = bearer_token(request)
-        if token is None:
-            raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-        settings = request.app[SETTINGS]
-        if service_token_matches(token, settings.status_api_token):
-            request[PRINCIPAL] = Principal("service")
-        elif tokens.looks_like_browser_token(token):
-            claims = tokens.verify(settings.token_signing_key, token, now_ms())
-            request[PRINCIPAL] = Principal("browser", claims.account_id, claims.expires_at_ms)
-        else:
-            raise Unauthorized("the token is not valid", code="invalid_token")
+        request[PRINCIPAL] = _principal(request)
     return await handler(request)
+
+
+def _principal(request: web.Request) -> Principal:
+    presented = bearer_token(request)
+    if presented is None:
+        raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+    token, settings = presented.value, request.app[SETTINGS]
+    if service_token_matches(token, settings.status_api_token):
+        if presented.in_url:
+            raise service_token_in_url()
+        return Principal("service")
+    if presented.in_url and not query_token_allowed(request):
+        raise token_in_url()
+    if tokens.looks_like_browser_token(token):
+        keys = tokens.signing_keys(settings.token_signing_key)
+        claims = tokens.verify(keys, token, now_ms(), settings.browser_token_max_ttl_s)
+        return Principal("browser", claims.account_id, claims.expires_at_ms, tokens.fingerprint(token))
+    raise Unauthorized("the token is not valid", code="invalid_token")
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,6 +3,11 @@
 A service token (``STATUS_API_TOKEN``, several allowed for rotation) may do everything. Tokens are
 compared in constant time. The result is a ``Principal`` on the request; views ask it whether a
 connection is visible (``can_see``), and answer 404, not 403, for one that is not.
+
+A token in the URL (``?token=``) ends up in browser history, proxy and access logs. It is accepted
+only where there is no other way: a browser token on the two stream routes (``EventSource`` cannot send
+headers). A service token in a URL is refused (401 ``service_token_in_url``) even where a browser token
+would be accepted, and any token in the URL of another route is 401 ``token_in_url``.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shared.compare import any_matches
-from shared.errors import Unauthorized
+from shared.errors import ApiError, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +27,7 @@ class Principal:
     kind: str  # "service" | "browser"
     account_id: str | None = None  # set for browser tokens: the one account they may see
     expires_at_ms: int | None = None  # browser tokens: streams end when the token does
+    token_id: str | None = None  # browser tokens: a digest of the token (limits count per token)
 
     def can_see(self, account_id: str) -> bool:
         return self.account_id is None or hmac.compare_digest(self.account_id, account_id)
@@ -31,12 +37,38 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 TokenCheck = Callable[[str], Awaitable[Principal | None]]
 
 
-def bearer_token(request: web.Request) -> str | None:
+# The only routes that take a (browser) token from the query string.
+QUERY_TOKEN_ROUTES = frozenset({"/v1/connections/{connection_id}/stream", "/v1/accounts/{account_id}/stream"})
+
+
+@dataclass(frozen=True, slots=True)
+class PresentedToken:
+    value: str
+    in_url: bool
+
+
+def bearer_token(request: web.Request) -> PresentedToken | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return request.query.get("token") or None
+        return PresentedToken(token.strip(), in_url=False)
+    in_query = request.query.get("token")
+    return PresentedToken(in_query, in_url=True) if in_query else None
+
+
+def query_token_allowed(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in QUERY_TOKEN_ROUTES
+
+
+def service_token_in_url() -> Unauthorized:
+    return Unauthorized("a service token must never be sent in a URL (it would be logged); send it as "
+                        "Authorization: Bearer, and rotate it if it was exposed", code="service_token_in_url")
+
+
+def token_in_url() -> Unauthorized:
+    return Unauthorized("send the token as Authorization: Bearer; only the stream routes take ?token=",
+                        code="token_in_url")
 
 
 def service_token_matches(token: str, valid: tuple[str, ...]) -> bool:
@@ -55,3 +87,10 @@ def require_service(request: web.Request) -> Principal:
     if principal.kind != "service":
         raise web.HTTPNotFound()  # browser tokens never learn what service-only routes exist
     return principal
+
+
+def require_service_for(request: web.Request, what: str) -> None:
+    """A browser token may use the route, but not for ``what`` (e.g. changing a secret): 403."""
+    if require(request).kind != "service":
+        raise ApiError(f"{what} needs the service token; a browser token may not do it",
+                       code="service_token_required", status=403)

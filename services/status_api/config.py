@@ -8,7 +8,7 @@ from shared.errors import ConfigError
 
 # Signs browser tokens; set TOKEN_SIGNING_KEY in production (several, comma-separated, during a rotation:
 # the first signs, all verify).
-DEV_TOKEN_SIGNING_KEY = "dev-token-signing-key-change-me"
+DEV_TOKEN_SIGNING_KEY = "dev-token-signing-key-change-me-in-production"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +49,9 @@ class Settings(CommonSettings):
 
     def validate(self) -> None:
         CommonSettings.validate(self)
-        if not self.token_signing_key or any(len(key) < 16 for key in self.token_signing_key):
-            raise ConfigError("TOKEN_SIGNING_KEY must list one or more keys of at least 16 characters")
+        from services.status_api.tokens import signing_keys  # here: tokens imports the views, which import this
+
+        signing_keys(self.token_signing_key)  # ConfigError when the list is empty or a key is short
         if not 1 <= self.browser_token_ttl_s <= self.browser_token_max_ttl_s:
             raise ConfigError("BROWSER_TOKEN_TTL_S must be from 1 to BROWSER_TOKEN_MAX_TTL_S")
         if self.sse_heartbeat_s <= 0 or self.sse_write_timeout_s <= 0 or self.sse_queue_size < 1:

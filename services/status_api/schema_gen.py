@@ -314,7 +314,8 @@ def openapi_document() -> Json:
         "components": {
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
-                "description": "A service token (STATUS_API_TOKEN) or a browser token (hsb1....)."}},
+                "description": "A service token (STATUS_API_TOKEN) or a browser token (a JWT, HS256). "
+                                "Only a browser token on the two stream routes may be sent as ?token= instead."}},
             "responses": {"Error": {"description": "An error", "content": _json(s.Error)}},
             "schemas": component_schemas(),
         },

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from services.status_api import analytics, schema
 from services.status_api import validation as v
-from services.status_api.auth import require, require_service
+from services.status_api.auth import require, require_service, require_service_for
 from services.status_api.connections import Connections, NewConnection
 from shared.errors import NotFound
 from shared.http import json_response
@@ -62,6 +62,8 @@ async def reconnect(request: web.Request) -> web.Response:
     raw = await visible(request)
     settings = request.app[CONNECTIONS].settings
     data = await v.body(request, schema.Reconnect, optional=True, limits={"timeout_s": settings.max_timeout_s})
+    if {"secret", "settings"} & data.model_fields_set:
+        require_service_for(request, "changing a secret or settings")
     view = await request.app[CONNECTIONS].reconnect(raw, data.secret, data.settings, data.timeout_s)
     analytics.reconnect_requested(request, request.app[CONNECTIONS].store, raw, data.secret is not None)
     return json_response(view)
