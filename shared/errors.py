@@ -5,7 +5,8 @@
      ├── ApiError               a client's request cannot be served (carries status + code)
      │    ├── NotFound          404
      │    ├── BadRequest        400
-     │    └── Unauthorized      401
+     │    ├── Unauthorized      401
+     │    └── TooManyRequests   429 (carries Retry-After)
      ├── VerificationError      a webhook did not verify (carries a reason code, 401 by default)
      ├── SettingsError          a provider's settings are missing or invalid (400 at creation)
      ├── BrokerUnavailable      RabbitMQ did not confirm in time (receiver answers 503)
@@ -40,6 +41,11 @@ class ApiError(HookStatusError):
         if status is not None:
             self.status = status
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """Extra response headers (``Retry-After`` on a 429)."""
+        return None
+
 
 class BadRequest(ApiError):
     status = 400
@@ -54,6 +60,19 @@ class NotFound(ApiError):
 class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"
+
+
+class TooManyRequests(ApiError):
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, code: str, retry_after_s: int) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = max(1, retry_after_s)
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Retry-After": str(self.retry_after_s)}
 
 
 class VerificationError(HookStatusError):

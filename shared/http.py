@@ -56,7 +56,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message, exc.headers)
     except StoreUnavailable:
         response = error_response(503, "store_unavailable", "Redis is not reachable; retry shortly.",
                                   {"Retry-After": "5"})

@@ -30,6 +30,10 @@ class Keys:
         """Hash: test id -> JSON record of that connection's earlier (replaced) test windows."""
         return f"{self.prefix}:{{{cid}}}:tests"
 
+    def test_rate(self, cid: str) -> str:
+        """Counter: test windows opened on one connection in the current minute (expires with it)."""
+        return f"{self.prefix}:{{{cid}}}:tests_rate"
+
     def reject_bucket(self, cid: str) -> str:
         """Hash: the token bucket that limits rejected deliveries of one connection."""
         return f"{self.prefix}:{{{cid}}}:rejected_bucket"

@@ -27,6 +27,7 @@ T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
+TESTS_KEPT = 20  # ...and only the latest this many of them
 TEST_FIELDS = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at", "test_expires_at",
                "test_finished_at")
 
@@ -163,10 +164,20 @@ class Store:
 
     # --- test windows ---------------------------------------------------------------------------
 
-    async def start_test(self, cid: str, test_id: str, now: int, expires_at: int) -> str | None:
-        """Open a test window: ``started``, ``disconnected``, or None when the connection is gone."""
+    async def count_test_start(self, cid: str, window_ms: int) -> tuple[int, int]:
+        """Count one attempt to open a test window: (attempts in this window, ms until it ends)."""
+        attempts, left_ms = await self._call(
+            lambda: lua.run(self.scripts.rate_window, [self.keys.test_rate(cid)], [window_ms])
+        )
+        return int(attempts), int(left_ms)
+
+    async def start_test(
+        self, cid: str, test_id: str, now: int, expires_at: int, kept: int = TESTS_KEPT
+    ) -> str | None:
+        """Open a test window: ``started``, ``disconnected``, or None when the connection is gone.
+        The replaced window is archived; the archive keeps the latest ``kept``."""
         member, k = f"{cid}:{test_id}", self.keys
-        args: lua.Args = [test_id, now, expires_at, k.changes, TESTS_KEPT_S]
+        args: lua.Args = [test_id, now, expires_at, k.changes, TESTS_KEPT_S, kept]
 
         async def op() -> str | None:
             # The due index first, so no open window is ever stored without the sweep seeing it.

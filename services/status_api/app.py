@@ -19,6 +19,7 @@ from services.status_api.auth import (
 )
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
+from services.status_api.limits import STREAM_QUOTA, StreamQuota
 from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.errors import Unauthorized
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware])
     app[SETTINGS] = settings
     app[notification_endpoints.ADDRESS_POLICY] = settings.notify_address_policy
+    app[STREAM_QUOTA] = StreamQuota(settings.max_streams_per_token, settings.max_streams_per_account)
     app[http.SERVICE_NAME] = "status_api"
     app[http.READY_CHECK] = lambda: _ready(app)
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx, stream.hub_ctx])

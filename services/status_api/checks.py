@@ -17,6 +17,7 @@ from aiohttp import web
 
 from services.status_api import schema
 from services.status_api import validation as v
+from services.status_api.limits import too_many_tests
 from services.status_api.views import CONNECTIONS, visible
 from shared.errors import ApiError, NotFound
 from shared.http import json_response
@@ -24,6 +25,7 @@ from shared.models import new_id, now_ms, view_of_test
 from shared.providers import PROVIDERS
 
 TEST_ID = re.compile(r"^[0-9a-f]{32}$")
+TEST_WINDOW_MS = 60_000  # TESTS_PER_MINUTE counts in windows this long
 
 
 def _instructions(provider: str) -> str:
@@ -41,8 +43,12 @@ async def start_test(request: web.Request) -> web.Response:
     settings = request.app[CONNECTIONS].settings
     data = await v.body(request, schema.NewTest, optional=True, limits={"timeout_s": settings.test_max_timeout_s})
     timeout_s = data.timeout_s or settings.test_default_timeout_s
-    store, test_id, now = request.app[CONNECTIONS].store, new_id(), now_ms()
-    result = await store.start_test(raw["id"], test_id, now, now + timeout_s * 1000)
+    store, test_id = request.app[CONNECTIONS].store, new_id()
+    attempts, left_ms = await store.count_test_start(raw["id"], TEST_WINDOW_MS)
+    if attempts > settings.tests_per_minute:
+        raise too_many_tests(settings.tests_per_minute, left_ms)
+    now = now_ms()
+    result = await store.start_test(raw["id"], test_id, now, now + timeout_s * 1000, settings.tests_kept)
     if result is None:
         raise NotFound("no connection has this id", code="connection_not_found")
     if result == "disconnected":

@@ -35,6 +35,12 @@ class Settings(CommonSettings):
     notifier_allow_private: bool = False
     notifier_allow_loopback: bool = False
 
+    # Limits (429 with a reason code and Retry-After; docs/API.md).
+    max_streams_per_token: int = 5  # open streams of one browser token (per process)
+    max_streams_per_account: int = 100  # open streams of one account's browser tokens (per process)
+    tests_per_minute: int = 10  # test windows opened per connection per minute
+    tests_kept: int = 20  # replaced test windows kept readable per connection
+
     @property
     def notify_address_policy(self) -> AddressPolicy:
         return AddressPolicy(self.notifier_allow_private, self.notifier_allow_loopback)
@@ -59,3 +65,7 @@ class Settings(CommonSettings):
         if not 1 <= self.test_default_timeout_s <= self.test_max_timeout_s or self.analytics_queue_size < 1:
             raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
                               "ANALYTICS_QUEUE_SIZE at least 1")
+        if min(self.max_streams_per_token, self.max_streams_per_account, self.tests_per_minute,
+               self.tests_kept) < 1:
+            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE and TESTS_KEPT "
+                              "must be at least 1")

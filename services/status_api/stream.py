@@ -33,6 +33,7 @@ from aiohttp import web
 from services.status_api import analytics
 from services.status_api import validation as v
 from services.status_api.auth import Principal, require
+from services.status_api.limits import STREAM_QUOTA
 from services.status_api.views import CONNECTIONS, visible
 from shared import metrics
 from shared.changes import follow_changes
@@ -355,6 +356,11 @@ async def serve(request: web.Request, scope: Scope) -> web.StreamResponse:
     hub = request.app[HUB]
     if hub.closing:
         raise ApiError("the service is shutting down; reconnect shortly", code="shutting_down", status=503)
+    with request.app[STREAM_QUOTA].hold(require(request)):  # 429 too_many_streams over the limits
+        return await _serve(request, scope, hub)
+
+
+async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.StreamResponse:
     listener = hub.listen(scope.account_id, scope.connection_id)  # before the snapshot: no gap
     try:
         last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")

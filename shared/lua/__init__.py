@@ -36,6 +36,7 @@ class Scripts:
     outbox_done: AsyncScript
     mark_silent: AsyncScript
     learn_secret: AsyncScript
+    rate_window: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:

@@ -81,7 +81,8 @@ async def _new_ui(system: System, browser: Browser) -> tuple[UI, Callable[[], Aw
     context = await browser.new_context(viewport={"width": 760, "height": 900})
     page = await context.new_page()
     ui = UI(system, page)
-    page.on("framenavigated", lambda frame: ui.navigations.append(frame.url) if frame == page.main_frame else None)
+    # Documents loaded (a reload counts; the page replacing its own address, to drop its token, does not).
+    page.on("load", lambda loaded: ui.navigations.append(loaded.url))
     page.on("pageerror", lambda error: ui.errors.append(str(error)))
     return ui, context.close
 
