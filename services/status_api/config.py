@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.status_api.token_codec import signing_keys
 from shared.addresses import AddressPolicy
 from shared.config import DEV_SERVICE_TOKEN, CommonSettings
 from shared.errors import ConfigError
@@ -55,8 +56,6 @@ class Settings(CommonSettings):
 
     def validate(self) -> None:
         CommonSettings.validate(self)
-        from services.status_api.tokens import signing_keys  # here: tokens imports the views, which import this
-
         signing_keys(self.token_signing_key)  # ConfigError when the list is empty or a key is short
         if not 1 <= self.browser_token_ttl_s <= self.browser_token_max_ttl_s:
             raise ConfigError("BROWSER_TOKEN_TTL_S must be from 1 to BROWSER_TOKEN_MAX_TTL_S")
