@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench setup lint clean reliability schema
+.PHONY: run test demo bench setup lint clean reliability redrive schema
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# Moves dead-lettered deliveries back to the deliveries queue (docs/OPERATIONS.md, "Re-driving dead letters").
+redrive: $(STAMP)
+	$(BIN)/python -m scripts.redrive_dead_letters $(REDRIVE_ARGS)
 
 # Starts its own system on free ports and a fresh prefix; BENCH_QUICK=1 for a short run.
 bench: $(STAMP)
