@@ -28,7 +28,7 @@ from shared.redis import redis_client
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0
-UNAVAILABLE_BACKOFF_S = 1.0
+HOLD_FIRST_S, HOLD_MAX_S = 0.1, 5.0  # while Redis or RabbitMQ is away, a message is retried this often
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
@@ -53,13 +53,15 @@ def job_of(message: AbstractIncomingMessage) -> Job:
 
 
 class Consumers:
-    """The thin AMQP loop: a handler that returns acks; Redis or RabbitMQ away requeues (after a pause);
-    a message that can never be handled is rejected to the dead-letter queue."""
+    """The thin AMQP loop: a handler that returns acks; while Redis or RabbitMQ is away the message is
+    held and retried with backoff; a message that can never be handled is rejected to the dead-letter
+    queue."""
 
     def __init__(self, channel: AbstractChannel) -> None:
         self.channel = channel
         self._tags: list[tuple[str, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
+        self.stopping = asyncio.Event()
 
     async def consume(self, queue_name: str, handler: Handler) -> None:
         queue = await self.channel.get_queue(queue_name)
@@ -79,22 +81,34 @@ class Consumers:
         self._tags.append((queue_name, await queue.consume(on_message)))
 
     async def _handle(self, message: AbstractIncomingMessage, handler: Handler) -> None:
-        try:
-            await handler(message)
-        except PoisonMessage as exc:
-            log.warning("notification message dead-lettered", extra={"reason": exc.reason})
-            await message.reject(requeue=False)
-        except (StoreUnavailable, BrokerUnavailable) as exc:
-            log.warning("notification held: a server is away", extra={"error": type(exc).__name__})
-            await asyncio.sleep(UNAVAILABLE_BACKOFF_S)
-            await message.nack(requeue=True)
-        except Exception:
-            log.exception("unexpected error handling a notification message")
-            await message.nack(requeue=True)  # the queue's delivery limit dead-letters a message that loops
-        else:
-            await message.ack()
+        delay_s = HOLD_FIRST_S
+        while True:
+            try:
+                await handler(message)
+            except PoisonMessage as exc:
+                log.warning("notification message dead-lettered", extra={"reason": exc.reason})
+                await message.reject(requeue=False)
+            except (StoreUnavailable, BrokerUnavailable) as exc:
+                # Hold the message and try again (a requeue would count towards the delivery limit and
+                # dead-letter it during a long outage); on shutdown it goes back to the queue.
+                if self.stopping.is_set():
+                    await message.nack(requeue=True)
+                    return
+                log.warning("notification held: a server is away", extra={"error": type(exc).__name__,
+                                                                            "retry_in_s": delay_s})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay_s)
+                delay_s = min(delay_s * 2, HOLD_MAX_S)
+                continue
+            except Exception:
+                log.exception("unexpected error handling a notification message")
+                await message.nack(requeue=True)  # the queue's delivery limit dead-letters a message that loops
+            else:
+                await message.ack()
+            return
 
     async def stop(self, grace_s: float) -> None:
+        self.stopping.set()
         for queue_name, tag in self._tags:
             with contextlib.suppress(*AMQP_ERRORS):
                 queue = await self.channel.get_queue(queue_name, ensure=False)
