@@ -45,9 +45,9 @@ reliability: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/python -m services.status_api.schema_gen
 
-# ruff over everything; mypy --strict over the services, the shared package and the client.
+# ruff over everything; mypy --strict over the services, the shared package, the client, the bench and the scripts.
 lint: $(STAMP)
-	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy --strict shared services hookstatus_client
+	$(BIN)/python -m ruff check . && $(BIN)/python -m mypy --strict shared services hookstatus_client bench scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache

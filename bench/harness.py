@@ -179,7 +179,7 @@ class Bench:
         pending = pending_bytes / max(1, await self.system.redis.zcard(k.pending))
         account_key = k.account("acct-bench-memory")
         account = int(await self.system.redis.memory_usage(account_key, samples=0) or 0) / len(conns)
-        return sum(int(x or 0) for x in per_hash) / len(conns) + pending + account
+        return float(sum(int(x or 0) for x in per_hash) / len(conns) + pending + account)
 
     async def cleanup(self) -> None:
         await self.system.cleanup()

@@ -36,11 +36,12 @@ import aio_pika
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from aiormq.abc import FieldTable
 
 from bench.loadgen import run_loop
 from shared.keys import Keys
 
-QUEUE_ARGS = {"x-queue-type": "quorum"}
+QUEUE_ARGS: FieldTable = {"x-queue-type": "quorum"}
 
 
 # --- HTTP limit servers ------------------------------------------------------------------------
@@ -110,7 +111,7 @@ def json_redis_app(args: argparse.Namespace) -> web.Application:
         await app[client_key].aclose()
 
     async def read(request: web.Request) -> web.Response:
-        raw = await request.app[client_key].hgetall(keys.conn(request.match_info["cid"]))
+        raw: dict[str, str] = await request.app[client_key].hgetall(keys.conn(request.match_info["cid"]))  # type: ignore[misc]
         if not raw:
             return web.Response(status=404)
         return web.Response(body=orjson.dumps(raw), content_type="application/json")

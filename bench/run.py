@@ -35,10 +35,15 @@ async def machine(plan: Plan) -> list[str]:
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
         cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
     mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    redis_version = (await aioredis.Redis.from_url(plan.redis_url).info("server"))["redis_version"]
+    client = aioredis.Redis.from_url(plan.redis_url)
+    try:
+        redis_version = (await client.info("server"))["redis_version"]
+    finally:
+        await client.aclose()
     connection = await aio_pika.connect(plan.amqp_url)
     async with connection:
-        props = connection.transport.connection.server_properties
+        underlay = connection.transport
+        props = underlay.connection.server_properties if underlay is not None else {}
         rabbit = props.get("version", b"?")
     rabbit = rabbit.decode() if isinstance(rabbit, bytes) else str(rabbit)
     libs = ", ".join(f"{name} {metadata.version(name)}" for name in ("aiohttp", "aio-pika", "redis", "uvloop"))
