@@ -39,7 +39,7 @@ RECONNECT_ATTEMPTED = "integration_reconnect_attempted"
 STATUS_VIEWED = "integration_status_viewed"
 LIVE_STATES = ("connected", "pending")
 FLUSH_ON_CLOSE_S = 1.0
-# What a person was shown, as the product ticket segments it.
+# What a person was shown, in the three segments the analytics events use.
 STATUS_LABELS = {"connected": "connected", "pending": "pending", "failing": "error", "silent": "error",
                  "failed": "error"}
 

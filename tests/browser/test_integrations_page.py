@@ -47,7 +47,7 @@ def account() -> str:
     return f"acct-{uuid.uuid4().hex[:8]}"
 
 
-# --- AC1: success shows without a refresh ------------------------------------------------------
+# --- 1. success shows without a refresh ------------------------------------------------------
 
 WATCH_CONNECTED = """cid => {
   const card = document.querySelector('integration-status').shadowRoot
@@ -123,7 +123,7 @@ async def test_only_the_tokens_account_is_shown(ui: UI) -> None:
     await expect(ui.card(other["id"])).to_have_count(0)
 
 
-# --- AC2: failed and unhealthy states are distinct ---------------------------------------------
+# --- 2. failed and unhealthy states are distinct ---------------------------------------------
 
 async def _badge_look(ui: UI, cid: str) -> tuple[str, str, str]:
     badge = ui.card(cid).locator(".badge")
@@ -203,7 +203,7 @@ async def test_failing_and_silent_look_distinct(ui: UI) -> None:
     assert len({look[1] for look in looks}) == 2 and len({look[2] for look in looks}) == 2, looks
 
 
-# --- AC3: a test event proves the connection -----------------------------------------------------
+# --- 3. a test event proves the connection -----------------------------------------------------
 
 async def test_send_test_event_passes(ui: UI) -> None:
     conn = await ui.system.create()
@@ -262,7 +262,7 @@ async def test_send_test_event_fails_when_nothing_arrives(ui_with: UIFactory) ->
         await expect(ui.component.locator("[data-announce=assertive]")).to_contain_text("Test failed")
 
 
-# --- AC4: the connect button follows the state ---------------------------------------------------
+# --- 4. the connect button follows the state ---------------------------------------------------
 
 async def test_the_button_follows_the_state(ui: UI) -> None:
     conn = await ui.system.create()
@@ -312,7 +312,7 @@ async def test_failed_offers_reconnect_which_waits_again(ui: UI) -> None:
     await expect(card).to_have_attribute("data-state", "connected")
 
 
-# --- AC5: the status persists across sessions ----------------------------------------------------
+# --- 5. the status persists across sessions ----------------------------------------------------
 
 async def test_status_persists_across_sessions(ui: UI) -> None:
     acct = account()

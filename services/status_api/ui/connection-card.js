@@ -49,8 +49,8 @@ export class ConnectionCard {
     this.countEl = h('dd', {});
     this.primary = h('button', { type: 'button', class: 'cta primary', part: 'cta' });
     this.secondary = h('button', { type: 'button', class: 'cta secondary', part: 'cta-secondary' });
-    // A test event is always on offer after setup (acceptance criterion 3), even when the cta does
-    // not name it (connected: "Connected" + "Reconnect").
+    // A test event is always on offer after setup (it is how a person checks the connection), even
+    // when the cta does not name it (connected: "Connected" + "Reconnect").
     this.testButton = h('button', { type: 'button', class: 'cta tertiary', 'data-action': 'send_test' },
       'Send test event');
     this.extraButton = h('button', { type: 'button', class: 'cta tertiary', hidden: true });
@@ -132,7 +132,7 @@ export class ConnectionCard {
     this.setButton(this.secondary, cta.secondary || '', secondaryAction,
       !secondaryAction || (secondaryAction === 'send_test' && testRunning));
     const offered = new Set([primaryIsState ? null : cta.action, secondaryAction]);
-    // A test event is always on offer after setup (acceptance criterion 3)...
+    // A test event is always on offer after setup (see above).
     this.testButton.hidden = this.view.state === 'disconnected' || offered.has('send_test');
     this.setButton(this.testButton, 'Send test event', 'send_test', testRunning);
     // ...and so is what a state button ("Connected") would do, on a button that says it.
