@@ -55,7 +55,7 @@ class ProductReceiver:
     def at(self, path: str) -> list[Received]:
         return [r for r in self.received if r.path == path]
 
-    async def wait_for(self, check: Callable[[], bool], timeout_s: float = 20) -> None:
+    async def wait_for(self, check: Callable[[], bool], timeout_s: float = 40) -> None:
         deadline = time.monotonic() + timeout_s
         while not check():
             if time.monotonic() > deadline:

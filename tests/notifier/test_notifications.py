@@ -180,7 +180,7 @@ async def test_a_notifier_killed_mid_retry_loses_nothing(notified: System, produ
     assert all(verified(endpoint["secret"], r)["data"]["id"] == conn["id"] for r in product.at("restart"))
 
 
-async def wait_attempts(system: System, eid: str, count: int, timeout_s: float = 20) -> list[dict[str, Any]]:
+async def wait_attempts(system: System, eid: str, count: int, timeout_s: float = 40) -> list[dict[str, Any]]:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         log = await attempts(system, eid)
@@ -216,3 +216,19 @@ async def test_silence_past_the_expected_interval_and_its_end(notified: System, 
     kinds = [r.event["type"] for r in product.at("all") if r.event["data"]["id"] == conn["id"]]
     before_recovery = kinds[:kinds.index("connection.recovered")]
     assert before_recovery.count("connection.silent") == 1, kinds  # once per silence
+
+
+async def test_an_endpoint_failing_for_too_long_is_disabled(notified: System, product: ProductReceiver) -> None:
+    await notified.stop_notifiers()
+    notified.start_notifier(**{**NOTIFIER, "notifier_retry_delays_s": "1.2", "notifier_disable_after_failures": 100,
+                               "notifier_disable_after_s": 1})
+    product.always["down"] = 500
+    endpoint = await register(notified, product.url("down"))
+    await send_verified(notified, await notified.create())
+    log = await wait_attempts(notified, endpoint["id"], 2)  # the second comes 1.2 s after the first
+    assert [a["outcome"] for a in log] == ["failed", "failed"]
+
+    status, view = await notified.api("GET", f"/v1/notification-endpoints/{endpoint['id']}")
+    assert status == 200 and view["status"] == "disabled", view
+    assert view["disabled_reason"].startswith("every attempt failed for ")
+    assert view["failed_events"] == 1 and view["failing_since"] is not None
