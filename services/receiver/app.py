@@ -126,22 +126,26 @@ def _unavailable() -> web.Response:
     )
 
 
-def _check(provider: Provider, inbound: InboundRequest, target: ConnectionTarget, at: int) -> Verified:
+def _check(
+    provider: Provider, inbound: InboundRequest, target: ConnectionTarget, at: int, diagnosis: bool = True
+) -> Verified:
     return verify_with_rotation(
-        provider, inbound, target.secrets(), target.settings, at / 1000, retired=target.retired_secret
+        provider, inbound, target.secrets(), target.settings, at / 1000, retired=target.retired_secret,
+        diagnosis=diagnosis,
     )
 
 
 async def _verify(
     app: web.Application, provider: Provider, inbound: InboundRequest, target: ConnectionTarget, cached: bool,
-    at: int,
+    at: int, over_budget: bool = False,
 ) -> Verified:
     """Verify; a mismatch against a *cached* secret is checked once more against a fresh read (the
-    secret may have changed without a change the cache evicts on: see ``lookup``)."""
+    secret may have changed without a change the cache evicts on: see ``lookup``). Over the rejected
+    budget: the signature check only (bounded: ``core.MAX_SIGNATURES``), no diagnosis, no fresh read."""
     try:
-        return _check(provider, inbound, target, at)
+        return _check(provider, inbound, target, at, diagnosis=not over_budget)
     except VerificationError as exc:
-        if not cached or exc.code != SIGNATURE_MISMATCH:
+        if not cached or exc.code != SIGNATURE_MISMATCH or over_budget:
             raise
         fresh = await app[TARGETS].reload(target.connection_id, at)
         if fresh is None or fresh.secrets() == target.secrets():
@@ -156,8 +160,7 @@ async def _rejected(
     metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
     wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
     if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
-        return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection "
-                                   "failed verification; retry later.", {"Retry-After": str(wait_s)})
+        return _too_many_rejected(wait_s)
     msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
     try:
         await _publish(app, msg)
@@ -166,6 +169,11 @@ async def _rejected(
     log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
                                          "reason": exc.code})
     return http.error_response(exc.status, exc.code, exc.message, delivery_id=delivery_id)
+
+
+def _too_many_rejected(wait_s: int) -> web.Response:
+    return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection failed "
+                               "verification; retry later.", {"Retry-After": str(wait_s)})
 
 
 async def _learn(
@@ -203,9 +211,15 @@ async def receive(request: web.Request) -> web.StreamResponse:
     body = await read_body(request, request.app[SETTINGS].body_read_timeout_s, request.app[SETTINGS].max_body_bytes)
     inbound = _request_for(request, target, body)
     delivery_id = new_id()
+    # A connection already over its rejected budget: a request that fails is answered 429 at once.
+    # The signature is still checked (bounded), so the real provider is never crowded out.
+    wait_s = request.app[LIMITER].over_budget_s(cid, at)
     try:
-        verified = await _verify(request.app, provider, inbound, target, cached, at)
+        verified = await _verify(request.app, provider, inbound, target, cached, at, wait_s is not None)
     except VerificationError as exc:
+        if wait_s is not None:
+            metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+            return _too_many_rejected(wait_s)
         return await _rejected(request.app, target, delivery_id, at, exc)
     return await _accepted(request.app, provider, target, delivery_id, at, verified)
 

@@ -30,6 +30,7 @@ from shared.errors import ApiError, BadRequest, ConfigError
 from shared.store import Store
 
 BUCKET_TTL_FLOOR_MS = 60_000
+MAX_REMEMBERED = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,13 +57,33 @@ class RejectLimiter:
         self._store = store
         self._limit = limit
         self._key = key or store.keys.reject_bucket
+        # Connections this process saw over their budget, and until when (ms): known without Redis.
+        self._over_until: dict[str, int] = {}
 
     async def retry_after_s(self, cid: str, now_ms: int) -> int | None:
         """Take a token for one rejected delivery (or handshake): ``None`` when allowed, else seconds to wait."""
         limit = self._limit
         wait_ms = await self._store.take_reject_token(cid, now_ms, limit.burst, limit.per_s, limit.ttl_ms,
                                                       key=self._key(cid))
-        return None if wait_ms is None else max(1, math.ceil(wait_ms / 1000))
+        if wait_ms is None:
+            self._over_until.pop(cid, None)
+            return None
+        if len(self._over_until) >= MAX_REMEMBERED:
+            self._over_until.clear()  # a safety net: forgetting only costs a Redis round trip
+        self._over_until[cid] = now_ms + wait_ms
+        return max(1, math.ceil(wait_ms / 1000))
+
+    def over_budget_s(self, cid: str, now_ms: int) -> int | None:
+        """Seconds until the connection's bucket has a token again, when this process already knows it
+        is empty (from an earlier 429); ``None`` otherwise. Consulted before verification, so requests
+        over the budget pay no diagnosis and no Redis round trip."""
+        until = self._over_until.get(cid)
+        if until is None:
+            return None
+        if until <= now_ms:
+            del self._over_until[cid]
+            return None
+        return max(1, math.ceil((until - now_ms) / 1000))
 
 
 async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> bytes:

@@ -39,7 +39,9 @@ def random_secret() -> str:
 def key_values(raw: str, header: str, separator: str = ",") -> list[tuple[str, str]]:
     """``t=1,v1=ab,v1=cd`` -> ``[("t", "1"), ("v1", "ab"), ("v1", "cd")]``; malformed parts are an error."""
     pairs: list[tuple[str, str]] = []
-    for part in raw.split(separator):
+    parts = raw.split(separator)
+    core.check_signature_count(len(parts) - 3, header)  # a timestamp, an id or a v0 beside the signatures
+    for part in parts:
         key, sep, value = part.strip().partition("=")
         if not sep or not key.strip() or not value.strip():
             raise VerificationError(
@@ -67,6 +69,7 @@ def one_value(pairs: list[tuple[str, str]], key: str, header: str) -> str:
 def hex_candidates(values: list[str], header: str) -> list[bytes]:
     """Every value that is valid hex, decoded. Others are skipped (a placeholder such as ``h1=dummy``
     simply never matches, as in the providers' SDKs); none valid at all is a malformed header."""
+    core.check_signature_count(len(values), header)
     found = []
     for value in values:
         try:

@@ -27,6 +27,12 @@ TIMESTAMP_TOO_OLD = "timestamp_too_old"
 TIMESTAMP_TOO_NEW = "timestamp_too_new"
 MALFORMED_BODY = "malformed_body"
 SECRET_NOT_SET = "secret_not_set"
+TOO_MANY_SIGNATURES = "too_many_signatures"
+HEADER_TOO_LONG = "header_too_long"
+# Work is bounded before it is done: a header carries at most this many signatures (senders put one,
+# or two while rotating), and no header an adapter reads is longer than this.
+MAX_SIGNATURES = 5
+MAX_HEADER_CHARS = 2048
 # The request is signed with a kind of key other than the connection's (a whsec_ secret, a whpk_ key).
 SECRET_FORMAT = "secret_format"
 SECRET_ALREADY_LEARNT = "secret_already_learnt"
@@ -45,10 +51,16 @@ def constant_time_equal(a: bytes, b: bytes) -> bool:
 
 
 def require_header(request: InboundRequest, *names: str) -> str:
-    """The first present header among ``names`` (aliases), or a ``missing_header`` error."""
+    """The first present header among ``names`` (aliases), or a ``missing_header`` error; one longer
+    than ``MAX_HEADER_CHARS`` is refused before anything is done with it."""
     for name in names:
         value = request.headers.get(name)
         if value is not None and value.strip():
+            if len(value) > MAX_HEADER_CHARS:
+                raise VerificationError(
+                    HEADER_TOO_LONG, f"The {name} header is longer than {MAX_HEADER_CHARS} characters.",
+                    header=name,
+                )
             return value.strip()
     raise VerificationError(
         MISSING_HEADER,
@@ -64,6 +76,16 @@ def decode_b64(value: str, what: str, *, code: str = MALFORMED_SIGNATURE, advice
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise VerificationError(code, f"The {what} is not valid base64{advice}.") from exc
+
+
+def check_signature_count(count: int, header: str) -> None:
+    """At most ``MAX_SIGNATURES`` signatures in one header: each one can cost a full check of the body."""
+    if count > MAX_SIGNATURES:
+        raise VerificationError(
+            TOO_MANY_SIGNATURES,
+            f"The {header} header carries {count} signatures; at most {MAX_SIGNATURES} are accepted.",
+            header=header,
+        )
 
 
 def decode_hex(value: str, what: str) -> bytes:

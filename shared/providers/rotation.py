@@ -26,11 +26,13 @@ def verify_with_rotation(
     now: float,
     *,
     retired: str | None = None,
+    diagnosis: bool = True,
 ) -> Verified:
     """Verify with the current secret, then (during a rotation) with the previous one.
 
     On failure the error is refined by the diagnosis (which secret or scheme the request does match,
-    if any); ``retired`` is a previous secret whose window has ended, used only to say so.
+    if any; not when ``diagnosis`` is off, for a connection over its rejected-delivery budget);
+    ``retired`` is a previous secret whose window has ended, used only to say so.
     """
     current, previous = secrets
     # An empty key would let anyone sign; only a GET handshake proven otherwise (Meta's verify token,
@@ -40,6 +42,8 @@ def verify_with_rotation(
     try:
         return _current_then_previous(provider, request, (current, previous), settings, now)
     except VerificationError as exc:
+        if not diagnosis:
+            raise
         known = Secrets(current, previous, retired)
         raise diagnose(provider, request, exc, known, settings, now, PROVIDERS.values()) from None
 
