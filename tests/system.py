@@ -101,11 +101,11 @@ class System:
         task = asyncio.create_task(run_verifier(self.verifier_settings(**overrides), stop, serve_http=False))
         self.verifiers.append((stop, task))
 
-    def start_notifier(self, **overrides: Any) -> None:
+    def start_notifier(self, serve_http: bool = False, **overrides: Any) -> None:
         """The notifier, in this process (not started by default)."""
         settings = NotifierSettings.from_env(**{"notifier_relay_interval_s": 0.05, **self.common, **overrides})
         stop = asyncio.Event()
-        self.notifiers.append((stop, asyncio.create_task(run_notifier(settings, stop, serve_http=False))))
+        self.notifiers.append((stop, asyncio.create_task(run_notifier(settings, stop, serve_http=serve_http))))
 
     async def stop_notifiers(self) -> None:
         for stop, _ in self.notifiers:
