@@ -75,6 +75,15 @@ class Keys:
         return f"{self.prefix}:outbox"
 
     @property
+    def disconnected(self) -> str:
+        """Sorted set: disconnected connection id scored by when it is purged (ms; the retention's end)."""
+        return f"{self.prefix}:disconnected"
+
+    def connection_pattern(self, cid: str) -> str:
+        """SCAN pattern for every key of one connection (they share its hash tag): purge only."""
+        return f"{self.prefix}:{{{cid}}}:*"
+
+    @property
     def silence_index(self) -> str:
         """Sorted set: connected connection id (with an expected interval) scored by when it turns silent (ms)."""
         return f"{self.prefix}:silence"

@@ -121,22 +121,68 @@ class Store:
             before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)], args)
             if before:
                 await awaited(self.redis.zadd(self.keys.pending, {cid: deadline}))
+                await awaited(self.redis.zrem(self.keys.disconnected, cid))  # back: no longer to be purged
                 await self._count_transition(before, "pending")
             return str(before) if before else None
 
         return await self._call(op)
 
-    async def disconnect(self, cid: str, now: int) -> str | None:
+    async def disconnect(self, cid: str, now: int, purge_at: int | None = None) -> str | None:
+        """Disconnect; with ``purge_at`` (ms) the connection is purged then (its retention's end)."""
         async def op() -> str | None:
             await self._index_outbox([cid], now)
             before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)],
                                    ["disconnect", now, self.keys.changes])
             await awaited(self.redis.zrem(self.keys.pending, cid))
+            if before and purge_at is not None:  # NX: disconnecting again does not extend the retention
+                await awaited(self.redis.zadd(self.keys.disconnected, {cid: purge_at}, nx=True))
             if before:
                 await self._count_transition(before, "disconnected")
             return str(before) if before else None
 
         return await self._call(op)
+
+    # --- retention ------------------------------------------------------------------------------
+
+    async def purge(self, cid: str) -> bool:
+        """Erase a connection and everything about it: every key under its hash tag (the hash, its
+        deliveries, tests, dedupe keys, buckets, outbox), its place in every index and its account's
+        list; then publish the change, so caches drop it. False when there was no connection."""
+        k = self.keys
+
+        async def op() -> bool:
+            account, state = await awaited(self.redis.hmget(k.conn(cid), ["account_id", "state"]))
+            keys = [key async for key in self.redis.scan_iter(match=k.connection_pattern(cid), count=1000)]
+            for start in range(0, len(keys), 500):
+                await awaited(self.redis.unlink(*keys[start:start + 500]))
+            for index in (k.pending, k.disconnected, k.silence_index, k.outbox_index):
+                await awaited(self.redis.zrem(index, cid))
+            due = [m async for m in self.redis.zscan_iter(k.tests_due, match=f"{cid}:*")]
+            if due:
+                await awaited(self.redis.zrem(k.tests_due, *(member for member, _ in due)))
+            if account:
+                await awaited(self.redis.srem(k.account(account), cid))
+            if state:
+                await self._uncount(state)
+                await self._publish({"id": cid, "account_id": account or "", "version": 0, "state": "purged"})
+            return state is not None
+
+        return await self._call(op)
+
+    async def due_disconnected(self, now: int, limit: int) -> list[str]:
+        """Disconnected connections whose retention has ended."""
+        return await self._due(self.keys.disconnected, now, limit)
+
+    async def purge_due(self, cid: str, now: int) -> str | None:
+        """The sweep's purge: only a connection still disconnected (a reconnect keeps it)."""
+        state = await self._call(lambda: awaited(self.redis.hget(self.keys.conn(cid), "state")))
+        if state not in (None, "disconnected"):
+            await self._call(lambda: awaited(self.redis.zrem(self.keys.disconnected, cid)))
+            return None
+        return "purged" if await self.purge(cid) else None
+
+    async def _uncount(self, state: str) -> None:
+        await awaited(self.redis.hincrby(self.keys.state_counts, state, -1))
 
     async def learn_secret(self, cid: str, offered: str, placeholder_prefix: str, now: int) -> str:
         """Store a handshake's secret once (``shared/lua/learn_secret.lua``): ``learnt``, ``same``,

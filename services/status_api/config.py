@@ -41,6 +41,8 @@ class Settings(CommonSettings):
     max_streams_per_account: int = 100  # open streams of one account's browser tokens (per process)
     tests_per_minute: int = 10  # test windows opened per connection per minute
     tests_kept: int = 20  # replaced test windows kept readable per connection
+    # A disconnected connection is purged (erased, and dropped from its account's list) after this long.
+    disconnected_retention_s: int = 30 * 24 * 3600
 
     @property
     def notify_address_policy(self) -> AddressPolicy:
@@ -65,6 +67,6 @@ class Settings(CommonSettings):
             raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
                               "ANALYTICS_QUEUE_SIZE at least 1")
         if min(self.max_streams_per_token, self.max_streams_per_account, self.tests_per_minute,
-               self.tests_kept) < 1:
-            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE and TESTS_KEPT "
-                              "must be at least 1")
+               self.tests_kept, self.disconnected_retention_s) < 1:
+            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE, TESTS_KEPT and "
+                              "DISCONNECTED_RETENTION_S must be at least 1")

@@ -99,7 +99,8 @@ class Connections:
         return connection_view(await self.get_raw(raw["id"]))
 
     async def disconnect(self, raw: dict[str, str]) -> dict[str, Any]:
-        await self.store.disconnect(raw["id"], now_ms())
+        now = now_ms()
+        await self.store.disconnect(raw["id"], now, now + self.settings.disconnected_retention_s * 1000)
         return connection_view(await self.get_raw(raw["id"]))
 
 

@@ -127,6 +127,15 @@ def _connection_paths() -> Json:
                 "responses": {"200": _answer(s.Connection), **_errors(401, 404, 503)},
             },
         },
+        "/v1/connections/{connection_id}/purge": {
+            "parameters": [CONNECTION_ID],
+            "post": {
+                "operationId": "purgeConnection",
+                "summary": "Erase the connection and everything about it, now (service token only): its "
+                           "status, deliveries, tests, dedupe keys and its place in its account's list.",
+                "responses": {"204": {"description": "Purged"}, **_errors(401, 404, 503)},
+            },
+        },
         "/v1/connections/{connection_id}/reconnect": {
             "parameters": [CONNECTION_ID],
             "post": {
@@ -134,7 +143,7 @@ def _connection_paths() -> Json:
                 "summary": "Back to pending, optionally with a new secret (the previous one keeps verifying "
                            "for a while).",
                 "requestBody": _body(s.Reconnect, required=False),
-                "responses": {"200": _answer(s.Connection), **_errors(400, 401, 404, 413, 503)},
+                "responses": {"200": _answer(s.Connection), **_errors(400, 401, 403, 404, 413, 503)},
             },
         },
         "/v1/connections/{connection_id}/deliveries": {
@@ -157,7 +166,7 @@ def _test_paths() -> Json:
                 "summary": "Open a test window: the next verified event passes it.",
                 "requestBody": _body(s.NewTest, required=False),
                 "responses": {"201": _answer(s.ConnectionTest, links=_link_to_test()),
-                              **_errors(400, 401, 404, 409, 413, 503)},
+                              **_errors(400, 401, 404, 409, 413, 429, 503)},
             },
         },
         "/v1/connections/{connection_id}/tests/{test_id}": {
@@ -180,7 +189,7 @@ def _stream_paths() -> Json:
                 "summary": "Server-Sent Events: the connection's status now and at every change (`event: "
                            "connection`, `event: ready`). Resume with Last-Event-ID.",
                 "x-streaming": True,
-                "responses": {"200": EVENT_STREAM, **_errors(401, 404, 503)},
+                "responses": {"200": EVENT_STREAM, **_errors(401, 404, 429, 503)},
             },
         },
         "/v1/accounts/{account_id}/stream": {
@@ -189,7 +198,7 @@ def _stream_paths() -> Json:
                 "operationId": "streamAccount",
                 "summary": "Server-Sent Events for every connection of an account.",
                 "x-streaming": True,
-                "responses": {"200": EVENT_STREAM, **_errors(400, 401, 404, 503)},
+                "responses": {"200": EVENT_STREAM, **_errors(400, 401, 404, 429, 503)},
             },
         },
     }

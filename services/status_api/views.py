@@ -74,6 +74,15 @@ async def disconnect(request: web.Request) -> web.Response:
     return json_response(await request.app[CONNECTIONS].disconnect(await visible(request)))
 
 
+async def purge(request: web.Request) -> web.Response:
+    """Erase a connection and everything about it, now (service token only): 204."""
+    require_service(request)
+    raw = await visible(request)
+    if not await request.app[CONNECTIONS].store.purge(raw["id"]):
+        raise NotFound("no connection has this id", code="connection_not_found")
+    return web.Response(status=204)
+
+
 async def deliveries(request: web.Request) -> web.Response:
     raw = await visible(request)
     items = await request.app[CONNECTIONS].store.deliveries(raw["id"])
@@ -97,6 +106,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/connections", list_connections)
     r.add_get("/v1/connections/{connection_id}", get_connection)
     r.add_delete("/v1/connections/{connection_id}", disconnect)
+    r.add_post("/v1/connections/{connection_id}/purge", purge)
     r.add_post("/v1/connections/{connection_id}/reconnect", reconnect)
     r.add_get("/v1/connections/{connection_id}/deliveries", deliveries)
     r.add_get("/v1/providers", providers)

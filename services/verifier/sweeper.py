@@ -1,5 +1,6 @@
 """The timeout sweep: pending connections past their deadline become ``failed``, each exactly once;
-so do test windows that closed without a verified event.
+so do test windows that closed without a verified event. Disconnected connections past their
+retention (``DISCONNECTED_RETENTION_S``, set when they were disconnected) are purged.
 
 Safe with many verifiers: each due item is failed by a compare-and-set script, so when two sweeps
 race only one of them changes it. A tick costs O(log N + due), whatever N pending there are.
@@ -40,7 +41,9 @@ async def sweep_once(store: Store, batch: int) -> int:
     """One tick: fail every due pending connection, then every test window that closed without a
     verified event; return how many connections and windows this call failed."""
     connections = await _sweep(store.due_pending, store.expire_pending, batch)
-    return connections + await _sweep(store.due_tests, store.expire_test, batch)
+    windows = await _sweep(store.due_tests, store.expire_test, batch)
+    await _sweep(store.due_disconnected, store.purge_due, batch)  # retention: erase, not a failure
+    return connections + windows
 
 
 async def sweep_forever(store: Store, interval_s: float, batch: int, stopping: asyncio.Event) -> None:
