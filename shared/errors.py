@@ -2,22 +2,28 @@
 
     HookStatusError
      ├── ConfigError            bad or missing configuration; the process refuses to start
-     ├── ApiError               a client's request cannot be served (carries status + code)
-     │    ├── NotFound          404
+     ├── ApiError               a request cannot be served: status, code, message, headers (and detail)
      │    ├── BadRequest        400
      │    ├── Unauthorized      401
-     │    └── TooManyRequests   429 (carries Retry-After)
+     │    ├── NotFound          404
+     │    ├── Gone              410
+     │    ├── PayloadTooLarge   413
+     │    ├── TooManyRequests   429 (Retry-After)
+     │    └── ServiceUnavailable 503 (Retry-After)
      ├── VerificationError      a webhook did not verify (carries a reason code, 401 by default)
      ├── SettingsError          a provider's settings are missing or invalid (400 at creation)
      ├── BrokerUnavailable      RabbitMQ did not confirm in time (receiver answers 503)
      ├── StoreUnavailable       Redis cannot be reached (503, or the verifier holds and retries)
      └── PoisonMessage          a delivery message that can never be processed (dead-lettered)
 
-Third-party errors are translated where they are met (``raise X(...) from exc``).
+Third-party errors are translated where they are met (``raise X(...) from exc``). Every HTTP error
+leaves a handler one way: ``raise ApiError(...)`` (or a subclass); ``shared.http.error_middleware``
+renders it as ``{"error": {"code", "message", ...detail}}`` with its status and headers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -30,21 +36,29 @@ class ConfigError(HookStatusError):
 
 
 class ApiError(HookStatusError):
+    """An HTTP error: ``status``, a machine-readable ``code``, a ``message`` in words, response ``headers``
+    (``Retry-After``, ``Allow``) and ``detail``, extra members of the error object (``delivery_id``)."""
+
     status = 400
     code = "bad_request"
 
-    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        **detail: Any,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status is not None:
             self.status = status
-
-    @property
-    def headers(self) -> dict[str, str] | None:
-        """Extra response headers (``Retry-After`` on a 429)."""
-        return None
+        self.headers: dict[str, str] = dict(headers or {})
+        self.detail = detail
 
 
 class BadRequest(ApiError):
@@ -62,17 +76,31 @@ class Unauthorized(ApiError):
     code = "unauthorized"
 
 
+class Gone(ApiError):
+    status = 410
+    code = "gone"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    code = "body_too_large"
+
+
 class TooManyRequests(ApiError):
     status = 429
     code = "too_many_requests"
 
-    def __init__(self, message: str, *, code: str, retry_after_s: int) -> None:
-        super().__init__(message, code=code)
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None, **detail: Any) -> None:
         self.retry_after_s = max(1, retry_after_s)
+        super().__init__(message, code=code, headers={"Retry-After": str(self.retry_after_s)}, **detail)
 
-    @property
-    def headers(self) -> dict[str, str] | None:
-        return {"Retry-After": str(self.retry_after_s)}
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after_s: int, code: str | None = None, **detail: Any) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_s)}, **detail)
 
 
 class VerificationError(HookStatusError):

@@ -18,6 +18,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ReadyCheck = Callable[[], Awaitable[dict[str, bool]]]
 SERVICE_NAME = web.AppKey("service_name", str)
 READY_CHECK: web.AppKey[ReadyCheck] = web.AppKey("ready_check")
+RETRY_AFTER_S = "5"  # how soon to retry when Redis or RabbitMQ is away
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -29,6 +30,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
+    """The one error body. Handlers raise ``ApiError``; only the middleware calls this."""
     return json_response({"error": {"code": code, "message": message, **extra}}, status, headers)
 
 
@@ -56,14 +58,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = error_response(exc.status, exc.code, exc.message, exc.headers)
+        response = error_response(exc.status, exc.code, exc.message, exc.headers, **exc.detail)
     except StoreUnavailable:
         response = error_response(503, "store_unavailable", "Redis is not reachable; retry shortly.",
-                                  {"Retry-After": "5"})
+                                  {"Retry-After": RETRY_AFTER_S})
     except BrokerUnavailable:
         response = error_response(503, "broker_unavailable", "RabbitMQ is not reachable; retry shortly.",
-                                  {"Retry-After": "5"})
-    except web.HTTPException as exc:
+                                  {"Retry-After": RETRY_AFTER_S})
+    except web.HTTPException as exc:  # aiohttp's own: no route, a method not allowed, a redirect
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")

@@ -12,7 +12,9 @@ from typing import Any
 
 import orjson
 
-from shared.models import connection_view, iso, view_of_test
+from services.status_api.presentation import connection_view, view_of_test
+from shared.models import iso
+from shared.records import ConnectionRecord
 
 EVENT_TYPES: tuple[str, ...] = (
     "connection.connected",
@@ -27,19 +29,20 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-def event_data(kind: str, raw: dict[str, str]) -> dict[str, Any] | None:
-    """The ``data`` of an event of type ``kind`` about the stored connection ``raw``."""
+def event_data(kind: str, record: ConnectionRecord) -> dict[str, Any] | None:
+    """The ``data`` of an event of type ``kind`` about the stored connection (the status API's own
+    public objects, ``services/status_api/presentation.py``)."""
     if not kind.startswith("test."):
-        return connection_view(raw)
-    test = view_of_test(raw)
+        return connection_view(record)
+    test = view_of_test(record.test)
     if test is None:
         return None
-    return {**test, "connection_id": raw["id"], "account_id": raw["account_id"]}
+    return {**test, "connection_id": record.id, "account_id": record.account_id}
 
 
-def event_body(entry: dict[str, Any], raw: dict[str, str]) -> bytes | None:
+def event_body(entry: dict[str, Any], record: ConnectionRecord) -> bytes | None:
     """The JSON body of one outbox entry (``{"id", "type", "at"}``), or None when it has no data."""
-    data = event_data(entry["type"], raw)
+    data = event_data(entry["type"], record)
     if data is None:
         return None
     return orjson.dumps({"type": entry["type"], "timestamp": iso(entry.get("at")), "data": data})

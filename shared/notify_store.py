@@ -15,6 +15,7 @@ from shared import lua
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import iso
+from shared.records import ConnectionRecord
 from shared.redis import RedisClient, awaited, is_unreachable
 
 T = TypeVar("T")
@@ -197,14 +198,14 @@ class NotifyStore:
         return bool(await self._call(lambda: lua.run(self.scripts.outbox_claim, [self.keys.outbox_index],
                                                          [cid, now, now + lease_ms])))
 
-    async def outbox(self, cid: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    async def outbox(self, cid: str, limit: int) -> tuple[list[dict[str, Any]], ConnectionRecord | None]:
         """The connection's waiting notifications (oldest first) and the connection as stored now."""
         k = self.keys
 
-        async def op() -> tuple[list[dict[str, Any]], dict[str, str]]:
+        async def op() -> tuple[list[dict[str, Any]], ConnectionRecord | None]:
             entries = await awaited(self.redis.lrange(k.outbox(cid), 0, limit - 1))
             raw = await awaited(self.redis.hgetall(k.conn(cid)))
-            return [_entry(e) for e in entries], raw
+            return [_entry(e) for e in entries], ConnectionRecord.from_hash(raw) if raw else None
 
         return await self._call(op)
 

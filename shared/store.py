@@ -21,6 +21,7 @@ from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
 from shared.providers.core import TIMESTAMP_REASONS
+from shared.records import ConnectionRecord, Credentials, TestWindow
 from shared.redis import RedisClient, awaited, is_cluster, is_unreachable
 
 T = TypeVar("T")
@@ -28,8 +29,6 @@ DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to thr
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
 TESTS_KEPT = 20  # ...and only the latest this many of them
-TEST_FIELDS = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at", "test_expires_at",
-               "test_finished_at")
 
 
 def _to_relay(status: str, added: int, waiting: int) -> bool:
@@ -72,50 +71,55 @@ class Store:
 
     # --- connections --------------------------------------------------------------------------
 
-    async def create(self, fields: dict[str, str | int]) -> None:
-        cid, account_id, k = str(fields["id"]), str(fields["account_id"]), self.keys
+    async def create(self, record: ConnectionRecord) -> None:
+        cid, account_id, k, fields = record.id, record.account_id, self.keys, record.to_hash()
 
         async def op() -> None:
             # Separate slots, so separate commands; the pending index first, so no connection is
             # ever stored without the sweep seeing it.
-            await awaited(self.redis.zadd(k.pending, {cid: fields["pending_deadline"]}))
+            await awaited(self.redis.zadd(k.pending, {cid: record.pending_deadline_ms}))
             await awaited(self.redis.hset(k.conn(cid), mapping=fields))
             await awaited(self.redis.sadd(k.account(account_id), cid))
             await self._count_transition(None, "pending")
-            await self._publish({"id": cid, "account_id": account_id, "version": fields["version"],
-                                 "state": "pending"})
+            await self._publish({"id": cid, "account_id": account_id, "version": record.version,
+                                 "state": record.state})
 
         await self._call(op)
 
-    async def get(self, cid: str) -> dict[str, str] | None:
+    async def get(self, cid: str) -> ConnectionRecord | None:
         raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.conn(cid))))
-        return raw or None
+        return ConnectionRecord.from_hash(raw) if raw else None
 
-    async def get_fields(self, cid: str, names: tuple[str, ...]) -> list[str | None]:
-        return await self._call(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(names))))
+    async def get_credentials(self, cid: str) -> Credentials | None:
+        """What the receiver verifies with (a few fields, not the whole hash)."""
+        values = await self._call(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(Credentials.FIELDS))))
+        return Credentials.from_values(values)
 
-    async def get_many(self, ids: list[str]) -> list[dict[str, str]]:
+    async def get_many(self, ids: list[str]) -> list[ConnectionRecord]:
         async def op() -> list[dict[str, str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for cid in ids:
                     pipe.hgetall(self.keys.conn(cid))
                 replies: list[dict[str, str]] = await pipe.execute()
-                return [r for r in replies if r]
+                return replies
 
-        return await self._call(op)
+        return [ConnectionRecord.from_hash(raw) for raw in await self._call(op) if raw]
 
     async def account_connection_ids(self, account_id: str) -> list[str]:
         members = await self._call(lambda: awaited(self.redis.smembers(self.keys.account(account_id))))
         return sorted(str(m) for m in members)
 
-    async def list_for_account(self, account_id: str) -> list[dict[str, str]]:
+    async def list_for_account(self, account_id: str) -> list[ConnectionRecord]:
         rows = await self.get_many(await self.account_connection_ids(account_id))
-        return sorted(rows, key=lambda r: (r.get("created_at", ""), r["id"]))
+        return sorted(rows, key=lambda r: (r.created_at_ms, r.id))
 
     async def reconnect(
-        self, cid: str, now: int, deadline: int, secret: str | None, prev_until: int, settings: str | None
+        self, cid: str, now: int, deadline: int, secret: str | None, prev_until: int,
+        settings: dict[str, Any] | None,
     ) -> str | None:
-        args: lua.Args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings or ""]
+        """Back to pending; ``None`` keeps the stored secret (settings), else they are replaced."""
+        settings_json = orjson.dumps(settings).decode() if settings is not None else ""
+        args: lua.Args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings_json]
 
         async def op() -> str | None:
             before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)], args)
@@ -235,15 +239,15 @@ class Store:
 
         return await self._call(op)
 
-    async def get_test(self, cid: str, test_id: str) -> dict[str, str] | None:
-        """The test's fields (``test_*``, as in the connection hash), current or archived."""
+    async def get_test(self, cid: str, test_id: str) -> TestWindow | None:
+        """One test window of the connection, the current one or an archived (replaced) one."""
 
-        async def op() -> dict[str, str] | None:
-            current = await awaited(self.redis.hmget(self.keys.conn(cid), list(TEST_FIELDS)))
+        async def op() -> TestWindow | None:
+            current = await awaited(self.redis.hmget(self.keys.conn(cid), list(TestWindow.FIELDS)))
             if current[0] == test_id:
-                return {name: value or "" for name, value in zip(TEST_FIELDS, current, strict=True)}
+                return TestWindow.from_values(current)
             archived = await awaited(self.redis.hget(self.keys.tests(cid), test_id))
-            return dict(orjson.loads(archived)) if archived else None
+            return TestWindow.from_hash(orjson.loads(archived)) if archived else None
 
         return await self._call(op)
 

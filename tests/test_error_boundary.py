@@ -22,6 +22,7 @@ from shared.broker import ROUTING_KEY, Topology
 from shared.errors import StoreUnavailable
 from shared.lua import Args
 from shared.models import DeliveryMessage, now_ms
+from shared.records import ConnectionRecord
 from shared.store import Store
 
 UVLOOP_CLOSED = "unable to perform operation on <TCPTransport closed=True reading=False 0x7f00>; the handler is closed"
@@ -49,11 +50,10 @@ def _delivery(cid: str) -> DeliveryMessage:
 
 async def _stored_connection(store: Store) -> str:
     cid, now = uuid.uuid4().hex, now_ms()
-    await store.create({"id": cid, "account_id": "acct-boundary", "provider": "standard-webhooks",
-                        "state": "pending", "reason": "awaiting_first_event", "secret": "whsec_x",
-                        "settings": "{}", "webhook_url": f"http://x/hooks/{cid}",
-                        "pending_deadline": now + 600_000, "timeout_s": 600, "created_at": now,
-                        "updated_at": now, "events_received": 0, "version": 1, "seen": "{}"})
+    await store.create(ConnectionRecord(
+        id=cid, account_id="acct-boundary", provider="standard-webhooks", state="pending", version=1,
+        webhook_url=f"http://x/hooks/{cid}", secret="whsec_x", pending_deadline_ms=now + 600_000,
+        created_at_ms=now, updated_at_ms=now))
     return cid
 
 

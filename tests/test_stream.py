@@ -17,7 +17,9 @@ from aiohttp import web
 from hookstatus_client import HookStatusClient, SseParser, StreamEvent
 from services.status_api.app import create_app as create_status_api
 from services.status_api.config import Settings as StatusSettings
-from services.status_api.stream import HUB, ChangeHub, Signal, decode_cursor, encode_cursor
+from services.status_api.hub import ChangeHub, Signal
+from services.status_api.state import API
+from services.status_api.stream import decode_cursor, encode_cursor
 from shared.keys import Keys
 from tests.signing import standard_webhooks_headers
 from tests.system import TOKEN, System, free_port, start_system
@@ -164,7 +166,7 @@ async def test_after_a_lost_subscription_streams_resync_what_they_missed(
             await redis_client.hset(Keys(prefix).conn(conn["id"]), mapping={"events_received": 7})
             await redis_client.hincrby(Keys(prefix).conn(conn["id"]), "version", 1)
             # ... is sent when the hub re-subscribes and tells every stream to re-read its scope.
-            runner.app[HUB].broadcast(Signal.RESYNC)
+            runner.app[API].hub.broadcast(Signal.RESYNC)
             view = await _next_connection(events)
             await events.aclose()
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from hookstatus_client import HookStatusClient, StreamEvent
+from shared.records import ConnectionRecord
 from tests.signing import standard_webhooks_headers
 from tests.system import TOKEN, System
 
@@ -166,10 +167,10 @@ async def test_a_handshake_that_proves_a_setting_passes_the_test(system: System)
 NOW = 1_800_000_000_000
 
 
-def _raw(state: str, **fields: Any) -> dict[str, str]:
+def _raw(state: str, **fields: Any) -> ConnectionRecord:
     base = {"id": "a" * 32, "account_id": "acct", "provider": "stripe", "state": state,
             "webhook_url": "http://x/hooks/a", "version": "3", "pending_deadline": str(NOW + 60_000)}
-    return {**base, **{k: str(v) for k, v in fields.items()}}
+    return ConnectionRecord.from_hash({**base, **{k: str(v) for k, v in fields.items()}})
 
 
 CTA_TABLE = [  # (raw, display, label, action, secondary, secondary_action) -- the table in docs/API.md
@@ -193,7 +194,7 @@ CTA_TABLE = [  # (raw, display, label, action, secondary, secondary_action) -- t
 
 
 def test_every_state_has_its_button_and_display() -> None:
-    from shared.models import connection_view
+    from services.status_api.presentation import connection_view
 
     for raw, display, label, action, secondary, secondary_action in CTA_TABLE:
         view = connection_view(raw, NOW)
@@ -201,6 +202,8 @@ def test_every_state_has_its_button_and_display() -> None:
         cta = view["cta"]
         assert (cta["label"], cta["action"], cta["secondary"], cta["secondary_action"]) == (
             label, action, secondary, secondary_action), raw
+        if display in ("failing", "silent", "failed"):  # the words say what the badge says
+            assert view["reason_message"] == cta["hint"], raw
     failed = connection_view(CTA_TABLE[5][0], NOW)
     assert "signatures do not match" in failed["cta"]["hint"]
     assert connection_view(CTA_TABLE[-1][0], NOW)["last_test"]["state"] == "waiting"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -160,12 +161,56 @@ async def test_unknown_connection_is_404(system: System) -> None:
     assert status == 404
 
 
-async def test_body_over_the_limit_is_413(system: System) -> None:
+async def test_body_over_the_limit_is_413_and_recorded(system: System) -> None:
     conn = await system.create()
-    big = io.BytesIO(b"x" * (1024 * 1024 + 1))
-    status, reply = await system.post_hook(conn["webhook_url"], big, {"content-type": "application/json"})
-    assert status == 413
-    assert reply["error"]["code"] == "body_too_large"
+    limit = 1024 * 1024
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: the limit is met while reading
+        for _ in range(17):
+            yield b"x" * 65536
+
+    answers = [
+        # Content-Length announced: refused before reading.
+        await system.post_hook(conn["webhook_url"], io.BytesIO(b"x" * (limit + 1)), {}),
+        await system.post_hook(conn["webhook_url"], chunked(), {}),
+    ]
+    for status, reply in answers:
+        assert status == 413
+        error = reply["error"]
+        assert error["code"] == "body_too_large"
+        assert error["message"] == f"The request body is larger than the limit of {limit} bytes."
+        assert error["limit_bytes"] == limit and len(error["delivery_id"]) == 32
+    # Recorded in the connection's deliveries like any other rejection.
+    ids = {reply["error"]["delivery_id"] for _, reply in answers}
+    for _ in range(200):
+        _, data = await system.api("GET", f"/v1/connections/{conn['id']}/deliveries")
+        if len(data["deliveries"]) == len(ids):
+            break
+        await asyncio.sleep(0.05)
+    assert {d["id"] for d in data["deliveries"]} == ids
+    assert {(d["outcome"], d["reason"]) for d in data["deliveries"]} == {("rejected", "body_too_large")}
+    view = await system.get(conn["id"])
+    assert view["last_error"]["code"] == "body_too_large"
+    # An unknown connection's oversized body is still just unknown.
+    unknown = f"{system.receiver_url}/hooks/{uuid.uuid4().hex}"
+    status, reply = await system.post_hook(unknown, io.BytesIO(b"x" * (limit + 1)), {})
+    assert (status, reply["error"]["code"]) == (404, "unknown_connection")
+
+
+async def test_a_connected_connection_whose_deliveries_fail_says_so(system: System) -> None:
+    conn = await system.create()
+    body = b'{"type":"ok"}'
+    ok = standard_webhooks_headers(conn["secret"], body, "msg_good")
+    assert (await system.post_hook(conn["webhook_url"], body, ok))[0] == 202
+    view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    assert view["reason_message"] == "A signed event arrived and verified."
+    forged = standard_webhooks_headers("whsec_" + "A" * 32, body, "msg_bad")
+    assert (await system.post_hook(conn["webhook_url"], body, forged))[0] == 401
+    view = await system.wait_for(conn["id"], lambda v: v["display"] == "failing")
+    assert view["state"] == "connected" and view["reason"] == "verified_event"
+    assert "verified." not in view["reason_message"]
+    assert "fail verification" in view["reason_message"]
+    assert view["reason_message"] == view["cta"]["hint"]
 
 
 async def test_generic_hmac_sha256_path(system: System) -> None:

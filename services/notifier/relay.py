@@ -27,12 +27,12 @@ BROKER_AWAY_RETRY_MS = 1000
 
 
 async def relay_connection(store: NotifyStore, publisher: Publisher, topology: NotifyTopology, cid: str) -> int:
-    entries, raw = await store.outbox(cid, ENTRIES_PER_ROUND)
+    entries, record = await store.outbox(cid, ENTRIES_PER_ROUND)
     done: list[str] = []
     try:
         for entry in entries:
             kind = entry.get("type", "")
-            body = event_body(entry, raw) if raw and kind in EVENT_TYPES else None
+            body = event_body(entry, record) if record and kind in EVENT_TYPES else None
             if body is not None:
                 await publisher.publish(topology.transitions, kind, body, message_id=str(entry["id"]))
                 metrics.NOTIFICATIONS_RELAYED.labels(kind).inc()

@@ -23,7 +23,16 @@ from services.receiver.limits import RejectLimit, RejectLimiter, read_body
 from services.receiver.lookup import ConnectionTarget, TargetCache
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
-from shared.errors import BrokerUnavailable, VerificationError
+from shared.errors import (
+    ApiError,
+    BrokerUnavailable,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    TooManyRequests,
+    VerificationError,
+)
 from shared.models import DeliveryMessage, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
 from shared.providers.core import SIGNATURE_MISMATCH, secret_already_learnt
@@ -39,7 +48,7 @@ LIMITER = web.AppKey("reject_limiter", RejectLimiter)
 HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
 TARGETS = web.AppKey("target_cache", TargetCache)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
-RETRY_AFTER_S = "5"
+RETRY_AFTER_S = 5
 MAX_EVENT_ID_CHARS = 200
 
 
@@ -117,13 +126,9 @@ def bounded_id(event_id: str | None) -> str | None:
     return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
 
 
-def _unavailable() -> web.Response:
-    return http.error_response(
-        503,
-        "broker_unavailable",
-        "The delivery could not be stored right now; retry later.",
-        {"Retry-After": RETRY_AFTER_S},
-    )
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The delivery could not be stored right now; retry later.",
+                              code="broker_unavailable", retry_after_s=RETRY_AFTER_S)
 
 
 def _check(
@@ -154,9 +159,10 @@ async def _verify(
 
 
 async def _rejected(
-    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError
-) -> web.Response:
-    """Record a rejected delivery (within the connection's budget) and answer with its reason."""
+    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError | ApiError
+) -> ApiError:
+    """Record a rejected delivery in its connection's deliveries (within the connection's budget, else
+    429) and return the error to answer with, carrying the delivery id."""
     metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
     wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
     if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
@@ -168,12 +174,8 @@ async def _rejected(
         return _unavailable()
     log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
                                          "reason": exc.code})
-    return http.error_response(exc.status, exc.code, exc.message, delivery_id=delivery_id)
-
-
-def _too_many_rejected(wait_s: int) -> web.Response:
-    return http.error_response(429, "too_many_rejected", "Too many deliveries to this connection failed "
-                               "verification; retry later.", {"Retry-After": str(wait_s)})
+    detail = exc.detail if isinstance(exc, ApiError) else {}  # a verification's detail stays in the logs
+    return ApiError(exc.message, code=exc.code, status=exc.status, delivery_id=delivery_id, **detail)
 
 
 async def _learn(
@@ -193,34 +195,46 @@ async def _learn(
     return VerificationError("connection_disconnected", "This connection was disconnected.", status=410)
 
 
-async def receive(request: web.Request) -> web.StreamResponse:
-    cid = request.match_info["connection_id"]
+def _too_many_rejected(wait_s: int) -> TooManyRequests:
+    return TooManyRequests("Too many deliveries to this connection failed verification; retry later.",
+                           code="too_many_rejected", retry_after_s=wait_s)
+
+
+async def _target(request: web.Request, cid: str, at: int) -> tuple[ConnectionTarget, Provider, bool]:
+    """The connection the URL names, its provider, and whether it came from the cache; else 404/405/410."""
+    unknown = NotFound("No connection has this id.", code="unknown_connection")
     if not CONNECTION_ID.match(cid):
-        return http.error_response(404, "unknown_connection", "No connection has this id.")
-    at = now_ms()
+        raise unknown
     target, cached = await request.app[TARGETS].get(cid, at)
     if target is None:
-        return http.error_response(404, "unknown_connection", "No connection has this id.")
+        raise unknown
     if target.state == "disconnected":
-        return http.error_response(410, "connection_disconnected", "This connection was disconnected.")
+        raise Gone("This connection was disconnected.", code="connection_disconnected")
     provider = PROVIDERS.get(target.provider)
     if provider is None:  # a provider removed from the code while connections still name it
-        return http.error_response(410, "provider_unsupported", "This connection's provider is not supported.")
+        raise Gone("This connection's provider is not supported.", code="provider_unsupported")
     if request.method not in provider.methods:
-        return http.error_response(405, "method_not_allowed", f"{target.provider} webhooks use POST.")
-    body = await read_body(request, request.app[SETTINGS].body_read_timeout_s, request.app[SETTINGS].max_body_bytes)
-    inbound = _request_for(request, target, body)
+        raise ApiError(f"{target.provider} webhooks use POST.", code="method_not_allowed", status=405)
+    return target, provider, cached
+
+
+async def receive(request: web.Request) -> web.StreamResponse:
+    at = now_ms()
+    target, provider, cached = await _target(request, request.match_info["connection_id"], at)
+    settings = request.app[SETTINGS]
     delivery_id = new_id()
     # A connection already over its rejected budget: a request that fails is answered 429 at once.
     # The signature is still checked (bounded), so the real provider is never crowded out.
-    wait_s = request.app[LIMITER].over_budget_s(cid, at)
+    wait_s = request.app[LIMITER].over_budget_s(target.connection_id, at)
     try:
+        body = await read_body(request, settings.body_read_timeout_s, settings.max_body_bytes)
+        inbound = _request_for(request, target, body)
         verified = await _verify(request.app, provider, inbound, target, cached, at, wait_s is not None)
-    except VerificationError as exc:
+    except (VerificationError, PayloadTooLarge) as exc:
         if wait_s is not None:
             metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
-            return _too_many_rejected(wait_s)
-        return await _rejected(request.app, target, delivery_id, at, exc)
+            raise _too_many_rejected(wait_s) from exc
+        raise await _rejected(request.app, target, delivery_id, at, exc) from exc
     return await _accepted(request.app, provider, target, delivery_id, at, verified)
 
 
@@ -231,17 +245,17 @@ async def _accepted(
     if verified.handshake:
         wait_s = await app[HANDSHAKES].retry_after_s(target.connection_id, at)
         if wait_s is not None:  # anyone can trigger an echo: answer (and record) only so many
-            return http.error_response(429, "too_many_handshakes", "Too many handshakes to this connection; "
-                                       "retry later.", {"Retry-After": str(wait_s)})
+            raise TooManyRequests("Too many handshakes to this connection; retry later.",
+                                  code="too_many_handshakes", retry_after_s=wait_s)
     if verified.learnt_secret is not None:
         refused = await _learn(app, provider, target, verified.learnt_secret, at)
         if refused is not None:
-            return await _rejected(app, target, delivery_id, at, refused)
+            raise await _rejected(app, target, delivery_id, at, refused)
     metrics.WEBHOOKS.labels(target.provider, "reachable" if verified.reachable_only else "verified").inc()
     try:
         await _publish(app, _verified_message(target, delivery_id, at, verified))
-    except BrokerUnavailable:
-        return _unavailable()
+    except BrokerUnavailable as exc:
+        raise _unavailable() from exc
     log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
     if verified.reply is not None:
         reply = verified.reply

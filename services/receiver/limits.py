@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from shared.errors import ApiError, BadRequest, ConfigError
+from shared.errors import ApiError, BadRequest, ConfigError, PayloadTooLarge
 from shared.store import Store
 
 BUCKET_TTL_FLOOR_MS = 60_000
@@ -89,16 +89,20 @@ class RejectLimiter:
 async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> bytes:
     """The whole raw body, within ``timeout_s`` (a client that trickles it is cut off with 408).
 
-    A Content-Length over ``max_bytes`` is refused (413) before reading anything; a body that grows
-    past it while streaming is aiohttp's own 413 (``client_max_size``); a body that ends before its
+    A Content-Length over ``max_bytes`` is refused (413, ``body_too_large``) before reading anything, and
+    so is a body that grows past it while streaming (aiohttp's ``client_max_size``); a body that ends before its
     Content-Length (the client went away, or sent less than it announced) is a 400, not our error.
     """
+    too_large = PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes.",
+                                limit_bytes=max_bytes)
     announced = request.content_length
     if announced is not None and announced > max_bytes:
-        raise web.HTTPRequestEntityTooLarge(max_size=max_bytes, actual_size=announced)
+        raise too_large
     try:
         async with asyncio.timeout(timeout_s):
             return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
     except TimeoutError:
         raise ApiError("The request body did not arrive in time.", code="body_timeout", status=408) from None
     except (ConnectionResetError, RequestPayloadError) as exc:

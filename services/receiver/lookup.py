@@ -30,11 +30,10 @@ from typing import Any
 import orjson
 
 from shared.changes import follow_changes
+from shared.records import Credentials
 from shared.store import Store
 
 log = logging.getLogger(__name__)
-FIELDS = ("provider", "state", "secret", "prev_secret", "prev_secret_until", "settings", "webhook_url")
-Values = tuple[str | None, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,35 +52,30 @@ class ConnectionTarget:
         return self.secret, self.previous_secret
 
 
-def target_from(
-    cid: str, values: Values, now: int, settings: dict[str, Any] | None = None
-) -> ConnectionTarget | None:
-    """The target for stored ``values`` (in ``FIELDS`` order) as of ``now`` (ms)."""
-    provider, state, secret, prev, prev_until, raw_settings, url = values
-    if provider is None or state is None:
-        return None
-    previous = prev if prev and int(prev_until or 0) > now else None
-    if settings is None:
-        settings = orjson.loads(raw_settings) if raw_settings else {}
+def target_from(cid: str, stored: Credentials, now: int) -> ConnectionTarget:
+    """The target for the ``stored`` credentials as of ``now`` (ms)."""
+    prev = stored.prev_secret
+    previous = prev if prev and stored.prev_secret_until_ms > now else None
     return ConnectionTarget(
         connection_id=cid,
-        provider=provider,
-        state=state,
-        webhook_url=url or "",
-        secret=secret or "",
+        provider=stored.provider,
+        state=stored.state,
+        webhook_url=stored.webhook_url,
+        secret=stored.secret,
         previous_secret=previous,
         retired_secret=prev if prev and previous is None else None,
-        settings=settings,
+        settings=stored.settings,
     )
 
 
 async def load_target(store: Store, cid: str, now: int) -> ConnectionTarget | None:
-    return target_from(cid, tuple(await store.get_fields(cid, FIELDS)), now)
+    stored = await store.get_credentials(cid)
+    return target_from(cid, stored, now) if stored is not None else None
 
 
 @dataclass(slots=True)
 class _Entry:
-    values: Values
+    stored: Credentials
     target: ConnectionTarget  # as of when it was read; still right until ``changes_at_ms``
     changes_at_ms: float  # when the previous secret's window ends (the target then changes by time)
     expires_at: float  # monotonic
@@ -113,9 +107,7 @@ class TargetCache:
         if entry is not None and entry.expires_at > time.monotonic():
             self.hits += 1
             if now >= entry.changes_at_ms:
-                rebuilt = target_from(cid, entry.values, now, entry.target.settings)
-                if rebuilt is not None:
-                    entry.target, entry.changes_at_ms = rebuilt, float("inf")
+                entry.target, entry.changes_at_ms = target_from(cid, entry.stored, now), float("inf")
             return entry.target, True
         self.misses += 1
         return await self.reload(cid, now), False
@@ -125,7 +117,7 @@ class TargetCache:
         token, generation = object(), self._generation
         self._reading.setdefault(cid, set()).add(token)
         try:
-            values = tuple(await self.store.get_fields(cid, FIELDS))
+            stored = await self.store.get_credentials(cid)
         finally:
             readers = self._reading.get(cid)
             unchanged = readers is not None and token in readers
@@ -133,19 +125,20 @@ class TargetCache:
                 readers.discard(token)
                 if not readers:
                     del self._reading[cid]
-        target = target_from(cid, values, now)
-        if target is None:
+        if stored is None:
             self._entries.pop(cid, None)
-        elif self.live and unchanged and generation == self._generation:
-            self._keep(cid, values, target)
+            return None
+        target = target_from(cid, stored, now)
+        if self.live and unchanged and generation == self._generation:
+            self._keep(cid, stored, target)
         return target
 
-    def _keep(self, cid: str, values: Values, target: ConnectionTarget) -> None:
-        window_ends = float(values[FIELDS.index("prev_secret_until")] or 0) if target.previous_secret else 0.0
+    def _keep(self, cid: str, stored: Credentials, target: ConnectionTarget) -> None:
+        window_ends = float(stored.prev_secret_until_ms) if target.previous_secret else 0.0
         changes_at = window_ends or float("inf")
         # A spread of TTLs, so entries read together (a burst, a restart) do not all expire together.
         ttl = self.ttl_s * random.uniform(0.75, 1.0)
-        self._entries[cid] = _Entry(values, target, changes_at, time.monotonic() + ttl)
+        self._entries[cid] = _Entry(stored, target, changes_at, time.monotonic() + ttl)
         self._entries.move_to_end(cid)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

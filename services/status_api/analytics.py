@@ -22,14 +22,14 @@ from typing import Any
 import aio_pika
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
-from aiohttp import web
 
-from services.status_api.auth import PRINCIPAL
+from services.status_api.auth import Principal
 from services.status_api.config import Settings
 from shared import metrics
 from shared.broker import AMQP_ERRORS, is_unreachable, open_channel
 from shared.errors import StoreUnavailable
 from shared.models import iso, new_id, now_ms
+from shared.records import ConnectionRecord
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -128,9 +128,6 @@ class Analytics:
                 await self._channel.close()
 
 
-ANALYTICS = web.AppKey("analytics", Analytics)
-
-
 @asynccontextmanager
 async def running(connection: AbstractRobustConnection, settings: Settings) -> AsyncIterator[Analytics]:
     analytics = Analytics(connection, settings.analytics_exchange, settings.analytics_queue_size,
@@ -148,27 +145,25 @@ async def running(connection: AbstractRobustConnection, settings: Settings) -> A
 # --- the three events -----------------------------------------------------------------------------
 
 
-def setup_completed(request: web.Request, store: Store, view: dict[str, Any]) -> None:
+def setup_completed(analytics: Analytics, store: Store, view: dict[str, Any]) -> None:
     """A connection was created; if the account already had a live one for this provider, that
     is a reconnect attempt too."""
-    analytics = request.app[ANALYTICS]
     analytics.emit(SETUP_COMPLETED, account_id=view["account_id"], connection_id=view["id"],
                    provider=view["provider"], state=view["state"])
     analytics.later(_reconnect_if_live(analytics, store, view["account_id"], view["provider"], view["id"],
                                        "create", None))
 
 
-def reconnect_requested(request: web.Request, store: Store, before: dict[str, str], new_secret: bool) -> None:
+def reconnect_requested(analytics: Analytics, store: Store, before: ConnectionRecord, new_secret: bool) -> None:
     """A reconnect: an attempt when this connection (or a sibling of the provider) was live."""
-    analytics = request.app[ANALYTICS]
-    live_self = before if before.get("state") in LIVE_STATES else None
-    analytics.later(_reconnect_if_live(analytics, store, before["account_id"], before["provider"], before["id"],
+    live_self = before if before.state in LIVE_STATES else None
+    analytics.later(_reconnect_if_live(analytics, store, before.account_id, before.provider, before.id,
                                        "reconnect", live_self, new_secret=new_secret))
 
 
 async def _reconnect_if_live(
     analytics: Analytics, store: Store, account_id: str, provider: str, connection_id: str, trigger: str,
-    live: dict[str, str] | None, **fields: Any,
+    live: ConnectionRecord | None, **fields: Any,
 ) -> None:
     try:
         live = live or await _live_sibling(store, account_id, provider, connection_id)
@@ -178,24 +173,24 @@ async def _reconnect_if_live(
     if live is None:
         return
     analytics.emit(RECONNECT_ATTEMPTED, account_id=account_id, connection_id=connection_id, provider=provider,
-                   trigger=trigger, existing_connection_id=live["id"], existing_state=live["state"], **fields)
+                   trigger=trigger, existing_connection_id=live.id, existing_state=live.state, **fields)
 
 
-async def _live_sibling(store: Store, account_id: str, provider: str, exclude: str) -> dict[str, str] | None:
+async def _live_sibling(store: Store, account_id: str, provider: str, exclude: str) -> ConnectionRecord | None:
     ids = [cid for cid in await store.account_connection_ids(account_id) if cid != exclude]
-    for raw in await store.get_many(ids):
-        if raw.get("provider") == provider and raw.get("state") in LIVE_STATES:
-            return raw
+    for record in await store.get_many(ids):
+        if record.provider == provider and record.state in LIVE_STATES:
+            return record
     return None
 
 
-def status_shown(request: web.Request, views: Iterable[dict[str, Any]], via: str = "stream") -> None:
+def status_shown(
+    analytics: Analytics, principal: Principal | None, views: Iterable[dict[str, Any]], via: str = "stream"
+) -> None:
     """Statuses a person was shown: counted for browser tokens only (the product backend's own reads
     are not views). Disconnected connections are not a post-setup status and are not counted."""
-    principal = request.get(PRINCIPAL)
     if principal is None or principal.kind != "browser":
         return
-    analytics = request.app[ANALYTICS]
     for view in views:
         status = STATUS_LABELS.get(view["display"])
         if status is None:

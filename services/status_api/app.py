@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 
-from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
-from services.status_api import analytics, checks, notification_endpoints, openapi, stream, tokens, ui, views
+from services.status_api import analytics, checks, hub, notification_endpoints, openapi, stream, tokens, ui, views
 from services.status_api.auth import (
     PRINCIPAL,
     Principal,
@@ -19,7 +19,8 @@ from services.status_api.auth import (
 )
 from services.status_api.config import Settings
 from services.status_api.connections import Connections
-from services.status_api.limits import STREAM_QUOTA, StreamQuota
+from services.status_api.limits import StreamQuota
+from services.status_api.state import API, ApiState
 from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.errors import Unauthorized
@@ -27,10 +28,6 @@ from shared.models import now_ms
 from shared.notify_store import NotifyStore
 from shared.redis import redis_client
 from shared.store import Store
-
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-AMQP = web.AppKey("amqp", AbstractRobustConnection)
 
 
 @web.middleware
@@ -44,7 +41,7 @@ def _principal(request: web.Request) -> Principal:
     presented = bearer_token(request)
     if presented is None:
         raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-    token, settings = presented.value, request.app[SETTINGS]
+    token, settings = presented.value, request.app[API].settings
     if service_token_matches(token, settings.status_api_token):
         if presented.in_url:
             raise service_token_in_url()
@@ -58,39 +55,38 @@ def _principal(request: web.Request) -> Principal:
     raise Unauthorized("the token is not valid", code="invalid_token")
 
 
-async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    async with redis_client(settings.redis_url) as client:
-        app[STORE] = store = Store(client, settings.redis_prefix)
-        app[notification_endpoints.NOTIFY] = NotifyStore(client, settings.redis_prefix)
-        app[views.CONNECTIONS] = Connections(store, settings)
-        yield
-
-
-async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    async with amqp_connection(settings.amqp_url, "status_api") as connection:
-        channel = await connection.channel()
-        await Topology(settings.amqp_prefix, settings.analytics_exchange).declare(channel)
-        await channel.close()
-        app[AMQP] = connection
-        async with analytics.running(connection, settings) as publisher:
-            app[analytics.ANALYTICS] = publisher
+def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def running(app: web.Application) -> AsyncIterator[None]:
+        """Redis, RabbitMQ, the change hub and the analytics publisher: up in order, down in reverse."""
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(redis_client(settings.redis_url))
+            store = Store(client, settings.redis_prefix)
+            connection = await stack.enter_async_context(amqp_connection(settings.amqp_url, "status_api"))
+            channel = await connection.channel()
+            await Topology(settings.amqp_prefix, settings.analytics_exchange).declare(channel)
+            await channel.close()
+            publisher = await stack.enter_async_context(analytics.running(connection, settings))
+            changes = await stack.enter_async_context(hub.running_hub(store, settings.sse_queue_size))
+            app[API] = ApiState(settings=settings, store=store, connections=Connections(store, settings),
+                                hub=changes, analytics=publisher, amqp=connection,
+                                notify=NotifyStore(client, settings.redis_prefix),
+                                stream_quota=StreamQuota(settings.max_streams_per_token,
+                                                         settings.max_streams_per_account))
             yield
+
+    return running
 
 
 async def _ready(app: web.Application) -> dict[str, bool]:
-    return {"redis": await app[STORE].ping(), "rabbitmq": not app[AMQP].is_closed}
+    state = app[API]
+    return {"redis": await state.store.ping(), "rabbitmq": not state.amqp.is_closed}
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware])
-    app[SETTINGS] = settings
-    app[notification_endpoints.ADDRESS_POLICY] = settings.notify_address_policy
-    app[STREAM_QUOTA] = StreamQuota(settings.max_streams_per_token, settings.max_streams_per_account)
     app[http.SERVICE_NAME] = "status_api"
     app[http.READY_CHECK] = lambda: _ready(app)
-    app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx, stream.hub_ctx])
+    app.cleanup_ctx.append(_state_ctx(settings))
     app.on_shutdown.append(stream.close_streams)
     views.add_routes(app)
     tokens.add_routes(app)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from shared.compare import any_matches
-from shared.errors import ApiError, Unauthorized
+from shared.errors import ApiError, NotFound, Unauthorized
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,8 @@ def require(request: web.Request) -> Principal:
 def require_service(request: web.Request) -> Principal:
     principal = require(request)
     if principal.kind != "service":
-        raise web.HTTPNotFound()  # browser tokens never learn what service-only routes exist
+        # Browser tokens never learn what service-only routes exist: the same 404 as an unknown route.
+        raise NotFound("Not Found", code="not_found")
     return principal
 
 

@@ -17,12 +17,16 @@ from aiohttp import web
 
 from services.status_api import schema
 from services.status_api import validation as v
+from services.status_api.access import visible
+from services.status_api.connections import not_found
 from services.status_api.limits import too_many_tests
-from services.status_api.views import CONNECTIONS, visible
+from services.status_api.presentation import view_of_test
+from services.status_api.state import api
 from shared.errors import ApiError, NotFound
 from shared.http import json_response
-from shared.models import new_id, now_ms, view_of_test
+from shared.models import new_id, now_ms
 from shared.providers import PROVIDERS
+from shared.records import ConnectionRecord, TestWindow
 
 TEST_ID = re.compile(r"^[0-9a-f]{32}$")
 TEST_WINDOW_MS = 60_000  # TESTS_PER_MINUTE counts in windows this long
@@ -33,43 +37,44 @@ def _instructions(provider: str) -> str:
     return adapter.info.test_instructions if adapter else "Send any signed event to the webhook URL."
 
 
-def _render(raw_test: dict[str, str], connection: dict[str, str]) -> dict[str, Any]:
-    view = view_of_test(raw_test) or {}
-    return {**view, "connection_id": connection["id"], "instructions": _instructions(connection["provider"])}
+def _render(test: TestWindow, connection: ConnectionRecord) -> dict[str, Any]:
+    view = view_of_test(test) or {}
+    return {**view, "connection_id": connection.id, "instructions": _instructions(connection.provider)}
 
 
 async def start_test(request: web.Request) -> web.Response:
-    raw = await visible(request)
-    settings = request.app[CONNECTIONS].settings
+    record = await visible(request)
+    state = api(request)
+    settings = state.settings
     data = await v.body(request, schema.NewTest, optional=True, limits={"timeout_s": settings.test_max_timeout_s})
     timeout_s = data.timeout_s or settings.test_default_timeout_s
-    store, test_id = request.app[CONNECTIONS].store, new_id()
-    attempts, left_ms = await store.count_test_start(raw["id"], TEST_WINDOW_MS)
+    test_id = new_id()
+    attempts, left_ms = await state.store.count_test_start(record.id, TEST_WINDOW_MS)
     if attempts > settings.tests_per_minute:
         raise too_many_tests(settings.tests_per_minute, left_ms)
     now = now_ms()
-    result = await store.start_test(raw["id"], test_id, now, now + timeout_s * 1000, settings.tests_kept)
+    result = await state.store.start_test(record.id, test_id, now, now + timeout_s * 1000, settings.tests_kept)
     if result is None:
-        raise NotFound("no connection has this id", code="connection_not_found")
+        raise not_found()
     if result == "disconnected":
         raise ApiError("the connection is disconnected; reconnect it before testing it",
                        code="connection_disconnected", status=409)
-    return json_response(_render(await _test_fields(request, raw["id"], test_id), raw), 201)
+    return json_response(_render(await _test(request, record.id, test_id), record), 201)
 
 
 async def get_test(request: web.Request) -> web.Response:
-    raw = await visible(request)
+    record = await visible(request)
     test_id = request.match_info["test_id"]
     if not TEST_ID.match(test_id):
         raise NotFound("no test has this id", code="test_not_found")
-    return json_response(_render(await _test_fields(request, raw["id"], test_id), raw))
+    return json_response(_render(await _test(request, record.id, test_id), record))
 
 
-async def _test_fields(request: web.Request, cid: str, test_id: str) -> dict[str, str]:
-    fields = await request.app[CONNECTIONS].store.get_test(cid, test_id)
-    if fields is None:
+async def _test(request: web.Request, cid: str, test_id: str) -> TestWindow:
+    test = await api(request).store.get_test(cid, test_id)
+    if test is None:
         raise NotFound("no test has this id", code="test_not_found")
-    return fields
+    return test
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from services.status_api.config import Settings
+from services.status_api.presentation import connection_view
 from shared.errors import BadRequest, NotFound, SettingsError
-from shared.models import connection_view, new_id, now_ms
+from shared.models import new_id, now_ms
 from shared.providers import Provider, get_provider
+from shared.records import ConnectionRecord
 from shared.store import Store
+
+NO_CONNECTION = "no connection has this id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,14 +26,20 @@ class NewConnection:
     expected_interval_s: int | None = None
 
 
-def _checked(provider: Provider, secret: str | None, settings: dict[str, Any] | None) -> tuple[str | None, str]:
+def _checked(
+    provider: Provider, secret: str | None, settings: dict[str, Any] | None
+) -> tuple[str | None, dict[str, Any]]:
     try:
         checked_secret = provider.validate_secret(secret) if secret is not None else None
         checked_settings = provider.validate_settings(settings or {})
     except SettingsError as exc:
         code = "invalid_secret" if exc.field == "secret" else "invalid_settings"
         raise BadRequest(exc.message, code=code) from None
-    return checked_secret, orjson.dumps(checked_settings).decode()
+    return checked_secret, checked_settings
+
+
+def not_found() -> NotFound:
+    return NotFound(NO_CONNECTION, code="connection_not_found")
 
 
 class Connections:
@@ -44,64 +52,61 @@ class Connections:
 
     async def create(self, new: NewConnection) -> dict[str, Any]:
         provider = get_provider(new.provider)
-        secret, settings_json = _checked(provider, new.secret, new.settings)
+        secret, settings = _checked(provider, new.secret, new.settings)
         secret = secret or provider.generate_secret()
         cid, now = new_id(), now_ms()
-        fields: dict[str, Any] = {
-            "id": cid,
-            "account_id": new.account_id,
-            "provider": provider.name,
-            "state": "pending",
-            "reason": "awaiting_first_event",
-            "secret": secret,
-            "settings": settings_json,
-            "webhook_url": self.webhook_url(cid),
-            "pending_deadline": now + new.timeout_s * 1000,
-            "timeout_s": new.timeout_s,
-            "created_at": now,
-            "updated_at": now,
-            "events_received": 0,
-            "version": 1,
-            "seen": "{}",
-        }
-        if new.expected_interval_s:
-            fields["expected_interval_s"] = new.expected_interval_s
-        await self.store.create(fields)
-        view = connection_view({k: str(v) for k, v in fields.items()}, now)
+        record = ConnectionRecord(
+            id=cid,
+            account_id=new.account_id,
+            provider=provider.name,
+            state="pending",
+            reason="awaiting_first_event",
+            secret=secret,
+            settings=settings,
+            webhook_url=self.webhook_url(cid),
+            pending_deadline_ms=now + new.timeout_s * 1000,
+            timeout_s=new.timeout_s,
+            created_at_ms=now,
+            updated_at_ms=now,
+            version=1,
+            expected_interval_s=new.expected_interval_s or 0,
+        )
+        await self.store.create(record)
+        view = connection_view(record, now)
         view["secret"] = secret
         return view
 
-    async def get_raw(self, cid: str) -> dict[str, str]:
-        raw = await self.store.get(cid) if _plausible_id(cid) else None
-        if raw is None:
-            raise NotFound("no connection has this id", code="connection_not_found")
-        return raw
+    async def get(self, cid: str) -> ConnectionRecord:
+        record = await self.store.get(cid) if _plausible_id(cid) else None
+        if record is None:
+            raise not_found()
+        return record
 
     async def reconnect(
-        self, raw: dict[str, str], secret: str | None, settings: dict[str, Any] | None, timeout_s: int | None
+        self, record: ConnectionRecord, secret: str | None, settings: dict[str, Any] | None, timeout_s: int | None
     ) -> dict[str, Any]:
-        provider = get_provider(raw["provider"])
+        provider = get_provider(record.provider)
         # Without new settings the stored ones stay (Meta's verify token while only the secret changes).
-        kept = orjson.loads(raw.get("settings") or "{}") if settings is None else settings
-        checked_secret, settings_json = _checked(provider, secret, kept)
+        kept = record.settings if settings is None else settings
+        checked_secret, checked_settings = _checked(provider, secret, kept)
         now = now_ms()
-        timeout = timeout_s or int(raw.get("timeout_s") or self.settings.default_timeout_s)
+        timeout = timeout_s or record.timeout_s or self.settings.default_timeout_s
         before = await self.store.reconnect(
-            raw["id"],
+            record.id,
             now,
             now + timeout * 1000,
             checked_secret,
             now + self.settings.rotation_window_s * 1000,
-            settings_json if settings is not None else None,
+            checked_settings if settings is not None else None,
         )
         if before is None:
-            raise NotFound("no connection has this id", code="connection_not_found")
-        return connection_view(await self.get_raw(raw["id"]))
+            raise not_found()
+        return connection_view(await self.get(record.id))
 
-    async def disconnect(self, raw: dict[str, str]) -> dict[str, Any]:
+    async def disconnect(self, record: ConnectionRecord) -> dict[str, Any]:
         now = now_ms()
-        await self.store.disconnect(raw["id"], now, now + self.settings.disconnected_retention_s * 1000)
-        return connection_view(await self.get_raw(raw["id"]))
+        await self.store.disconnect(record.id, now, now + self.settings.disconnected_retention_s * 1000)
+        return connection_view(await self.get(record.id))
 
 
 def _plausible_id(cid: str) -> bool:

@@ -14,8 +14,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from aiohttp import web
-
 from services.status_api.auth import Principal
 from shared.errors import TooManyRequests
 
@@ -51,9 +49,6 @@ class StreamQuota:
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]
-
-
-STREAM_QUOTA = web.AppKey("stream_quota", StreamQuota)
 
 
 def too_many_tests(limit: int, retry_after_ms: int) -> TooManyRequests:

@@ -17,16 +17,15 @@ from aiohttp import web
 from services.status_api import validation as v
 from services.status_api.auth import require
 from services.status_api.schema import NewNotificationEndpoint
-from shared.addresses import AddressPolicy, check_endpoint_url
+from services.status_api.state import api
+from shared.addresses import check_endpoint_url
 from shared.errors import ApiError, BadRequest, NotFound
 from shared.http import json_response
 from shared.models import new_id, now_ms
 from shared.notify_events import EVENT_TYPES
-from shared.notify_store import NotifyStore, endpoint_view
+from shared.notify_store import endpoint_view
 from shared.webhook_signing import new_secret
 
-NOTIFY = web.AppKey("notify_store", NotifyStore)
-ADDRESS_POLICY = web.AppKey("notify_address_policy", AddressPolicy)
 ENDPOINT_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -46,7 +45,7 @@ def _events(values: list[str] | None) -> list[str] | None:
 
 async def _endpoint(request: web.Request) -> dict[str, str]:
     eid = request.match_info["endpoint_id"]
-    raw = await request.app[NOTIFY].get_endpoint(eid) if ENDPOINT_ID.match(eid) else None
+    raw = await api(request).notify.get_endpoint(eid) if ENDPOINT_ID.match(eid) else None
     if raw is None:
         raise NotFound("no notification endpoint has this id", code="endpoint_not_found")
     return raw
@@ -55,7 +54,7 @@ async def _endpoint(request: web.Request) -> dict[str, str]:
 async def create_endpoint(request: web.Request) -> web.Response:
     require_service_token(request)
     data = await v.body(request, NewNotificationEndpoint)
-    url = check_endpoint_url(data.url, request.app[ADDRESS_POLICY])
+    url = check_endpoint_url(data.url, api(request).settings.notify_address_policy)
     events = _events(data.events)
     fields: dict[str, Any] = {
         "id": new_id(),
@@ -67,7 +66,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
         "created_at": now_ms(),
         "failed_events": 0,
     }
-    await request.app[NOTIFY].create_endpoint(fields)
+    await api(request).notify.create_endpoint(fields)
     view = endpoint_view({k: str(value) for k, value in fields.items()})
     return json_response({**view, "secret": fields["secret"]}, 201)
 
@@ -75,7 +74,7 @@ async def create_endpoint(request: web.Request) -> web.Response:
 async def list_endpoints(request: web.Request) -> web.Response:
     require_service_token(request)
     account = request.query.get("account_id")
-    rows = await request.app[NOTIFY].list_endpoints(v.account_id(account) if account is not None else None)
+    rows = await api(request).notify.list_endpoints(v.account_id(account) if account is not None else None)
     return json_response({"endpoints": [endpoint_view(raw) for raw in rows]})
 
 
@@ -86,14 +85,14 @@ async def get_endpoint(request: web.Request) -> web.Response:
 
 async def delete_endpoint(request: web.Request) -> web.Response:
     require_service_token(request)
-    await request.app[NOTIFY].delete_endpoint(await _endpoint(request))
+    await api(request).notify.delete_endpoint(await _endpoint(request))
     return web.Response(status=204)
 
 
 async def attempts(request: web.Request) -> web.Response:
     require_service_token(request)
     raw = await _endpoint(request)
-    return json_response({"attempts": await request.app[NOTIFY].attempts(raw["id"])})
+    return json_response({"attempts": await api(request).notify.attempts(raw["id"])})
 
 
 def add_routes(app: web.Application) -> None:

@@ -18,163 +18,34 @@ stream re-reads its scope (notifications may have been lost meanwhile).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import logging
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from aiohttp import web
 
 from services.status_api import analytics
 from services.status_api import validation as v
-from services.status_api.auth import Principal, require
-from services.status_api.limits import STREAM_QUOTA
-from services.status_api.views import CONNECTIONS, visible
+from services.status_api.access import visible
+from services.status_api.auth import PRINCIPAL, Principal, require
+from services.status_api.hub import Change, ChangeHub, Listener, Signal
+from services.status_api.presentation import connection_view, display_of, health_of
+from services.status_api.state import API, api
 from shared import metrics
-from shared.changes import follow_changes
 from shared.errors import ApiError, NotFound, StoreUnavailable
-from shared.models import connection_view, display_of, health_of, now_ms
-from shared.store import Store
+from shared.models import now_ms
+from shared.records import ConnectionRecord
 
 log = logging.getLogger(__name__)
 RETRY_MS = 2000  # how soon a browser reconnects after the stream ends
-SUBSCRIBE_WAIT_S = 5.0
 ID_CHARS = 12
-READ_SHARE_S = 1.0  # how long one read of a changed connection serves streams that wake late
-
-
-class Signal(enum.Enum):
-    RESYNC = "resync"  # notifications may have been lost: re-read the whole scope
-    CLOSE = "close"  # the process is shutting down
-    DROPPED = "dropped"  # the stream fell behind
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    id: str
-    account_id: str
-    version: int
-
-
-class Listener:
-    """One stream's inbox. ``connection_id`` None means every connection of the account."""
-
-    def __init__(self, account_id: str, connection_id: str | None, size: int) -> None:
-        self.account_id = account_id
-        self.connection_id = connection_id
-        self.queue: asyncio.Queue[Change | Signal] = asyncio.Queue(size)
-
-    def offer(self, item: Change | Signal) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            metrics.SSE_DROPPED.inc()
-            self.interrupt(Signal.DROPPED)
-
-    def interrupt(self, signal: Signal) -> None:
-        """Replace whatever is queued with ``signal`` (it must get through even to a full queue)."""
-        while not self.queue.empty():
-            self.queue.get_nowait()
-        self.queue.put_nowait(signal)
-
-
-class ChangeHub:
-    """Reads the changes channel on one pub/sub connection and fans out to listeners in-process."""
-
-    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int) -> None:
-        self._redis = client
-        self._channel = channel
-        self._queue_size = queue_size
-        self._by_account: dict[str, set[Listener]] = {}
-        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
-        self.closing = False
-        self._reads: dict[tuple[str, int], asyncio.Future[dict[str, str] | None]] = {}
-
-    def read(self, store: Store, change: Change) -> Awaitable[dict[str, str] | None]:
-        """The changed connection, read once per change for all the streams that show it (not once
-        per stream: a thousand streams on one account would otherwise be a thousand reads)."""
-        key = (change.id, change.version)
-        pending = self._reads.get(key)
-        if pending is None:
-            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id))
-            pending.add_done_callback(lambda done: self._settled(key, done))
-        return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
-
-    def _settled(self, key: tuple[str, int], done: asyncio.Future[dict[str, str] | None]) -> None:
-        if not done.cancelled():
-            done.exception()  # retrieved here, so a failure nobody waited for is not logged as lost
-        # Keep the result a moment for streams that wake late, then let it go.
-        asyncio.get_running_loop().call_later(READ_SHARE_S, self._reads.pop, key, None)
-
-    def listen(self, account_id: str, connection_id: str | None) -> Listener:
-        listener = Listener(account_id, connection_id, self._queue_size)
-        self._by_account.setdefault(account_id, set()).add(listener)
-        self.listeners.add(listener)
-        return listener
-
-    def forget(self, listener: Listener) -> None:
-        group = self._by_account.get(listener.account_id)
-        if group is not None:
-            group.discard(listener)
-            if not group:
-                del self._by_account[listener.account_id]
-        self.listeners.discard(listener)
-
-    def dispatch(self, data: str | bytes) -> None:
-        try:
-            note = orjson.loads(data)
-            change = Change(str(note["id"]), str(note["account_id"]), int(note["version"]))
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-            log.warning("ignored a malformed change notification")
-            return
-        for listener in tuple(self._by_account.get(change.account_id, ())):
-            if listener.connection_id in (None, change.id):
-                listener.offer(change)
-
-    def broadcast(self, signal: Signal) -> None:
-        for listener in tuple(self.listeners):
-            if signal is Signal.CLOSE:
-                listener.interrupt(signal)
-            else:
-                listener.offer(signal)
-
-    async def run(self, subscribed: asyncio.Event) -> None:
-        """Subscribe, and stay subscribed: on any Redis error, back off, re-subscribe and resync."""
-
-        def on_subscribed() -> None:
-            subscribed.set()
-            self.broadcast(Signal.RESYNC)  # whatever happened while we were not subscribed
-
-        await follow_changes(self._redis, self._channel, self.dispatch, on_subscribed=on_subscribed,
-                             follower="stream hub")
-
-
-HUB = web.AppKey("change_hub", ChangeHub)
-
-
-async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = app[CONNECTIONS].store
-    hub = ChangeHub(store.redis, store.keys.changes, app[CONNECTIONS].settings.sse_queue_size)
-    app[HUB] = hub
-    subscribed = asyncio.Event()
-    task = asyncio.create_task(hub.run(subscribed))
-    # Streams read their snapshot after listening; wait for the subscription so none misses a change.
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_WAIT_S)
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
 
 
 async def close_streams(app: web.Application) -> None:
     """``on_shutdown``: end every open stream now, so shutdown does not wait for them."""
-    hub = app[HUB]
+    hub = app[API].hub
     hub.closing = True
     hub.broadcast(Signal.CLOSE)
 
@@ -235,36 +106,36 @@ class EventStream:
     def is_new(self, cid: str, version: int) -> bool:
         return version > self.shown.get(cid, 0)
 
-    def watch(self, raw: dict[str, str]) -> None:
-        at = _time_boundary(raw, now_ms())
+    def watch(self, record: ConnectionRecord) -> None:
+        at = _time_boundary(record, now_ms())
         if at is None:
-            self.due.pop(raw["id"], None)
+            self.due.pop(record.id, None)
         else:
-            self.due[raw["id"]] = at
+            self.due[record.id] = at
 
-    async def connection(self, raw: dict[str, str]) -> dict[str, Any]:
-        view = connection_view(raw)
-        self.shown[view["id"]] = max(view["version"], self.shown.get(view["id"], 0))
-        self.watch(raw)
+    async def connection(self, record: ConnectionRecord) -> dict[str, Any]:
+        view = connection_view(record)
+        self.shown[record.id] = max(record.version, self.shown.get(record.id, 0))
+        self.watch(record)
         body = orjson.dumps(view).decode()
         await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {body}\n\n")
         return view
 
 
-def _time_boundary(raw: dict[str, str], now: int) -> int | None:
+def _time_boundary(record: ConnectionRecord, now: int) -> int | None:
     """The next moment the connection's ``display`` changes without any stored change, if any."""
     at = None
-    if raw.get("state") == "pending":
-        at = int(raw.get("pending_deadline") or 0)
-    elif raw.get("state") == "connected" and raw.get("expected_interval_s") and raw.get("last_event_at"):
-        at = int(raw["last_event_at"]) + int(raw["expected_interval_s"]) * 1000 + 1
+    if record.state == "pending":
+        at = record.pending_deadline_ms
+    elif record.state == "connected" and record.expected_interval_s and record.last_event_at_ms:
+        at = record.last_event_at_ms + record.expected_interval_s * 1000 + 1
     return at if at is not None and at > now else None
 
 
-def _shown_by_time(raw: dict[str, str], now: int) -> bool:
+def _shown_by_time(record: ConnectionRecord, now: int) -> bool:
     """True when the display is not what the stored change implied (a client resuming may not know)."""
-    display = display_of(raw, health_of(raw, now), now)
-    return display == "silent" or (display == "failed" and raw.get("state") == "pending")
+    display = display_of(record, health_of(record, now), now)
+    return display == "silent" or (display == "failed" and record.state == "pending")
 
 
 SSE_HEADERS = {
@@ -274,39 +145,41 @@ SSE_HEADERS = {
 }
 
 
-async def _load(request: web.Request, scope: Scope) -> list[dict[str, str]]:
-    store = request.app[CONNECTIONS].store
+async def _load(request: web.Request, scope: Scope) -> list[ConnectionRecord]:
+    store = api(request).store
     if scope.connection_id is not None:
-        raw = await store.get(scope.connection_id)
-        return [raw] if raw else []
+        record = await store.get(scope.connection_id)
+        return [record] if record else []
     return await store.list_for_account(scope.account_id)
 
 
-def _changed(rows: Iterable[dict[str, str]], known: dict[str, int], stream: EventStream) -> list[dict[str, str]]:
-    """Rows the client has not seen at their version (or whose display has changed by time since);
-    the ones it has are recorded as shown."""
+def _changed(
+    records: Iterable[ConnectionRecord], known: dict[str, int], stream: EventStream
+) -> list[ConnectionRecord]:
+    """Connections the client has not seen at their version (or whose display has changed by time
+    since); the ones it has are recorded as shown."""
     fresh, now = [], now_ms()
-    for raw in rows:
-        version = int(raw.get("version") or 0)
-        seen = known.get(raw["id"][:ID_CHARS])
-        if seen is not None and version <= seen and not _shown_by_time(raw, now):
-            stream.shown[raw["id"]] = seen
-            stream.watch(raw)
-        elif stream.is_new(raw["id"], version) or seen is not None:
-            fresh.append(raw)
+    for record in records:
+        seen = known.get(record.id[:ID_CHARS])
+        if seen is not None and record.version <= seen and not _shown_by_time(record, now):
+            stream.shown[record.id] = seen
+            stream.watch(record)
+        elif stream.is_new(record.id, record.version) or seen is not None:
+            fresh.append(record)
     return fresh
 
 
-async def _send_rows(stream: EventStream, rows: list[dict[str, str]]) -> list[dict[str, Any]]:
-    return [await stream.connection(raw) for raw in rows]
+async def _send_rows(stream: EventStream, records: list[ConnectionRecord]) -> list[dict[str, Any]]:
+    return [await stream.connection(record) for record in records]
 
 
 async def _on_change(request: web.Request, scope: Scope, stream: EventStream, change: Change) -> None:
     if not stream.is_new(change.id, change.version):
         return
-    raw = await request.app[HUB].read(request.app[CONNECTIONS].store, change)
-    if raw and raw["account_id"] == scope.account_id and stream.is_new(raw["id"], int(raw.get("version") or 0)):
-        await stream.connection(raw)
+    state = api(request)
+    record = await state.hub.read(state.store, change)
+    if record and record.account_id == scope.account_id and stream.is_new(record.id, record.version):
+        await stream.connection(record)
 
 
 async def _on_time(request: web.Request, stream: EventStream) -> bool:
@@ -315,9 +188,9 @@ async def _on_time(request: web.Request, stream: EventStream) -> bool:
     due = [cid for cid, at in stream.due.items() if at <= now]
     for cid in due:
         del stream.due[cid]
-        raw = await request.app[CONNECTIONS].store.get(cid)
-        if raw:
-            await stream.connection(raw)
+        record = await api(request).store.get(cid)
+        if record:
+            await stream.connection(record)
     return bool(due)
 
 
@@ -331,7 +204,7 @@ def _wait_s(heartbeat_s: float, principal: Principal, stream: EventStream) -> fl
 async def _pump(request: web.Request, scope: Scope, stream: EventStream, listener: Listener) -> None:
     """Forward changes until the client leaves, the token expires, or the process shuts down."""
     principal = require(request)
-    heartbeat_s = request.app[CONNECTIONS].settings.sse_heartbeat_s
+    heartbeat_s = api(request).settings.sse_heartbeat_s
     while True:
         try:
             item = await asyncio.wait_for(listener.queue.get(), _wait_s(heartbeat_s, principal, stream))
@@ -353,10 +226,11 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
 
 async def serve(request: web.Request, scope: Scope) -> web.StreamResponse:
     """Snapshot (or resume), then live changes. Errors before the first byte are ordinary 4xx/5xx."""
-    hub = request.app[HUB]
+    state = api(request)
+    hub = state.hub
     if hub.closing:
         raise ApiError("the service is shutting down; reconnect shortly", code="shutting_down", status=503)
-    with request.app[STREAM_QUOTA].hold(require(request)):  # 429 too_many_streams over the limits
+    with state.stream_quota.hold(require(request)):  # 429 too_many_streams over the limits
         return await _serve(request, scope, hub)
 
 
@@ -366,7 +240,7 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
         last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         known = decode_cursor(last_id)
         response = web.StreamResponse(headers=SSE_HEADERS)
-        stream = EventStream(response, request.app[CONNECTIONS].settings.sse_write_timeout_s)
+        stream = EventStream(response, api(request).settings.sse_write_timeout_s)
         rows = _changed(await _load(request, scope), known, stream)
         await response.prepare(request)
         metrics.SSE_STREAMS.inc()
@@ -375,7 +249,7 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
             views = await _send_rows(stream, rows)
             await stream.event("ready", {"connections": len(stream.shown), "resumed": last_id is not None})
             if last_id is None:
-                analytics.status_shown(request, views)
+                analytics.status_shown(api(request).analytics, request.get(PRINCIPAL), views)
             await _pump(request, scope, stream, listener)
         except (ConnectionResetError, TimeoutError, StoreUnavailable) as exc:
             log.info("stream ended", extra={"why": type(exc).__name__})
@@ -389,8 +263,8 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
 
 
 async def connection_stream(request: web.Request) -> web.StreamResponse:
-    raw = await visible(request)
-    return await serve(request, Scope(raw["account_id"], raw["id"]))
+    record = await visible(request)
+    return await serve(request, Scope(record.account_id, record.id))
 
 
 async def account_stream(request: web.Request) -> web.StreamResponse:

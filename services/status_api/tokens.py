@@ -8,6 +8,7 @@ from aiohttp import web
 from services.status_api import schema
 from services.status_api import validation as v
 from services.status_api.auth import require_service
+from services.status_api.state import api
 from services.status_api.token_codec import (
     BrowserClaims,
     SigningKey,
@@ -17,7 +18,6 @@ from services.status_api.token_codec import (
     signing_keys,
     verify,
 )
-from services.status_api.views import CONNECTIONS
 from shared.http import json_response
 from shared.models import iso, now_ms
 
@@ -30,7 +30,7 @@ __all__ = ["BrowserClaims", "SigningKey", "add_routes", "fingerprint", "looks_li
 async def create_token(request: web.Request) -> web.Response:
     require_service(request)
     account = v.account_id(request.match_info["account_id"])
-    settings = request.app[CONNECTIONS].settings
+    settings = api(request).settings
     data = await v.body(request, schema.NewBrowserToken, optional=True,
                         limits={"ttl_s": settings.browser_token_max_ttl_s})
     ttl_s = data.ttl_s or settings.browser_token_ttl_s

@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from services.status_api.auth import require
+from shared.errors import NotFound
 from shared.http import json_response
 
 UI_DIR = Path(__file__).with_name("ui")
@@ -33,7 +34,7 @@ def _file_response(name: str, *, cache: str) -> web.Response:
     content_type = FILE_TYPES.get(path.suffix)
     # Only plain file names from the ui folder: no sub-paths, no dot files, no other types.
     if content_type is None or "/" in name or name.startswith(".") or not path.is_file():
-        raise web.HTTPNotFound()
+        raise NotFound("Not Found", code="not_found")
     headers = {**SECURITY_HEADERS, "Cache-Control": cache}
     return web.Response(body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=headers)
 

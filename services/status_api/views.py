@@ -8,27 +8,19 @@ from aiohttp import web
 
 from services.status_api import analytics, schema
 from services.status_api import validation as v
-from services.status_api.auth import require, require_service, require_service_for
-from services.status_api.connections import Connections, NewConnection
-from shared.errors import NotFound
+from services.status_api.access import visible
+from services.status_api.auth import PRINCIPAL, require, require_service, require_service_for
+from services.status_api.connections import NewConnection, not_found
+from services.status_api.presentation import connection_view
+from services.status_api.state import api
 from shared.http import json_response
-from shared.models import connection_view
 from shared.providers import PROVIDERS, ProviderInfo
-
-CONNECTIONS = web.AppKey("connections", Connections)
-
-
-async def visible(request: web.Request) -> dict[str, str]:
-    """The connection named in the path, if the caller may see it; else 404 (never 403)."""
-    raw = await request.app[CONNECTIONS].get_raw(request.match_info["connection_id"])
-    if not require(request).can_see(raw["account_id"]):
-        raise NotFound("no connection has this id", code="connection_not_found")
-    return raw
 
 
 async def create_connection(request: web.Request) -> web.Response:
     require_service(request)
-    settings = request.app[CONNECTIONS].settings
+    state = api(request)
+    settings = state.settings
     data = await v.body(request, schema.NewConnection, limits={"timeout_s": settings.max_timeout_s})
     new = NewConnection(
         account_id=data.account_id,
@@ -38,14 +30,14 @@ async def create_connection(request: web.Request) -> web.Response:
         settings=data.settings,
         expected_interval_s=data.expected_interval_s,
     )
-    view = await request.app[CONNECTIONS].create(new)
-    analytics.setup_completed(request, request.app[CONNECTIONS].store, view)
+    view = await state.connections.create(new)
+    analytics.setup_completed(state.analytics, state.store, view)
     return json_response(view, 201)
 
 
 async def get_connection(request: web.Request) -> web.Response:
     view = connection_view(await visible(request))
-    analytics.status_shown(request, [view], via="api")
+    analytics.status_shown(api(request).analytics, request.get(PRINCIPAL), [view], via="api")
     return json_response(view)
 
 
@@ -54,38 +46,39 @@ async def list_connections(request: web.Request) -> web.Response:
     account = v.account_id(request.query.get("account_id") or principal.account_id)
     if not principal.can_see(account):
         return json_response({"connections": []})
-    rows = await request.app[CONNECTIONS].store.list_for_account(account)
-    return json_response({"connections": [connection_view(r) for r in rows]})
+    records = await api(request).store.list_for_account(account)
+    return json_response({"connections": [connection_view(r) for r in records]})
 
 
 async def reconnect(request: web.Request) -> web.Response:
-    raw = await visible(request)
-    settings = request.app[CONNECTIONS].settings
-    data = await v.body(request, schema.Reconnect, optional=True, limits={"timeout_s": settings.max_timeout_s})
+    record = await visible(request)
+    state = api(request)
+    limits = {"timeout_s": state.settings.max_timeout_s}
+    data = await v.body(request, schema.Reconnect, optional=True, limits=limits)
     if {"secret", "settings"} & data.model_fields_set:
         require_service_for(request, "changing a secret or settings")
-    view = await request.app[CONNECTIONS].reconnect(raw, data.secret, data.settings, data.timeout_s)
-    analytics.reconnect_requested(request, request.app[CONNECTIONS].store, raw, data.secret is not None)
+    view = await state.connections.reconnect(record, data.secret, data.settings, data.timeout_s)
+    analytics.reconnect_requested(state.analytics, state.store, record, data.secret is not None)
     return json_response(view)
 
 
 async def disconnect(request: web.Request) -> web.Response:
     require_service(request)
-    return json_response(await request.app[CONNECTIONS].disconnect(await visible(request)))
+    return json_response(await api(request).connections.disconnect(await visible(request)))
 
 
 async def purge(request: web.Request) -> web.Response:
     """Erase a connection and everything about it, now (service token only): 204."""
     require_service(request)
-    raw = await visible(request)
-    if not await request.app[CONNECTIONS].store.purge(raw["id"]):
-        raise NotFound("no connection has this id", code="connection_not_found")
+    record = await visible(request)
+    if not await api(request).store.purge(record.id):
+        raise not_found()
     return web.Response(status=204)
 
 
 async def deliveries(request: web.Request) -> web.Response:
-    raw = await visible(request)
-    items = await request.app[CONNECTIONS].store.deliveries(raw["id"])
+    record = await visible(request)
+    items = await api(request).store.deliveries(record.id)
     return json_response({"deliveries": items})
 
 

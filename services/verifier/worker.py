@@ -90,11 +90,11 @@ class Verifier:
     async def _observe_setup_time(self, msg: DeliveryMessage) -> None:
         """The funnel: from the connection's creation to the verified event that connected it."""
         try:
-            [created] = await self.store.get_fields(msg.connection_id, ("created_at",))
+            record = await self.store.get(msg.connection_id)
         except StoreUnavailable:
             return  # one lost sample is better than holding the message
-        if created:
-            metrics.SETUP_TO_CONNECTED.observe(max(0.0, (msg.received_at_ms - int(created)) / 1000))
+        if record is not None and record.created_at_ms:
+            metrics.SETUP_TO_CONNECTED.observe(max(0.0, (msg.received_at_ms - record.created_at_ms) / 1000))
 
     async def _with_store_retry(self, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``op``; while Redis is away, hold on and retry with backoff. ``None`` when stopping."""

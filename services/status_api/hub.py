@@ -1,0 +1,153 @@
+"""The change hub: one pub/sub subscription per process, fanned out to every open stream in-process.
+
+    Lua transition --PUBLISH changes--> ChangeHub --> per-stream bounded asyncio queues (by account)
+
+A changed connection is read once, however many streams show it. A stream whose queue fills (a reader
+that stopped reading) is sent ``DROPPED`` and ends, not the process. After the subscription is
+re-established, every stream is sent ``RESYNC`` (notifications may have been lost meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+
+import orjson
+import redis.asyncio as aioredis
+
+from shared import metrics
+from shared.changes import follow_changes
+from shared.records import ConnectionRecord
+from shared.store import Store
+
+log = logging.getLogger(__name__)
+SUBSCRIBE_WAIT_S = 5.0
+READ_SHARE_S = 1.0  # how long one read of a changed connection serves streams that wake late
+
+
+class Signal(enum.Enum):
+    RESYNC = "resync"  # notifications may have been lost: re-read the whole scope
+    CLOSE = "close"  # the process is shutting down
+    DROPPED = "dropped"  # the stream fell behind
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    id: str
+    account_id: str
+    version: int
+
+
+class Listener:
+    """One stream's inbox. ``connection_id`` None means every connection of the account."""
+
+    def __init__(self, account_id: str, connection_id: str | None, size: int) -> None:
+        self.account_id = account_id
+        self.connection_id = connection_id
+        self.queue: asyncio.Queue[Change | Signal] = asyncio.Queue(size)
+
+    def offer(self, item: Change | Signal) -> None:
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            metrics.SSE_DROPPED.inc()
+            self.interrupt(Signal.DROPPED)
+
+    def interrupt(self, signal: Signal) -> None:
+        """Replace whatever is queued with ``signal`` (it must get through even to a full queue)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(signal)
+
+
+class ChangeHub:
+    """Reads the changes channel on one pub/sub connection and fans out to listeners in-process."""
+
+    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int) -> None:
+        self._redis = client
+        self._channel = channel
+        self._queue_size = queue_size
+        self._by_account: dict[str, set[Listener]] = {}
+        self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
+        self.closing = False
+        self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
+
+    def read(self, store: Store, change: Change) -> Awaitable[ConnectionRecord | None]:
+        """The changed connection, read once per change for all the streams that show it (not once
+        per stream: a thousand streams on one account would otherwise be a thousand reads)."""
+        key = (change.id, change.version)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id))
+            pending.add_done_callback(lambda done: self._settled(key, done))
+        return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
+
+    def _settled(self, key: tuple[str, int], done: asyncio.Future[ConnectionRecord | None]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a failure nobody waited for is not logged as lost
+        # Keep the result a moment for streams that wake late, then let it go.
+        asyncio.get_running_loop().call_later(READ_SHARE_S, self._reads.pop, key, None)
+
+    def listen(self, account_id: str, connection_id: str | None) -> Listener:
+        listener = Listener(account_id, connection_id, self._queue_size)
+        self._by_account.setdefault(account_id, set()).add(listener)
+        self.listeners.add(listener)
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        group = self._by_account.get(listener.account_id)
+        if group is not None:
+            group.discard(listener)
+            if not group:
+                del self._by_account[listener.account_id]
+        self.listeners.discard(listener)
+
+    def dispatch(self, data: str | bytes) -> None:
+        try:
+            note = orjson.loads(data)
+            change = Change(str(note["id"]), str(note["account_id"]), int(note["version"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed change notification")
+            return
+        for listener in tuple(self._by_account.get(change.account_id, ())):
+            if listener.connection_id in (None, change.id):
+                listener.offer(change)
+
+    def broadcast(self, signal: Signal) -> None:
+        for listener in tuple(self.listeners):
+            if signal is Signal.CLOSE:
+                listener.interrupt(signal)
+            else:
+                listener.offer(signal)
+
+    async def run(self, subscribed: asyncio.Event) -> None:
+        """Subscribe, and stay subscribed: on any Redis error, back off, re-subscribe and resync."""
+
+        def on_subscribed() -> None:
+            subscribed.set()
+            self.broadcast(Signal.RESYNC)  # whatever happened while we were not subscribed
+
+        await follow_changes(self._redis, self._channel, self.dispatch, on_subscribed=on_subscribed,
+                             follower="stream hub")
+
+
+@contextlib.asynccontextmanager
+async def running_hub(store: Store, queue_size: int) -> AsyncIterator[ChangeHub]:
+    """A hub following the changes channel for as long as the context lasts."""
+    hub = ChangeHub(store.redis, store.keys.changes, queue_size)
+    subscribed = asyncio.Event()
+    task = asyncio.create_task(hub.run(subscribed))
+    # Streams read their snapshot after listening; wait for the subscription so none misses a change.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(subscribed.wait(), SUBSCRIBE_WAIT_S)
+    try:
+        yield hub
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

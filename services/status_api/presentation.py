@@ -1,0 +1,210 @@
+"""What people are shown of a stored connection: the public status object, its button, its words.
+
+``connection_view`` turns a ``ConnectionRecord`` into the JSON the API, the stream and the UI show
+(never a secret). ``display`` is one word a UI can style without logic; ``reason_message`` and the
+button's ``hint`` say the same thing as the badge (a connected connection whose latest deliveries fail
+says so, not that its first event verified). The button table is in docs/API.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.models import FAILING_AFTER_REJECTED, iso, now_ms
+from shared.records import ConnectionRecord, LastError, TestWindow
+
+REASON_WORDS: dict[str, str] = {
+    "awaiting_first_event": "Waiting for the first signed event from the provider.",
+    "verified_event": "A signed event arrived and verified.",
+    "handshake_completed": "The provider completed its registration handshake.",
+    "deadline_no_events": "Nothing arrived from the provider before the deadline. Check that the webhook "
+    "URL is pasted in the provider's dashboard and that the endpoint is enabled.",
+    "deadline_bad_signatures": "Events arrived, but their signatures do not match your signing secret. "
+    "Copy the signing secret from the provider again and reconnect.",
+    "deadline_stale_timestamps": "Events arrived, but their timestamps were out of tolerance: they were "
+    "replays or the sender's clock is wrong.",
+    "deadline_rejected_deliveries": "Events arrived, but none of them verified. See the recent deliveries "
+    "for why.",
+    "disconnected_by_user": "Disconnected.",
+    # Why one delivery was rejected (a delivery's ``reason``; a failed connection's ``failed_detail``).
+    "missing_header": "Deliveries arrive without the provider's signature header: check that the provider "
+    "signs its webhooks and that no proxy strips headers.",
+    "malformed_signature": "Deliveries carry a signature header we cannot read: check the provider chosen "
+    "for this connection.",
+    "malformed_timestamp": "Deliveries carry a timestamp header that is not a Unix timestamp.",
+    "signature_mismatch": "Deliveries are signed with a secret that is not this connection's: copy the "
+    "signing secret from the provider again and reconnect with it.",
+    "timestamp_too_old": "Deliveries are signed too long ago: they are replays, or the sender's clock is "
+    "behind ours.",
+    "timestamp_too_new": "Deliveries are signed in the future: the sender's clock is ahead of ours.",
+    "previous_secret": "Deliveries are signed with the secret you replaced: update the secret in the "
+    "provider's dashboard.",
+    "secret_format": "Deliveries verify only with your secret in another format (whsec_ prefix, hex or "
+    "base64): reconnect with the secret exactly as the provider shows it.",
+    "wrong_provider": "Deliveries come from a different provider than this connection is set up for: "
+    "create a connection for that provider.",
+    "secret_not_set": "Deliveries arrive, but no signing secret is set yet: reconnect with the secret the "
+    "provider shows.",
+    "verify_token_mismatch": "The provider's verify token does not match the connection's settings.",
+    "malformed_handshake": "The provider's handshake request was incomplete.",
+    "invalid_handshake_token": "A handshake carried a token unlike the provider's: it was refused.",
+    "secret_already_learnt": "A second handshake tried to set the signing secret; the first one's secret "
+    "is kept. To register a new webhook, reconnect and let the provider's handshake set it again.",
+    "body_too_large": "Deliveries are larger than the receiver accepts (MAX_BODY_BYTES): check what the "
+    "provider sends to this URL.",
+}
+
+
+TEST_REASON_WORDS: dict[str, str] = {
+    "test_waiting": "Waiting for a test event: send one from the provider (see the instructions).",
+    "test_event_verified": "A signed test event arrived and verified: the connection works.",
+    "test_handshake_completed": "The provider completed its handshake: the connection works.",
+    "test_no_events": "No event arrived during the test. Send the test event from the provider's dashboard "
+    "and check that the webhook URL is pasted there.",
+    "test_bad_signatures": "Events arrived during the test, but their signatures do not match your signing "
+    "secret. Copy the signing secret from the provider again and reconnect.",
+    "test_stale_timestamps": "Events arrived during the test, but their timestamps were out of tolerance: "
+    "they were replays or the sender's clock is wrong.",
+    "test_rejected_deliveries": "Events arrived during the test, but none of them verified. See the recent "
+    "deliveries for why.",
+    "test_superseded": "A newer test replaced this one before it finished.",
+}
+SILENT_WORDS = "No event has arrived for longer than this connection expects. Check the provider's side."
+FAILING_WORDS = "Recent deliveries fail verification. See the recent deliveries for why."
+
+
+
+
+def cta_for(
+    state: str, health: str | None = None, test_state: str | None = None, reason: str | None = None
+) -> dict[str, Any]:
+    """The connect button: a label, an action and a secondary button the UI shows as is, plus ``hint``,
+    the state's reason in plain words (or null)."""
+    if state != "disconnected" and test_state == "waiting":
+        return _cta("Testing…", None, None, None, TEST_REASON_WORDS["test_waiting"])
+    if state == "pending":
+        return _cta("Waiting for first event…", "send_test", "Send test event", "send_test",
+                    REASON_WORDS["awaiting_first_event"])
+    if state == "connected":
+        if health == "failing":
+            return _cta("Fix signing secret", "reconnect", "Send test event", "send_test", FAILING_WORDS)
+        if health == "silent":
+            return _cta("Connected", "reconnect", "Send test event", "send_test", SILENT_WORDS)
+        return _cta("Connected", "reconnect", "Reconnect", "reconnect", None)
+    if state == "failed":
+        return _cta("Reconnect", "reconnect", "Send test event", "send_test", REASON_WORDS.get(_failed_reason(reason)))
+    return _cta("Connect", "connect", None, None, None)
+
+
+def _failed_reason(reason: str | None) -> str:
+    """A failed connection's reason; one past its deadline but not yet swept has none of its own yet."""
+    return reason if reason and reason.startswith("deadline_") else "deadline_no_events"
+
+
+def _cta(label: str, action: str | None, secondary: str | None, secondary_action: str | None,
+         hint: str | None) -> dict[str, Any]:
+    return {"label": label, "action": action, "secondary": secondary, "secondary_action": secondary_action,
+            "hint": hint}
+
+
+def health_of(record: ConnectionRecord, now: int) -> str | None:
+    """For a connected connection: ``ok``, ``failing`` (at least ``FAILING_AFTER_REJECTED`` deliveries
+    rejected since the last verified one) or ``silent``."""
+    if record.state != "connected":
+        return None
+    last_event = record.last_event_at_ms
+    if record.rejected_since_event >= FAILING_AFTER_REJECTED:
+        return "failing"
+    expected = record.expected_interval_s
+    if expected and last_event and now - last_event > expected * 1000:
+        return "silent"
+    return "ok"
+
+
+def display_of(record: ConnectionRecord, health: str | None, now: int) -> str:
+    """One word a UI can style without logic: connected, pending, failing, silent, failed, disconnected."""
+    if record.state == "connected" and health in ("failing", "silent"):
+        return health
+    if record.state == "pending" and record.pending_deadline_ms <= now:
+        return "failed"  # the sweep has not run yet; the deadline has passed all the same
+    return record.state
+
+
+def reason_message(record: ConnectionRecord, display: str) -> str | None:
+    """The reason in plain words, saying what the badge (``display``) says."""
+    if display == "failing":
+        return FAILING_WORDS
+    if display == "silent":
+        return SILENT_WORDS
+    if display == "failed":
+        return REASON_WORDS.get(_failed_reason(record.reason))
+    return REASON_WORDS.get(record.reason or "")
+
+
+def view_of_test(test: TestWindow | None) -> dict[str, Any] | None:
+    """A test event window, as the API shows it."""
+    if test is None:
+        return None
+    reason = test.reason or ("test_waiting" if test.state == "waiting" else None)
+    return {
+        "id": test.id,
+        "state": test.state,
+        "reason": reason if test.state != "waiting" else None,
+        "reason_message": TEST_REASON_WORDS.get(reason or ""),
+        "seen": test.seen,
+        "started_at": iso(test.started_at_ms or None),
+        "expires_at": iso(test.expires_at_ms or None),
+        "finished_at": iso(test.finished_at_ms or None),
+    }
+
+
+def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[str, Any]:
+    """The public status object of a stored connection. Never includes a secret."""
+    now = now_ms() if now is None else now
+    state = record.state
+    health = health_of(record, now)
+    display = display_of(record, health, now)
+    last_test = view_of_test(record.test)
+    return {
+        "id": record.id,
+        "account_id": record.account_id,
+        "provider": record.provider,
+        "state": state,
+        "reason": record.reason,
+        "reason_message": reason_message(record, display),
+        "health": health,
+        "display": display,
+        "cta": cta_for("failed" if display == "failed" else state, health,
+                       last_test["state"] if last_test else None, record.reason),
+        "last_test": last_test,
+        "webhook_url": record.webhook_url,
+        "pending_deadline": iso(record.pending_deadline_ms) if state == "pending" else None,
+        "created_at": iso(record.created_at_ms or None),
+        "updated_at": iso(record.updated_at_ms or None),
+        "last_event_at": iso(record.last_event_at_ms or None),
+        "reachable_at": iso(record.reachable_at_ms or None),
+        "secret_learnt_at": iso(record.secret_learnt_at_ms or None),
+        "events_received": record.events_received,
+        "last_error": _public_error(record.last_error),
+        "failed_detail": _failed_detail(record) if state == "failed" else None,
+        "previous_secret_active": bool(record.prev_secret and record.prev_secret_until_ms > now),
+        "previous_secret_last_used_at": iso(record.prev_secret_used_at_ms or None),
+        "version": record.version,
+    }
+
+
+def _public_error(err: LastError | None) -> dict[str, Any] | None:
+    if err is None:
+        return None
+    return {"code": err.code, "message": err.message, "at": iso(err.at_ms or None)}
+
+
+def _failed_detail(record: ConnectionRecord) -> dict[str, Any] | None:
+    """The most frequent rejection before the deadline, in words; the last error's own message when it
+    has that code (it names the header, the skew or the other provider)."""
+    code = record.failed_detail
+    if not code:
+        return None
+    last = record.last_error
+    message = last.message if last is not None and last.code == code else None
+    return {"code": code, "message": message or REASON_WORDS.get(code)}
