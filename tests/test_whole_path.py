@@ -204,8 +204,9 @@ async def test_a_connected_connection_whose_deliveries_fail_says_so(system: Syst
     assert (await system.post_hook(conn["webhook_url"], body, ok))[0] == 202
     view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
     assert view["reason_message"] == "A signed event arrived and verified."
-    forged = standard_webhooks_headers("whsec_" + "A" * 32, body, "msg_bad")
-    assert (await system.post_hook(conn["webhook_url"], body, forged))[0] == 401
+    for i in range(3):  # failing: rejected deliveries in a row (FAILING_AFTER_REJECTED)
+        forged = standard_webhooks_headers("whsec_" + "A" * 32, body, f"msg_bad_{i}")
+        assert (await system.post_hook(conn["webhook_url"], body, forged))[0] == 401
     view = await system.wait_for(conn["id"], lambda v: v["display"] == "failing")
     assert view["state"] == "connected" and view["reason"] == "verified_event"
     assert "verified." not in view["reason_message"]
