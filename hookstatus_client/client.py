@@ -14,7 +14,17 @@ import aiohttp
 from hookstatus_client.errors import HookStatusError
 from hookstatus_client.events import StreamEvent
 from hookstatus_client.sse import SseParser
-from hookstatus_client.types import BrowserToken, Connection, ConnectionTest, CreatedConnection, Delivery, Provider
+from hookstatus_client.types import (
+    BrowserToken,
+    Connection,
+    ConnectionTest,
+    CreatedConnection,
+    CreatedNotificationEndpoint,
+    Delivery,
+    NotificationAttempt,
+    NotificationEndpoint,
+    Provider,
+)
 
 DEFAULT_RETRY_MS = 2000
 
@@ -130,6 +140,31 @@ class HookStatusClient:
     async def create_browser_token(self, account_id: str, *, ttl_s: int | None = None) -> BrowserToken:
         body = _without_none(ttl_s=ttl_s)
         return cast(BrowserToken, await self._call("POST", f"/v1/accounts/{account_id}/tokens", body))
+
+    # --- notification endpoints (service token) ---------------------------------------------------
+
+    async def create_notification_endpoint(
+        self, url: str, *, account_id: str | None = None, events: list[str] | None = None
+    ) -> CreatedNotificationEndpoint:
+        """Where the product receives connection changes, signed (Standard Webhooks) with the ``secret``
+        of the answer: the only time it is shown."""
+        body = _without_none(url=url, account_id=account_id, events=events)
+        return cast(CreatedNotificationEndpoint, await self._call("POST", "/v1/notification-endpoints", body))
+
+    async def list_notification_endpoints(self, account_id: str | None = None) -> list[NotificationEndpoint]:
+        params = {"account_id": account_id} if account_id else None
+        data = await self._call("GET", "/v1/notification-endpoints", params=params)
+        return cast(list[NotificationEndpoint], data["endpoints"])
+
+    async def get_notification_endpoint(self, endpoint_id: str) -> NotificationEndpoint:
+        return cast(NotificationEndpoint, await self._call("GET", f"/v1/notification-endpoints/{endpoint_id}"))
+
+    async def delete_notification_endpoint(self, endpoint_id: str) -> None:
+        await self._call("DELETE", f"/v1/notification-endpoints/{endpoint_id}")
+
+    async def notification_attempts(self, endpoint_id: str) -> list[NotificationAttempt]:
+        data = await self._call("GET", f"/v1/notification-endpoints/{endpoint_id}/attempts")
+        return cast(list[NotificationAttempt], data["attempts"])
 
     # --- live status ------------------------------------------------------------------------------
 

@@ -135,3 +135,42 @@ class BrowserToken(TypedDict):
     # ISO 8601 UTC, milliseconds
     expires_at: str
     account_id: str
+
+
+class NotificationEndpoint(TypedDict):
+    """Where the product receives notifications. Never carries the secret."""
+
+    id: str
+    url: str
+    # null: every account's events
+    account_id: str | None
+    # null: every event type
+    events: list[str] | None
+    status: Literal["enabled", "disabled"]
+    disabled_reason: str | None
+    disabled_at: str | None
+    # Events in a row that failed every attempt
+    failed_events: int
+    failing_since: str | None
+    created_at: str | None
+
+
+class CreatedNotificationEndpoint(NotificationEndpoint):
+    """A new endpoint, with its signing secret (whsec_..., Standard Webhooks; shown this once)."""
+
+    secret: str
+
+
+class NotificationAttempt(TypedDict):
+    """One attempt to deliver one event to one endpoint."""
+
+    # The webhook-id header: the same for every attempt of one event
+    event_id: str
+    type: str
+    attempt: int
+    at: str | None
+    outcome: Literal["delivered", "failed", "skipped"]
+    # The endpoint's HTTP status, when it answered
+    status: int | None
+    error: str | None
+    next_retry_at: str | None
