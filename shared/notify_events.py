@@ -1,20 +1,10 @@
-"""The product's notifications: the event types, and the body every endpoint receives.
-
-A body is ``{"type", "timestamp", "data"}``: ``data`` is the connection's status object (as
-``GET /v1/connections/{id}`` returns it) for ``connection.*`` events, the test object (as
-``GET /v1/connections/{id}/tests/{test_id}`` returns it, with ``account_id``) for ``test.*`` events.
-It is built when the relay publishes the event, from the connection as stored then.
-"""
+"""The product's notifications: the event types every part agrees on (the status API validates
+subscriptions against them, the transition scripts write them, the notifier sends them). The body of
+an event is built by the notifier (``services/notifier/events.py``)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import orjson
-
-from services.status_api.presentation import connection_view, view_of_test
-from shared.models import iso
-from shared.records import ConnectionRecord
 
 EVENT_TYPES: tuple[str, ...] = (
     "connection.connected",
@@ -29,25 +19,7 @@ EVENT_TYPES: tuple[str, ...] = (
 )
 
 
-def event_data(kind: str, record: ConnectionRecord) -> dict[str, Any] | None:
-    """The ``data`` of an event of type ``kind`` about the stored connection (the status API's own
-    public objects, ``services/status_api/presentation.py``)."""
-    if not kind.startswith("test."):
-        return connection_view(record)
-    test = view_of_test(record.test)
-    if test is None:
-        return None
-    return {**test, "connection_id": record.id, "account_id": record.account_id}
-
-
-def event_body(entry: dict[str, Any], record: ConnectionRecord) -> bytes | None:
-    """The JSON body of one outbox entry (``{"id", "type", "at"}``), or None when it has no data."""
-    data = event_data(entry["type"], record)
-    if data is None:
-        return None
-    return orjson.dumps({"type": entry["type"], "timestamp": iso(entry.get("at")), "data": data})
-
-
 def account_of(body: dict[str, Any]) -> str | None:
+    """The account an event's body is about (its ``data.account_id``)."""
     data = body.get("data")
     return data.get("account_id") if isinstance(data, dict) else None

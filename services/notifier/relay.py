@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 
+from services.notifier.events import event_body
 from services.notifier.publisher import Publisher
 from services.notifier.topology import NotifyTopology
 from shared import metrics
 from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.models import now_ms
-from shared.notify_events import EVENT_TYPES, event_body
+from shared.notify_events import EVENT_TYPES
 from shared.notify_store import NotifyStore
 
 log = logging.getLogger(__name__)
