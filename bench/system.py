@@ -53,6 +53,7 @@ class System:
             "AMQP_PREFIX": p,
             "ANALYTICS_EXCHANGE": f"{p}.analytics",
             "RECEIVER_PORT": str(self.ports["receiver"]),
+            "RECEIVER_ADMIN_PORT": str(free_port()),
             "STATUS_API_PORT": str(self.ports["status_api"]),
             "VERIFIER_PORT": str(self.ports["verifier"]),
             "STATUS_API_TOKEN": TOKEN,

@@ -96,6 +96,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     r_port = os.environ.get("RECEIVER_PORT", "8080")
+    a_port = os.environ.get("RECEIVER_ADMIN_PORT", "8083")
     s_port = os.environ.get("STATUS_API_PORT", "8081")
     v_port = os.environ.get("VERIFIER_PORT", "8082")
     n_port = os.environ.get("NOTIFIER_PORT", "8084")
@@ -109,6 +110,7 @@ def main() -> int:
     print(
         "\nhookstatus is running:\n"
         f"  receiver     http://127.0.0.1:{r_port}/hooks/<connection_id>\n"
+        f"  receiver     http://127.0.0.1:{a_port}/metrics   (admin listener, loopback only)\n"
         f"  status API   http://127.0.0.1:{s_port}/v1/connections\n"
         f"  verifier     http://127.0.0.1:{v_port}/metrics\n"
         f"  notifier     http://127.0.0.1:{n_port}/metrics{notes}\n"

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from services.notifier.app import run as run_notifier
 from services.notifier.config import Settings as NotifierSettings
+from services.receiver.app import create_admin_app as create_receiver_admin
 from services.receiver.app import create_app as create_receiver
 from services.receiver.config import Settings as ReceiverSettings
 from services.status_api.app import create_app as create_status_api
@@ -40,6 +41,7 @@ class System:
     common: dict[str, Any]
     verifiers: list[tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
     notifiers: list[tuple[asyncio.Event, asyncio.Task[None]]] = field(default_factory=list)
+    receiver_admin_url: str = ""  # the receiver's admin listener: /metrics, the detailed /readyz
 
     @property
     def auth(self) -> dict[str, str]:
@@ -143,17 +145,22 @@ async def start_system(
         "public_base_url": f"http://127.0.0.1:{r_port}",
         **overrides,
     }
-    receiver = web.AppRunner(create_receiver(ReceiverSettings.from_env(**common)))
+    receiver_app = create_receiver(ReceiverSettings.from_env(**common))
+    receiver = web.AppRunner(receiver_app)
+    receiver_admin = web.AppRunner(create_receiver_admin(receiver_app))
     api = web.AppRunner(create_status_api(
         StatusSettings.from_env(status_api_token=(TOKEN,), **common, **(status_api or {}))
     ))
     await receiver.setup()
+    await receiver_admin.setup()
     await api.setup()
-    s_port = free_port()
+    s_port, a_port = free_port(), free_port()
     await web.TCPSite(receiver, "127.0.0.1", r_port).start()
+    await web.TCPSite(receiver_admin, "127.0.0.1", a_port).start()
     await web.TCPSite(api, "127.0.0.1", s_port).start()
     async with aiohttp.ClientSession() as session:
-        system = System(f"http://127.0.0.1:{r_port}", f"http://127.0.0.1:{s_port}", session, common)
+        system = System(f"http://127.0.0.1:{r_port}", f"http://127.0.0.1:{s_port}", session, common,
+                        receiver_admin_url=f"http://127.0.0.1:{a_port}")
         for _ in range(verifiers):
             system.start_verifier()
         try:
@@ -162,4 +169,5 @@ async def start_system(
             await system.stop_notifiers()
             await system.stop_verifiers()
             await api.cleanup()
+            await receiver_admin.cleanup()
             await receiver.cleanup()

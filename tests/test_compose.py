@@ -64,3 +64,13 @@ def test_dockerfile_ships_the_packages_the_services_import() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for folder in ("shared", "services"):
         assert f"COPY {folder} ./{folder}" in dockerfile
+
+
+def test_the_receiver_keeps_metrics_off_its_public_port() -> None:
+    receiver = compose()["services"]["receiver"]
+    assert receiver["environment"]["RECEIVER_ADMIN_PORT"] == "8083"
+    # The provider-facing port is published; the admin listener only on the host's loopback.
+    assert receiver["ports"] == ["8080:8080", "127.0.0.1:8083:8083"]
+    prometheus = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
+    assert targets["receiver"] == ["receiver:8083"]

@@ -23,6 +23,8 @@ KUBERNETES_VERSION = "1.30.0"  # the oldest minor release still widely supported
 SETTINGS = {"receiver": ReceiverSettings, "verifier": VerifierSettings, "status-api": StatusSettings,
             "notifier": NotifierSettings}
 PORTS = {"receiver": 8080, "verifier": 8082, "status-api": 8081, "notifier": 8084}
+# Where Prometheus scrapes /metrics: the receiver's admin listener, off its provider-facing port.
+METRICS_PORTS = {**PORTS, "receiver": 8083}
 
 
 def objects() -> list[dict[str, Any]]:
@@ -69,7 +71,11 @@ def test_deployment_probes_resources_and_shutdown(name: str) -> None:
     deployment = by_kind("Deployment")[name]
     pod = deployment["spec"]["template"]["spec"]
     c = container(name)
-    assert c["ports"] == [{"name": "http", "containerPort": PORTS[name], "protocol": "TCP"}]
+    assert c["ports"][0] == {"name": "http", "containerPort": PORTS[name], "protocol": "TCP"}
+    if name == "receiver":  # the admin listener: a container port, never a Service port
+        assert c["ports"][1:] == [{"name": "admin", "containerPort": METRICS_PORTS[name], "protocol": "TCP"}]
+    else:
+        assert len(c["ports"]) == 1
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     for kind in ("requests", "limits"):
@@ -83,7 +89,7 @@ def test_deployment_probes_resources_and_shutdown(name: str) -> None:
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     service = by_kind("Service")[name]
     assert service["spec"]["selector"] == selector
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"]
 
 
 @pytest.mark.parametrize("name", ["receiver", "verifier"])
@@ -110,4 +116,4 @@ def test_every_variable_is_a_real_setting_and_secrets_come_from_a_secret(name: s
         assert env[secret]["valueFrom"]["secretKeyRef"] == {"name": "hookstatus-secrets", "key": secret}
     assert not {"AMQP_URL", "REDIS_URL", "STATUS_API_TOKEN", "TOKEN_SIGNING_KEY"} & set(config["data"])
     annotations = by_kind("Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
-    assert annotations["prometheus.io/port"] == str(PORTS[name])
+    assert annotations["prometheus.io/port"] == str(METRICS_PORTS[name])

@@ -48,7 +48,8 @@ def services(
         "AMQP_URL": amqp_url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix, "AMQP_PREFIX": prefix,
         "ANALYTICS_EXCHANGE": f"{prefix}.analytics", "LOG_LEVEL": "INFO", "STATUS_API_TOKEN": TOKEN,
         "PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['receiver']}",
-        "RECEIVER_PORT": str(ports["receiver"]), "STATUS_API_PORT": str(ports["status_api"]),
+        "RECEIVER_PORT": str(ports["receiver"]), "RECEIVER_ADMIN_PORT": str(free_port()),
+        "STATUS_API_PORT": str(ports["status_api"]),
         "VERIFIER_PORT": str(ports["verifier"]), "PYTHONPATH": str(ROOT),
     }
     procs: dict[str, Proc] = {}

@@ -106,7 +106,7 @@ async def signed(system: System, conn: dict[str, object], secret: str | None = N
 async def test_the_table_is_what_every_service_exposes(system: System, verifier_url: str) -> None:
     table = documented()
     assert len(table) >= 15
-    for base in (system.receiver_url, system.api_url, verifier_url):
+    for base in (system.receiver_admin_url, system.api_url, verifier_url):
         text = await scrape(system, base)
         assert exposed_types(text) == {name: kind for name, (kind, _) in table.items()}, base
         for family in text_string_to_metric_families(text):
@@ -149,7 +149,7 @@ async def test_webhooks_and_transitions_are_counted_without_ids(system: System, 
     assert ("hookstatus_queue_messages", frozenset({("queue", "dead_letter")})) in after
     assert value(after, "hookstatus_gauges_refreshed_timestamp_seconds") > 0
 
-    text = "\n".join(await asyncio.gather(*(scrape(system, b) for b in (system.receiver_url, system.api_url))))
+    text = "\n".join(await asyncio.gather(*(scrape(system, b) for b in (system.receiver_admin_url, system.api_url))))
     for secret_or_id in (conn["id"], other["id"], account, conn["secret"], other["secret"]):
         assert str(secret_or_id) not in text
 

@@ -33,7 +33,7 @@ def test_two_workers_serve_one_port_and_stop_together(
     port = free_port()
     env = {**os.environ, "AMQP_URL": amqp_url, "REDIS_URL": redis_url, "REDIS_PREFIX": prefix,
            "AMQP_PREFIX": prefix, "ANALYTICS_EXCHANGE": f"{prefix}.analytics", "RECEIVER_PORT": str(port),
-           "RECEIVER_WORKERS": "2", "LOG_LEVEL": "WARNING"}
+           "RECEIVER_ADMIN_PORT": str(free_port()), "RECEIVER_WORKERS": "2", "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen([sys.executable, "-m", "services.receiver"], cwd=ROOT, env=env)
     try:
         ready = 0

@@ -33,8 +33,8 @@ def test_unreachable_servers_are_named_with_how_to_start_them() -> None:
 
 @pytest.mark.usefixtures("notifier_cleanup")
 def test_starts_all_four_and_stops_them_on_sigterm(prefix: str, redis_client: object, amqp_cleanup: None) -> None:
-    ports = {"RECEIVER_PORT": free_port(), "STATUS_API_PORT": free_port(), "VERIFIER_PORT": free_port(),
-             "NOTIFIER_PORT": free_port()}
+    ports = {"RECEIVER_PORT": free_port(), "RECEIVER_ADMIN_PORT": free_port(), "STATUS_API_PORT": free_port(),
+             "VERIFIER_PORT": free_port(), "NOTIFIER_PORT": free_port()}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()},
            "REDIS_PREFIX": prefix, "AMQP_PREFIX": prefix, "LOG_LEVEL": "WARNING"}
     proc = subprocess.Popen(LAUNCHER, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -306,7 +306,7 @@ async def test_secrets_never_appear_in_responses_logs_metrics_or_deliveries(
         await receiver.start()
         verifier = await services.start("verifier")
         api = await services.start("status_api")
-        seen = await _exercise(api.url, receiver.url, verifier.url)
+        seen = await _exercise(api.url, receiver.admin_url, verifier.url)
     finally:
         services.stop_all()
     secrets, texts = seen

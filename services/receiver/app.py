@@ -4,6 +4,10 @@ It verifies the request with the connection's provider scheme, publishes one del
 request it can attribute to a connection (verified or not; never a body) and answers 202 only once
 RabbitMQ has confirmed that message. No confirm in time: 503 with ``Retry-After``, so the provider
 retries and nothing it was told is accepted is ever lost.
+
+The provider-facing port serves ``/hooks/…``, ``/healthz`` and a bare ``/readyz`` (200 "ready" or 503
+"not ready", nothing more: load balancers need it). ``/metrics`` and the detailed ``/readyz`` are on
+the admin listener (``create_admin_app``, ``RECEIVER_ADMIN_HOST``/``RECEIVER_ADMIN_PORT``).
 """
 
 from __future__ import annotations
@@ -270,7 +274,14 @@ async def _ready(app: web.Application) -> dict[str, bool]:
     return {"redis": await app[STORE].ping(), "rabbitmq": publisher_ok}
 
 
+async def ready_bare(request: web.Request) -> web.Response:
+    """Readiness for whatever sits in front of the public port: a word, no dependency detail."""
+    ok = all((await request.app[http.READY_CHECK]()).values())
+    return web.Response(text="ready" if ok else "not ready", status=200 if ok else 503)
+
+
 def create_app(settings: Settings) -> web.Application:
+    """The provider-facing app: webhooks, /healthz and the bare /readyz (no /metrics)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[http.error_middleware])
     app[SETTINGS] = settings
     app[http.SERVICE_NAME] = "receiver"
@@ -278,5 +289,31 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
     app.router.add_route("POST", "/hooks/{connection_id}", receive)
     app.router.add_route("GET", "/hooks/{connection_id}", receive)
-    http.add_health_routes(app)
+    app.router.add_get("/healthz", http.healthz)
+    app.router.add_get("/readyz", ready_bare)
+    return app
+
+
+def create_admin_app(public: web.Application) -> web.Application:
+    """The admin listener's app: /healthz, the detailed /readyz and /metrics, for ``public``'s process."""
+    admin = web.Application(middlewares=[http.error_middleware])
+    admin[http.SERVICE_NAME] = "receiver"
+    admin[http.READY_CHECK] = lambda: _ready(public)
+    http.add_health_routes(admin)
+    return admin
+
+
+def with_admin_listener(app: web.Application, host: str, port: int, reuse_port: bool = False) -> web.Application:
+    """Serve ``create_admin_app(app)`` on ``host:port`` for as long as ``app`` runs."""
+    runner = web.AppRunner(create_admin_app(app), access_log=None)
+
+    async def start(_: web.Application) -> None:
+        await runner.setup()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+
+    async def stop(_: web.Application) -> None:
+        await runner.cleanup()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
     return app

@@ -9,6 +9,9 @@ from shared.config import CommonSettings
 class Settings(CommonSettings):
     receiver_host: str = "127.0.0.1"
     receiver_port: int = 8080
+    # The admin listener: /metrics and the detailed /readyz, never on the provider-facing port.
+    receiver_admin_host: str = "127.0.0.1"
+    receiver_admin_port: int = 8083
     max_body_bytes: int = 1024 * 1024
     # Processes serving the port (SO_REUSEPORT); each has its own cache and connections.
     receiver_workers: int = 1

@@ -48,6 +48,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     port: int = 0
+    admin_port: int = 0  # the receiver's admin listener (/metrics, the detailed /readyz)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     exit_codes: list[int] = field(default_factory=list)
@@ -56,11 +57,19 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        """Where /metrics and the detailed /readyz are: the receiver's admin listener, else its own port."""
+        return f"http://127.0.0.1:{self.admin_port}" if self.admin_port else self.url
+
     async def start(self, timeout_s: float = 20) -> None:
         """Start the process and wait until its /healthz answers."""
         if not self.port:
             self.port = free_port()
         env = {**self.env, PORT_VARS[self.name]: str(self.port)}
+        if self.name == "receiver":
+            self.admin_port = self.admin_port or free_port()
+            env["RECEIVER_ADMIN_PORT"] = str(self.admin_port)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"services.{self.name}"], cwd=ROOT, env=env,
