@@ -126,6 +126,14 @@ class Provider(TypedDict):
     # Setting name -> what it is (required: ... / optional: ...)
     settings: dict[str, str]
     test_instructions: str
+    # payments, commerce, communication, identity, developer tools, ...
+    category: str
+    # The steps to take in the provider's dashboard, in order
+    setup: list[str]
+    # The provider's documentation of its signing scheme
+    docs_url: str
+    # sdk:<package>, vector:<docs url> or scheme:<docs url>: what our verification was tested against
+    checked_against: str
 
 
 class BrowserToken(TypedDict):

@@ -289,6 +289,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
     app.router.add_route("POST", "/hooks/{connection_id}", receive)
     app.router.add_route("GET", "/hooks/{connection_id}", receive)
+    app.router.add_route("HEAD", "/hooks/{connection_id}", receive)  # Trello checks a new webhook with HEAD
     app.router.add_get("/healthz", http.healthz)
     app.router.add_get("/readyz", ready_bare)
     return app

@@ -218,10 +218,16 @@ class Provider(ResponseModel):
     secret_format: str
     settings: dict[str, str] = Field(description="Setting name -> what it is (required: ... / optional: ...)")
     test_instructions: str
+    category: str = Field(description="payments, commerce, communication, identity, developer tools, ...")
+    setup: list[str] = Field(description="The steps to take in the provider's dashboard, in order")
+    docs_url: str = Field(description="The provider's documentation of its signing scheme")
+    checked_against: str = Field(description="sdk:<package>, vector:<docs url> or scheme:<docs url>: what our "
+                                             "verification was tested against")
 
 
 class ProviderList(ResponseModel):
     providers: list[Provider]
+    categories: list[str] = Field(description="The categories of the providers listed, sorted")
 
 
 class BrowserToken(ResponseModel):

@@ -271,6 +271,9 @@ def _other_paths() -> Json:
         "/v1/providers": {"get": {
             "operationId": "listProviders",
             "summary": "The supported providers and what their setup needs.",
+            "parameters": [{"name": "q", "in": "query", "required": False, "schema": {"type": "string",
+                            "maxLength": 100}, "description": "Words that must all appear in the id, title or "
+                            "category (case-insensitive)"}],
             "responses": {"200": _answer(s.ProviderList), **_errors(401)},
         }},
         "/v1/me": {"get": {

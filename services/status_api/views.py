@@ -83,13 +83,23 @@ async def deliveries(request: web.Request) -> web.Response:
 
 
 async def providers(request: web.Request) -> web.Response:
+    """The providers, optionally searched (``?q=``: every word in the id, title or category)."""
     require(request)
-    return json_response({"providers": [_provider_entry(p.info) for p in PROVIDERS.values()]})
+    words = request.query.get("q", "")[:100].lower().split()
+    found = [p.info for p in PROVIDERS.values() if _matches(p.info, words)]
+    return json_response({"providers": [_provider_entry(info) for info in found],
+                          "categories": sorted({info.category for info in found})})
+
+
+def _matches(info: ProviderInfo, words: list[str]) -> bool:
+    text = f"{info.name} {info.title} {info.category}".lower()
+    return all(word in text for word in words)
 
 
 def _provider_entry(info: ProviderInfo) -> dict[str, object]:
     entry = asdict(info)
     entry["settings"] = dict(info.settings)
+    entry["setup"] = list(info.setup)
     return entry
 
 

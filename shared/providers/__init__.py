@@ -1,8 +1,13 @@
-"""Provider registry: name -> adapter. Add a provider by adding a module and one line below."""
+"""Provider registry: name -> adapter.
+
+Most providers are presets in ``catalog.toml`` (read once, here, at start-up, with the deployment's
+``PROVIDER_CATALOG_EXTRA`` file if set); a provider whose scheme no family describes is a module and
+one line below."""
 
 from __future__ import annotations
 
 from shared.errors import BadRequest
+from shared.providers import catalog as _catalog
 from shared.providers.asana import Asana
 from shared.providers.base import HandshakeReply, InboundRequest, Provider, ProviderInfo, Verified
 from shared.providers.calendly import Calendly
@@ -66,6 +71,9 @@ PROVIDERS: dict[str, Provider] = {
         MsGraph(),
     )
 }
+_CATALOG = _catalog.load()
+_catalog.describe_adapters(_CATALOG.adapters, PROVIDERS.values())
+PROVIDERS.update(_catalog.build(_CATALOG, PROVIDERS))
 
 
 def get_provider(name: str) -> Provider:

@@ -71,6 +71,11 @@ class ProviderInfo:
     secret_format: str
     settings: Mapping[str, str]  # setting name -> what it is ("required: ..." / "optional: ...")
     test_instructions: str
+    # Catalog data (shared/providers/catalog.toml); adapters written in code get theirs from there too.
+    category: str = ""
+    setup: tuple[str, ...] = ()  # the steps a person takes in the provider's dashboard
+    docs_url: str = ""
+    checked_against: str = ""  # sdk:<package>, vector:<docs url> or scheme:<docs url>
 
 
 class Provider:

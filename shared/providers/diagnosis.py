@@ -188,18 +188,25 @@ def _lookalikes(provider: Provider, request: InboundRequest, registered: Iterabl
                 ) -> list[tuple[Provider, list[str]]]:
     """Other providers whose headers (and not this provider's) the request carries, best match first."""
     own = {h.lower() for h in provider.info.headers}
-    family = _FAMILIES.get(provider.name, provider.name)
+    family = _family(provider)
     found: list[tuple[Provider, list[str]]] = []
     for other in registered:
-        if other.name == provider.name or _FAMILIES.get(other.name, other.name) == family:
+        if other.name == provider.name or _family(other) == family:
             continue
         if request.method not in other.methods:
             continue
-        present = [h for h in other.info.headers if h.lower() not in own and h in request.headers]
+        telling = getattr(other, "distinctive_headers", other.info.headers)
+        present = [h for h in telling if h.lower() not in own and h in request.headers]
         if present:
             found.append((other, present))
     found.sort(key=lambda item: -len(item[1]))
     return found
+
+
+def _family(provider: Provider) -> str:
+    """Providers signing the very same way (catalog presets of one scheme) are never "wrong" for each
+    other: the request proves nothing about which of them sent it."""
+    return getattr(provider, "scheme_family", None) or _FAMILIES.get(provider.name, provider.name)
 
 
 def _wrong(provider: Provider, other: Provider, *, verified: bool, present: list[str] | None = None
