@@ -68,7 +68,7 @@ def test_prometheus_config_scrapes_every_service_and_loads_the_rules(promtool: s
     assert "SUCCESS: 1 rule files found" in out
     config = yaml.safe_load((PROM / "prometheus.yml").read_text())
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert targets == {"receiver": ["receiver:8080"], "status_api": ["status_api:8081"],
+    assert targets == {"receiver": ["receiver:8083"], "status_api": ["status_api:8081"],
                        "verifier": ["verifier:8082"], "notifier": ["notifier:8084"]}
 
 
