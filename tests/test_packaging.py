@@ -98,7 +98,7 @@ def running(installed: Path, tmp_path: Path, amqp_url: str, redis_url: str, pref
     env.update(AMQP_URL=amqp_url, REDIS_URL=redis_url, REDIS_PREFIX=prefix, AMQP_PREFIX=prefix,
                ANALYTICS_EXCHANGE=f"{prefix}.analytics", STATUS_API_TOKEN=TOKEN, PYTHONSAFEPATH="1",
                PUBLIC_BASE_URL=f"http://127.0.0.1:{ports['receiver']}",
-               **{PORT_VARS[name]: str(port) for name, port in ports.items()})
+               RECEIVER_ADMIN_PORT=str(free_port()), **{PORT_VARS[name]: str(port) for name, port in ports.items()})
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     procs: list[subprocess.Popen[bytes]] = []
