@@ -53,7 +53,7 @@ class Asana(Provider):
         "\"secret\": \"await-handshake\" to accept a new one)",
         settings={},
         test_instructions="Create the webhook (POST /webhooks with this URL as target); Asana's handshake "
-        "verifies the connection.",
+        "teaches the secret, then change a task in the project: the first signed event verifies the connection.",
     )
     handshake_proof: ClassVar[Proof] = "nothing"  # unsigned: it offers the secret, proves none
     secret_placeholder: ClassVar[str | None] = PLACEHOLDER_PREFIX

@@ -38,7 +38,8 @@ class MsGraph(PastedSecretProvider):
             "characters; use a random value)"
         },
         test_instructions="Create the subscription (POST /subscriptions with this URL as notificationUrl "
-        "and the same clientState); Graph's validation request verifies the connection.",
+        "and the same clientState), then make a change in the resource: the first notification with the "
+        "clientState verifies the connection (the validation request only shows the URL is reachable).",
     )
     handshake_proof: ClassVar[Proof] = "nothing"  # an unsigned echo
 

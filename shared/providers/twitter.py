@@ -41,7 +41,8 @@ class Twitter(IssuedSecretProvider):
         "and tokens)",
         settings={},
         test_instructions="Register the webhook URL (POST /2/webhooks, or trigger a CRC with PUT "
-        "/2/webhooks/:id); the CRC verifies the connection.",
+        "/2/webhooks/:id), then cause an event (e.g. a post by a subscribed account): the first signed event "
+        "verifies the connection (the CRC only shows the URL is reachable).",
     )
     handshake_proof: ClassVar[Proof] = "nothing"  # anyone can send a crc_token; only our answer is keyed
     methods: ClassVar[tuple[str, ...]] = ("GET", "POST")

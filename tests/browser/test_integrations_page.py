@@ -198,7 +198,7 @@ async def test_failing_and_silent_look_distinct(ui: UI) -> None:
     await expect(card).to_have_attribute("data-state", "connected")
     await expect(card.locator(".badge")).to_have_text("Failing")
     await expect(card.locator(".summary")).to_contain_text("signature")
-    await expect(card.locator(".delivery[data-outcome=rejected]")).to_be_visible()
+    await expect(card.locator(".delivery[data-outcome=rejected]").first).to_be_visible()
     looks = {await _badge_look(ui, failing["id"]), await _badge_look(ui, silent["id"])}
     assert len({look[1] for look in looks}) == 2 and len({look[2] for look in looks}) == 2, looks
 
