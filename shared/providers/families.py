@@ -102,6 +102,8 @@ class Parsed:
         return self.require(Location("header", name), "part of the signature")
 
     def require(self, at: Location, what: str) -> str:
+        if at.kind == "header" and self.request.headers.get(at.name):
+            core.require_header(self.request, at.name)  # the core's limits: too long is refused before any work
         value = self.get(at)
         if value is None or not value.strip():
             where = {"header": f"{at.name} header", "query": f"{at.name} query parameter",
@@ -203,6 +205,12 @@ class CatalogProvider(Provider):
         )
 
 
+def _bounded(value: str, name: str) -> None:
+    if len(value) > core.MAX_HEADER_CHARS:
+        raise VerificationError(core.HEADER_TOO_LONG, f"The {name} value is longer than {core.MAX_HEADER_CHARS} "
+                                "characters.", header=name)
+
+
 def _fill(template: Any, token: str) -> Any:
     if isinstance(template, dict):
         return {k: _fill(v, token) for k, v in template.items()}
@@ -276,6 +284,8 @@ class SignedFamily(CatalogProvider):
         found = [(at, v.strip()) for at, v in present if v and v.strip()]
         if not found:
             parsed.require(sig.at[0], "the signature")
+        for at, raw in found:
+            _bounded(raw, at.name)
         values: list[str] = []
         stamp: str | None = None
         for at, raw in found:
@@ -294,6 +304,7 @@ class SignedFamily(CatalogProvider):
                 core.MALFORMED_SIGNATURE, f"The {found[0][0].name} value has no '{sig.kv_signature}=' signature.",
                 header=found[0][0].name,
             )
+        core.check_signature_count(len(values), found[0][0].name)  # each one may cost a check of the body
         return values, stamp
 
     def read_timestamp(self, parsed: Parsed, kv_stamp: str | None) -> tuple[str, float | None]:
