@@ -23,9 +23,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from services.verifier.acks import BatchAcker
 from services.verifier.batching import ApplyBatcher
-from shared import metrics
+from shared import broker, metrics
 from shared.backoff import Backoff
-from shared.broker import AMQP_ERRORS, Topology
+from shared.broker import Topology
 from shared.errors import PoisonMessage, StoreUnavailable
 from shared.models import DeliveryMessage, now_ms
 from shared.runner import sleep_unless
@@ -137,7 +137,9 @@ class Consumer:
         try:
             decision = await self.verifier.handle(message.body)
             await self._settle(message, decision)
-        except AMQP_ERRORS:
+        except Exception as exc:
+            if not broker.is_unreachable(exc):
+                raise
             # The channel went away; the broker redelivers what we did not ack.
             log.warning("could not settle a message; the broker will redeliver it")
         finally:
@@ -177,8 +179,9 @@ class Consumer:
         if self._queue is not None and self._tag is not None:
             try:
                 await self._queue.cancel(self._tag)
-            except AMQP_ERRORS:
-                pass
+            except Exception as exc:  # a broker already away has cancelled it for us
+                if not broker.is_unreachable(exc):
+                    raise
         started = time.monotonic()
         while self._in_flight and time.monotonic() - started < grace_s:
             await asyncio.sleep(0.02)
