@@ -135,8 +135,12 @@ class NotifyStore:
     async def log_attempt(self, eid: str, entry: dict[str, Any]) -> None:
         key = self.keys.endpoint_attempts(eid)
 
+        item = orjson.dumps(entry).decode()
+
         async def op() -> None:
-            await awaited(self.redis.lpush(key, orjson.dumps(entry)))
+            # Idempotent: a step run again after a lost reply leaves one copy of the entry.
+            await awaited(self.redis.lrem(key, 0, item))
+            await awaited(self.redis.lpush(key, item))
             await awaited(self.redis.ltrim(key, 0, ATTEMPTS_KEPT - 1))
 
         await self._call(op)

@@ -14,7 +14,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from aiohttp import web
 
 from services.notifier.config import Settings
-from services.notifier.delivery import ATTEMPT_HEADER, ENDPOINT_HEADER, Job, Notifier
+from services.notifier.delivery import ATTEMPT_HEADER, ENDPOINT_HEADER, HOLD_FIRST_S, HOLD_MAX_S, Job, Notifier
 from services.notifier.outbound import Sender
 from services.notifier.publisher import Publisher
 from services.notifier.relay import relay_forever
@@ -28,7 +28,6 @@ from shared.redis import redis_client
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0
-HOLD_FIRST_S, HOLD_MAX_S = 0.1, 5.0  # while Redis or RabbitMQ is away, a message is retried this often
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
@@ -57,11 +56,11 @@ class Consumers:
     held and retried with backoff; a message that can never be handled is rejected to the dead-letter
     queue."""
 
-    def __init__(self, channel: AbstractChannel) -> None:
+    def __init__(self, channel: AbstractChannel, stopping: asyncio.Event) -> None:
         self.channel = channel
         self._tags: list[tuple[str, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
-        self.stopping = asyncio.Event()
+        self.stopping = stopping
 
     async def consume(self, queue_name: str, handler: Handler) -> None:
         queue = await self.channel.get_queue(queue_name)
@@ -166,7 +165,7 @@ async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn
     channel = await conn.channel()
     await channel.set_qos(prefetch_count=settings.notifier_prefetch)
     await topology.declare(channel)
-    consumers = Consumers(channel)
+    consumers = Consumers(channel, notifier.stopping)
 
     async def on_event(message: AbstractIncomingMessage) -> None:
         if not message.message_id:

@@ -8,8 +8,11 @@ notifier that dies mid-way repeats the step (at least once; the ``webhook-id`` s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +23,7 @@ from services.notifier.outbound import Outcome, Sender
 from services.notifier.publisher import Publisher
 from services.notifier.topology import ATTEMPT, NotifyTopology
 from shared import metrics
-from shared.errors import PoisonMessage
+from shared.errors import BrokerUnavailable, PoisonMessage, StoreUnavailable
 from shared.models import iso, now_ms
 from shared.notify_events import account_of
 from shared.notify_store import Endpoint, NotifyStore
@@ -29,6 +32,7 @@ from shared.webhook_signing import signed_headers
 log = logging.getLogger(__name__)
 ENDPOINT_HEADER = "x-endpoint-id"
 ATTEMPT_HEADER = "x-attempt"
+HOLD_FIRST_S, HOLD_MAX_S = 0.1, 5.0  # while Redis or RabbitMQ is away, a held step is retried this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ class Notifier:
         self.publisher = publisher
         self.topology = topology
         self.settings = settings
+        self.stopping = asyncio.Event()  # set on shutdown: stop holding steps, give messages back
 
     async def fan_out(self, event_id: str, body: bytes) -> int:
         event = parse_event(body)
@@ -88,20 +93,38 @@ class Notifier:
         headers = signed_headers(endpoint.secret, job.event_id, int(time.time()), job.body)
         outcome = await self.sender.post(endpoint.url, job.body, headers)
         metrics.NOTIFICATION_ATTEMPTS.labels(outcome.label).inc()
+        # The POST is made: each step after it is held and retried on its own while Redis or RabbitMQ
+        # is away, so that a server blinking now does not send the event again (nor repeat a step).
         if outcome.delivered:
-            await self.store.delivered(endpoint.id)
-            await self._log(job, now, outcome, None)
+            await self._held(lambda: self.store.delivered(endpoint.id))
+            await self._held(lambda: self._log(job, now, outcome, None))
             return
         delays = self.settings.retry_delays_ms
         gave_up = job.attempt >= len(delays) + 1
         next_at = None
         if not gave_up:
             delay_ms = delays[job.attempt - 1]
-            await self.publisher.publish("", self.topology.retry_queue(delay_ms), job.body, message_id=job.event_id,
-                                         headers={ENDPOINT_HEADER: endpoint.id, ATTEMPT_HEADER: job.attempt + 1})
+            await self._held(lambda: self.publisher.publish(
+                "", self.topology.retry_queue(delay_ms), job.body, message_id=job.event_id,
+                headers={ENDPOINT_HEADER: endpoint.id, ATTEMPT_HEADER: job.attempt + 1}))
             next_at = now + delay_ms
-        await self._maybe_disable(endpoint, now, gave_up)
-        await self._log(job, now, outcome, next_at)  # last: once logged, the endpoint's state is final
+        await self._held(lambda: self._maybe_disable(endpoint, now, gave_up))
+        await self._held(lambda: self._log(job, now, outcome, next_at))  # last: once logged, the state is final
+
+    async def _held(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run ``step``; while Redis or RabbitMQ is away, wait and run it again (until shutdown, when the
+        error goes up and the message goes back to its queue)."""
+        delay_s = HOLD_FIRST_S
+        while True:
+            try:
+                return await step()
+            except (StoreUnavailable, BrokerUnavailable):
+                if self.stopping.is_set():
+                    raise
+                log.warning("notification step held: a server is away", extra={"retry_in_s": delay_s})
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay_s)
+                delay_s = min(delay_s * 2, HOLD_MAX_S)
 
     async def _maybe_disable(self, endpoint: Endpoint, now: int, gave_up: bool) -> None:
         failed_events, since = await self.store.attempt_failed(endpoint.id, now, gave_up)
