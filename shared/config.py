@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Self, get_type_hints
 
+from shared.crypto import DEV_SECRETS_KEY, Sealer
 from shared.errors import ConfigError
 
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -85,6 +86,16 @@ class CommonSettings:
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
     publish_timeout_s: float = 5.0
+    # SECRETS_KEYS: the keys that encrypt secrets at rest, ``kid:base64 key`` comma-separated (the first
+    # encrypts, all decrypt; shared/crypto.py). The development key when unset: each service says so.
+    secrets_keys: tuple[str, ...] = field(default=(DEV_SECRETS_KEY,), repr=False)
+
+    @property
+    def uses_dev_secrets_key(self) -> bool:
+        return DEV_SECRETS_KEY in self.secrets_keys
+
+    def sealer(self) -> Sealer:
+        return Sealer(self.secrets_keys)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -107,3 +118,4 @@ class CommonSettings:
                 raise ConfigError(f"{url_field.upper()} must start with one of {', '.join(schemes)}://")
         if not self.public_base_url.startswith(("http://", "https://")):
             raise ConfigError("PUBLIC_BASE_URL must be an absolute http(s) URL")
+        self.sealer()  # ConfigError when SECRETS_KEYS is not a list of valid keys

@@ -17,6 +17,8 @@ import orjson
 import redis.exceptions
 
 from shared import lua, metrics
+from shared.compare import any_matches
+from shared.crypto import DEV_SECRETS_KEY, Sealer
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
@@ -28,6 +30,7 @@ T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
+SEALED_FIELDS = frozenset({"secret", "prev_secret", "settings"})  # encrypted at rest (shared/crypto.py)
 TESTS_KEPT = 20  # ...and only the latest this many of them
 
 
@@ -44,10 +47,25 @@ class ApplyResult:
 
 
 class Store:
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
+        # Secrets at rest: sealed on the way in, opened on the way out (shared/crypto.py). The services
+        # pass the sealer of their SECRETS_KEYS; tools and tests get the development key's.
+        self.sealer = sealer or Sealer((DEV_SECRETS_KEY,))
+
+    # --- secrets at rest ------------------------------------------------------------------------
+
+    def _sealed(self, cid: str, fields: dict[str, str | int]) -> dict[str, str | int]:
+        return {name: self.sealer.seal(str(value), cid) if name in SEALED_FIELDS else value
+                for name, value in fields.items()}
+
+    def _opened(self, cid: str, raw: dict[str, str]) -> dict[str, str]:
+        for name in SEALED_FIELDS:
+            if raw.get(name):
+                raw[name] = self.sealer.open(raw[name], cid)
+        return raw
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -78,7 +96,7 @@ class Store:
             # Separate slots, so separate commands; the pending index first, so no connection is
             # ever stored without the sweep seeing it.
             await awaited(self.redis.zadd(k.pending, {cid: record.pending_deadline_ms}))
-            await awaited(self.redis.hset(k.conn(cid), mapping=fields))
+            await awaited(self.redis.hset(k.conn(cid), mapping=self._sealed(cid, fields)))
             await awaited(self.redis.sadd(k.account(account_id), cid))
             await self._count_transition(None, "pending")
             await self._publish({"id": cid, "account_id": account_id, "version": record.version,
@@ -88,12 +106,13 @@ class Store:
 
     async def get(self, cid: str) -> ConnectionRecord | None:
         raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.conn(cid))))
-        return ConnectionRecord.from_hash(raw) if raw else None
+        return ConnectionRecord.from_hash(self._opened(cid, raw)) if raw else None
 
     async def get_credentials(self, cid: str) -> Credentials | None:
-        """What the receiver verifies with (a few fields, not the whole hash)."""
+        """What the receiver verifies with (a few fields, not the whole hash), opened."""
         values = await self._call(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(Credentials.FIELDS))))
-        return Credentials.from_values(values)
+        return Credentials.from_values([self.sealer.open(value, cid) if value and name in SEALED_FIELDS else value
+                                        for name, value in zip(Credentials.FIELDS, values, strict=True)])
 
     async def get_many(self, ids: list[str]) -> list[ConnectionRecord]:
         async def op() -> list[dict[str, str]]:
@@ -103,7 +122,7 @@ class Store:
                 replies: list[dict[str, str]] = await pipe.execute()
                 return replies
 
-        return [ConnectionRecord.from_hash(raw) for raw in await self._call(op) if raw]
+        return [ConnectionRecord.from_hash(self._opened(raw["id"], raw)) for raw in await self._call(op) if raw]
 
     async def account_connection_ids(self, account_id: str) -> list[str]:
         members = await self._call(lambda: awaited(self.redis.smembers(self.keys.account(account_id))))
@@ -118,8 +137,9 @@ class Store:
         settings: dict[str, Any] | None,
     ) -> str | None:
         """Back to pending; ``None`` keeps the stored secret (settings), else they are replaced."""
-        settings_json = orjson.dumps(settings).decode() if settings is not None else ""
-        args: lua.Args = ["reconnect", now, self.keys.changes, deadline, secret or "", prev_until, settings_json]
+        sealed_secret = self.sealer.seal(secret, cid) if secret else ""
+        sealed_settings = self.sealer.seal(orjson.dumps(settings).decode(), cid) if settings is not None else ""
+        args: lua.Args = ["reconnect", now, self.keys.changes, deadline, sealed_secret, prev_until, sealed_settings]
 
         async def op() -> str | None:
             before = await lua.run(self.scripts.set_state, [self.keys.conn(cid), self.keys.outbox(cid)], args)
@@ -189,10 +209,25 @@ class Store:
         await awaited(self.redis.hincrby(self.keys.state_counts, state, -1))
 
     async def learn_secret(self, cid: str, offered: str, placeholder_prefix: str, now: int) -> str:
-        """Store a handshake's secret once (``shared/lua/learn_secret.lua``): ``learnt``, ``same``,
-        ``taken``, ``disconnected`` or ``missing``."""
-        args: lua.Args = [offered, placeholder_prefix, now, self.keys.changes]
-        return str(await self._call(lambda: lua.run(self.scripts.learn_secret, [self.keys.conn(cid)], args)))
+        """Store a handshake's secret once: ``learnt``, ``same``, ``taken``, ``disconnected`` or
+        ``missing``. The stored secret is sealed, so it is opened here to see whether it is still the
+        placeholder; the write is a compare-and-set on the sealed value read (``learn_secret.lua``), so
+        of two racing handshakes exactly one wins."""
+        conn = self.keys.conn(cid)
+        for _ in range(3):
+            state, stored = await self._call(lambda: awaited(self.redis.hmget(conn, ["state", "secret"])))
+            if state is None:
+                return "missing"
+            if state == "disconnected":
+                return "disconnected"
+            current = self.sealer.open(stored or "", cid)
+            if not current.startswith(placeholder_prefix):
+                return "same" if any_matches(offered.encode(), (current.encode(),)) else "taken"
+            args: lua.Args = [self.sealer.seal(offered, cid), stored or "", now, self.keys.changes]
+            outcome = str(await self._call(functools.partial(lua.run, self.scripts.learn_secret, [conn], args)))
+            if outcome != "changed":  # changed: another handshake won meanwhile; look again
+                return outcome
+        return "taken"
 
     async def deliveries(self, cid: str) -> list[dict[str, Any]]:
         raw = await self._call(

@@ -137,12 +137,12 @@ async def _secret_of(system: System, url: str) -> str:
     """The connection's secret, read the way the receiver reads it (the API never shows it again)."""
     import redis.asyncio as aioredis
 
-    from shared.keys import Keys
+    from shared.store import Store
 
     cid = url.rsplit("/", 1)[1]
     client = aioredis.Redis.from_url(system.common["redis_url"], decode_responses=True)
-    try:
-        return str(await client.hget(Keys(system.common["redis_prefix"]).conn(cid), "secret"))
+    try:  # stored sealed (shared/crypto.py): opened as the receiver opens it
+        return str((await Store(client, system.common["redis_prefix"]).get_fields(cid, ("secret",)))[0])
     finally:
         await client.aclose()
 

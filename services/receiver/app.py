@@ -27,6 +27,7 @@ from services.receiver.limits import RejectLimit, RejectLimiter, read_body
 from services.receiver.lookup import ConnectionTarget, TargetCache
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
+from shared.crypto import warn_if_development_key
 from shared.errors import (
     ApiError,
     BrokerUnavailable,
@@ -59,7 +60,8 @@ MAX_EVENT_ID_CHARS = 200
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     async with redis_client(settings.redis_url) as client:
-        app[STORE] = store = Store(client, settings.redis_prefix)
+        app[STORE] = store = Store(client, settings.redis_prefix, settings.sealer())
+        warn_if_development_key(settings.uses_dev_secrets_key)
         app[LIMITER] = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
         app[HANDSHAKES] = RejectLimiter(
             store, RejectLimit(settings.handshake_burst, settings.handshake_per_s, "HANDSHAKE"),

@@ -23,6 +23,7 @@ from services.status_api.limits import StreamQuota
 from services.status_api.state import API, ApiState
 from shared import http
 from shared.broker import Topology, amqp_connection
+from shared.crypto import warn_if_development_key
 from shared.errors import Unauthorized
 from shared.models import now_ms
 from shared.notify_store import NotifyStore
@@ -60,7 +61,8 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         """Redis, RabbitMQ, the change hub and the analytics publisher: up in order, down in reverse."""
         async with AsyncExitStack() as stack:
             client = await stack.enter_async_context(redis_client(settings.redis_url))
-            store = Store(client, settings.redis_prefix)
+            store = Store(client, settings.redis_prefix, settings.sealer())
+            warn_if_development_key(settings.uses_dev_secrets_key)
             connection = await stack.enter_async_context(amqp_connection(settings.amqp_url, "status_api"))
             channel = await connection.channel()
             await Topology(settings.amqp_prefix, settings.analytics_exchange).declare(channel)

@@ -16,6 +16,7 @@ from services.verifier.sweeper import sweep_forever
 from services.verifier.worker import Consumer, Verifier
 from shared import http
 from shared.broker import Topology, amqp_connection
+from shared.crypto import warn_if_development_key
 from shared.redis import redis_client
 from shared.store import Store
 
@@ -40,7 +41,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     stop = stop or _signal_event()
     topology = Topology(settings.amqp_prefix, settings.analytics_exchange)
     async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "verifier") as conn:
-        store = Store(client, settings.redis_prefix)
+        store = Store(client, settings.redis_prefix, settings.sealer())
+        warn_if_development_key(settings.uses_dev_secrets_key)
         verifier = Verifier(store, retry_max_s=settings.store_retry_max_s)
         channel = await conn.channel(publisher_confirms=True)
         consumer = Consumer(verifier, channel, topology)

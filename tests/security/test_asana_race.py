@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared.keys import Keys
+from shared.store import Store
 from tests.providers.flow import hmac_sha
 from tests.system import System, start_system
 
@@ -86,7 +87,9 @@ async def test_the_learnt_secret_never_travels_in_a_message(
     conn = await stopped.create("asana")
     assert (await handshake(stopped, conn, secret))[0] == 200
     # Stored at once, by the receiver itself.
-    assert await redis_client.hget(Keys(prefix).conn(conn["id"]), "secret") == secret
+    stored = await redis_client.hget(Keys(prefix).conn(conn["id"]), "secret")
+    assert stored and stored.startswith("enc1:") and secret not in stored  # sealed at rest
+    assert (await Store(redis_client, prefix).get_fields(conn["id"], ("secret",)))[0] == secret
     queued = await _drain(amqp_url, f"{prefix}.deliveries")
     assert len(queued) == 1 and orjson.loads(queued[0])["handshake"] is True
     assert secret.encode() not in queued[0]
