@@ -114,7 +114,9 @@ def main() -> int:
         f"  status API   http://127.0.0.1:{s_port}/v1/connections\n"
         f"  verifier     http://127.0.0.1:{v_port}/metrics\n"
         f"  notifier     http://127.0.0.1:{n_port}/metrics{notes}\n"
-        f"  service token: {token}"
+        + ("  secrets at rest: encrypted with the development key (set SECRETS_KEYS in production)\n"
+           if not os.environ.get("SECRETS_KEYS") else "")
+        + f"  service token: {token}"
         + ("   (development default; set STATUS_API_TOKEN)" if token == DEV_SERVICE_TOKEN else "")
         + "\n  try `make demo` in another terminal; Ctrl-C stops them all.\n",
         flush=True,

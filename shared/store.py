@@ -193,6 +193,33 @@ class Store:
 
         return await self._call(op)
 
+    async def reseal_all(self) -> tuple[int, int]:
+        """Re-encrypt every connection's sealed fields under the current key (an operator's tool after
+        a key rotation: ``scripts/rotate_secret_keys.py``; O(N) with SCAN). Returns (connections seen,
+        connections rewritten). Each rewrite is a compare-and-set, so a change made meanwhile wins."""
+        names = sorted(SEALED_FIELDS)
+
+        async def op() -> tuple[int, int]:
+            seen = rewritten = 0
+            async for key in self.redis.scan_iter(match=self.keys.conn_pattern, count=1000):
+                seen += 1
+                for _ in range(5):
+                    cid, *values = await awaited(self.redis.hmget(key, ["id", *names]))
+                    if cid is None:
+                        break  # purged meanwhile
+                    args: lua.Args = []
+                    for name, value in zip(names, values, strict=True):
+                        if value and not self.sealer.is_current(value):
+                            args += [name, value, self.sealer.reseal(value, cid)]
+                    if not args:
+                        break
+                    if await lua.run(self.scripts.reseal, [key], args):
+                        rewritten += 1
+                        break
+            return seen, rewritten
+
+        return await self._call(op)
+
     async def due_disconnected(self, now: int, limit: int) -> list[str]:
         """Disconnected connections whose retention has ended."""
         return await self._due(self.keys.disconnected, now, limit)

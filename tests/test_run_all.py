@@ -50,6 +50,7 @@ def test_starts_all_four_and_stops_them_on_sigterm(prefix: str, redis_client: ob
         output = "".join(lines)
         assert "service token" in output, output
         assert "loopback URLs allowed for local development" in output, output
+        assert "encrypted with the development key" in output, output
         for port in ports.values():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
                 assert resp.status == 200

@@ -37,6 +37,7 @@ class Scripts:
     mark_silent: AsyncScript
     learn_secret: AsyncScript
     rate_window: AsyncScript
+    reseal: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:
