@@ -142,7 +142,8 @@ async def _secret_of(system: System, url: str) -> str:
     cid = url.rsplit("/", 1)[1]
     client = aioredis.Redis.from_url(system.common["redis_url"], decode_responses=True)
     try:  # stored sealed (shared/crypto.py): opened as the receiver opens it
-        return str((await Store(client, system.common["redis_prefix"]).get_fields(cid, ("secret",)))[0])
+        credentials = await Store(client, system.common["redis_prefix"]).get_credentials(cid)
+        return credentials.secret if credentials else ""
     finally:
         await client.aclose()
 

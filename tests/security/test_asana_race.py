@@ -89,7 +89,8 @@ async def test_the_learnt_secret_never_travels_in_a_message(
     # Stored at once, by the receiver itself.
     stored = await redis_client.hget(Keys(prefix).conn(conn["id"]), "secret")
     assert stored and stored.startswith("enc1:") and secret not in stored  # sealed at rest
-    assert (await Store(redis_client, prefix).get_fields(conn["id"], ("secret",)))[0] == secret
+    credentials = await Store(redis_client, prefix).get_credentials(conn["id"])
+    assert credentials is not None and credentials.secret == secret
     queued = await _drain(amqp_url, f"{prefix}.deliveries")
     assert len(queued) == 1 and orjson.loads(queued[0])["handshake"] is True
     assert secret.encode() not in queued[0]
