@@ -1,4 +1,5 @@
-"""Re-encrypt every connection's secrets under the newest key of ``SECRETS_KEYS`` (the first one).
+"""Re-encrypt every connection's secrets (and every notification endpoint's) under the newest key of
+``SECRETS_KEYS`` (the first one).
 
 A key rotation: prepend the new key to ``SECRETS_KEYS`` everywhere (``k2:<new>,k1:<old>``) and deploy
 every service (they now encrypt with the new key and still decrypt with the old one), then run this,
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from shared.config import CommonSettings  # noqa: E402
 from shared.crypto import SecretUnreadable  # noqa: E402
 from shared.errors import StoreUnavailable  # noqa: E402
+from shared.notify_store import NotifyStore  # noqa: E402
 from shared.redis import redis_client  # noqa: E402
 from shared.store import Store  # noqa: E402
 
@@ -29,13 +31,15 @@ async def main() -> int:
     try:
         async with redis_client(settings.redis_url) as client:
             seen, rewritten = await Store(client, settings.redis_prefix, sealer).reseal_all()
+            endpoints, endpoints_rewritten = await NotifyStore(client, settings.redis_prefix, sealer).reseal_endpoints()
     except SecretUnreadable as exc:
         print(f"stopped: {exc}; add the key it was sealed with to SECRETS_KEYS and run again", file=sys.stderr)
         return 1
     except StoreUnavailable:
         print("Redis is not reachable at REDIS_URL", file=sys.stderr)
         return 1
-    print(f"re-encrypted {rewritten} of {seen} connections under key {sealer.current_kid}")
+    print(f"re-encrypted {rewritten} of {seen} connections and {endpoints_rewritten} of {endpoints} notification "
+          f"endpoints under key {sealer.current_kid}")
     return 0
 
 

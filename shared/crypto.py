@@ -32,6 +32,7 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 _KID = re.compile(r"^[A-Za-z0-9._-]{1,32}$")
 # A development key: `make run` and the tests use it when SECRETS_KEYS is unset (the services say so).
+SEALED_FIELDS = frozenset({"secret", "prev_secret", "settings"})  # a connection hash's sealed fields
 DEV_SECRETS_KEY = "dev:" + base64.b64encode(b"hookstatus-development-key-00000").decode()
 
 

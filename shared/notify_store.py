@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import orjson
 
 from shared import lua
+from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import iso
@@ -60,10 +61,12 @@ class Endpoint:
 
 
 class NotifyStore:
-    def __init__(self, client: RedisClient, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
+        # An endpoint's signing secret is sealed at rest like a connection's (shared/crypto.py).
+        self.sealer = sealer or Sealer((DEV_SECRETS_KEY,))
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -87,7 +90,9 @@ class NotifyStore:
         eid, k = fields["id"], self.keys
 
         async def op() -> None:
-            await awaited(self.redis.hset(k.endpoint(eid), mapping=fields))
+            sealed = {**fields, "secret": self.sealer.seal(str(fields["secret"]), eid)} if fields.get("secret") \
+                else fields
+            await awaited(self.redis.hset(k.endpoint(eid), mapping=sealed))
             account = fields.get("account_id")
             await awaited(self.redis.sadd(k.account_endpoints(account) if account else k.endpoints_any_account,
                                           eid))
@@ -97,6 +102,8 @@ class NotifyStore:
 
     async def get_endpoint(self, eid: str) -> dict[str, str] | None:
         raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.endpoint(eid))))
+        if raw.get("secret"):
+            raw["secret"] = self.sealer.open(raw["secret"], eid)
         return raw or None
 
     async def list_endpoints(self, account_id: str | None) -> list[dict[str, str]]:
@@ -126,6 +133,27 @@ class NotifyStore:
             ids |= set(await self._call(lambda: awaited(self.redis.smembers(key))))
         found = [await self.get_endpoint(eid) for eid in sorted(ids)]
         return [Endpoint.from_raw(raw) for raw in found if raw and raw.get("secret")]
+
+    async def reseal_endpoints(self) -> tuple[int, int]:
+        """Re-encrypt every endpoint's secret under the current key (``scripts/rotate_secret_keys.py``):
+        (endpoints seen, endpoints rewritten); each rewrite a compare-and-set."""
+        pattern = self.keys.endpoint("*")
+
+        async def op() -> tuple[int, int]:
+            seen = rewritten = 0
+            async for key in self.redis.scan_iter(match=pattern, count=1000):
+                seen += 1
+                for _ in range(5):
+                    eid, value = await awaited(self.redis.hmget(key, ["id", "secret"]))
+                    if eid is None or not value or self.sealer.is_current(value):
+                        break
+                    args: lua.Args = ["secret", value, self.sealer.reseal(value, eid)]
+                    if await lua.run(self.scripts.reseal, [key], args):
+                        rewritten += 1
+                        break
+            return seen, rewritten
+
+        return await self._call(op)
 
     async def disabled_count(self) -> int:
         return int(await self._call(lambda: awaited(self.redis.scard(self.keys.endpoints_disabled))))
@@ -209,7 +237,10 @@ class NotifyStore:
         async def op() -> tuple[list[dict[str, Any]], ConnectionRecord | None]:
             entries = await awaited(self.redis.lrange(k.outbox(cid), 0, limit - 1))
             raw = await awaited(self.redis.hgetall(k.conn(cid)))
-            return [_entry(e) for e in entries], ConnectionRecord.from_hash(raw) if raw else None
+            # The notifier needs no secret of the connection: its sealed fields are left out, not opened.
+            record = ConnectionRecord.from_hash({n: v for n, v in raw.items() if n not in SEALED_FIELDS}) \
+                if raw else None
+            return [_entry(e) for e in entries], record
 
         return await self._call(op)
 

@@ -18,7 +18,7 @@ import redis.exceptions
 
 from shared import lua, metrics
 from shared.compare import any_matches
-from shared.crypto import DEV_SECRETS_KEY, Sealer
+from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
@@ -30,7 +30,6 @@ T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
 DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
-SEALED_FIELDS = frozenset({"secret", "prev_secret", "settings"})  # encrypted at rest (shared/crypto.py)
 TESTS_KEPT = 20  # ...and only the latest this many of them
 
 

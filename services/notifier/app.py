@@ -22,6 +22,7 @@ from services.notifier.topology import NotifyTopology
 from shared import http, metrics
 from shared.addresses import AddressPolicy
 from shared.broker import AMQP_ERRORS, amqp_connection
+from shared.crypto import warn_if_development_key
 from shared.errors import BrokerUnavailable, PoisonMessage, StoreUnavailable
 from shared.notify_store import NotifyStore
 from shared.redis import redis_client
@@ -147,7 +148,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     topology = NotifyTopology(settings.amqp_prefix, settings.retry_delays_ms)
     policy = AddressPolicy(settings.notifier_allow_private, settings.notifier_allow_loopback)
     async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "notifier") as conn:
-        store = NotifyStore(client, settings.redis_prefix)
+        store = NotifyStore(client, settings.redis_prefix, settings.sealer())
+        warn_if_development_key(settings.uses_dev_secrets_key)
         publisher = Publisher(conn, topology, settings.publish_timeout_s)
         sender = Sender(policy, settings.notifier_timeout_s)
         try:

@@ -71,7 +71,7 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             changes = await stack.enter_async_context(hub.running_hub(store, settings.sse_queue_size))
             app[API] = ApiState(settings=settings, store=store, connections=Connections(store, settings),
                                 hub=changes, analytics=publisher, amqp=connection,
-                                notify=NotifyStore(client, settings.redis_prefix),
+                                notify=NotifyStore(client, settings.redis_prefix, settings.sealer()),
                                 stream_quota=StreamQuota(settings.max_streams_per_token,
                                                          settings.max_streams_per_account))
             yield

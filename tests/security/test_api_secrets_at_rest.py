@@ -89,7 +89,10 @@ async def _connections_with_every_kind_of_secret(system: System) -> tuple[dict[s
         assert resp.status == 200
     conns["rotated"]["secret"], conns["asana"]["secret"] = second, learnt
     generated = [c["secret"] for c in conns.values() if c["secret"] and c is not conns["asana"]]
-    return conns, [first, second, learnt, verify_token, client_state, *generated]
+    status, endpoint = await system.api("POST", "/v1/notification-endpoints",
+                                        json={"url": "https://product.example/hooks/status"})
+    assert status == 201
+    return conns, [first, second, learnt, verify_token, client_state, endpoint["secret"], *generated]
 
 
 async def test_no_secret_is_stored_or_queued_in_plaintext(
@@ -151,9 +154,9 @@ async def test_a_key_rotation_re_encrypts_everything_under_the_new_key(
         conns, secrets = await _connections_with_every_kind_of_secret(old)
     code, out = await _rotate(redis_url, prefix, f"{KEY_2},{KEY_1}")
     assert code == 0, out
-    assert out.strip() == "re-encrypted 4 of 4 connections under key k2"
+    assert out.strip() == "re-encrypted 4 of 4 connections and 1 of 1 notification endpoints under key k2"
     code, out = await _rotate(redis_url, prefix, f"{KEY_2},{KEY_1}")
-    assert out.strip() == "re-encrypted 0 of 4 connections under key k2"  # nothing left to do
+    assert out.strip() == "re-encrypted 0 of 4 connections and 0 of 1 notification endpoints under key k2"
     for conn in conns.values():
         stored = await redis_client.hgetall(f"{prefix}:{{{conn['id']}}}:conn")
         for name in ("secret", "prev_secret", "settings"):
