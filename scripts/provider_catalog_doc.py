@@ -49,6 +49,11 @@ def table() -> str:
             f"{_cell(info.handshake or '')} | {_checked(info)} | "
             f"{'catalog' if p.name in in_catalog else f'`shared/providers/{p.name.replace(chr(45), chr(95))}.py`'} |"
         )
+    lines += ["", "What each catalog handshake proves (`secret`: it is signed; `nothing`: anyone with the URL can "
+              "send it, so it is answered and recorded as `reachable`, never as verification):", ""]
+    for p in rows:
+        if p.name in in_catalog and p.info.handshake:
+            lines.append(f"- `{p.name}`: handshake proves {p.handshake_proof} — {_cell(p.info.handshake)}.")
     return "\n".join(lines)
 
 

@@ -67,8 +67,9 @@ class Braintree(HmacFamily):
                                     "sends.", status=400)
         public, private = self._keys(secret)
         answer = f"{public}|{_sha1_hmac(private, challenge.encode()).hex()}"
-        return Verified(
+        return Verified(  # anyone may send a challenge: the answer proves our key, not the sender's
             event_id=token_id("braintree-check", challenge), event_type="check", is_test=True, handshake=True,
+            reachable_only=True,
             reply=HandshakeReply(body=answer.encode(), content_type="text/plain",
                                  headers={"X-Content-Type-Options": "nosniff"}),
         )

@@ -12,6 +12,7 @@ import binascii
 import hashlib
 import re
 import secrets as _secrets
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, ClassVar
@@ -157,11 +158,26 @@ class CatalogProvider(Provider):
                 self.check(parsed, secret, now)
             return self._handshake(parsed)
         self.check(parsed, secret, now)
+        event_id, fingerprint = self._ids(parsed)
         return Verified(
-            event_id=self._event_id(parsed),
+            event_id=event_id,
+            fingerprint=fingerprint,
             event_type=parsed.get(self.entry.event_type) if self.entry.event_type else None,
             is_test=any(parsed.matches(c) for c in self.entry.test),
         )
+
+    def _ids(self, parsed: Parsed) -> tuple[str | None, str | None]:
+        """The event id, and when the signature does not cover it, the body's fingerprint beside it (a
+        request replayed under a fresh id is still one delivery)."""
+        event_id = self._event_id(parsed)
+        at = self.entry.event_id
+        if event_id is None or at is None or event_id.startswith("sha256:") or self._is_signed(at):
+            return event_id, None
+        return event_id, body_fingerprint(parsed.request.body)
+
+    def _is_signed(self, at: Location) -> bool:
+        signed = self.signed_locations()
+        return at.render() in signed or (at.kind == "json" and "json:" in signed)
 
     def check(self, parsed: Parsed, secret: str, now: float) -> None:
         raise NotImplementedError
@@ -174,10 +190,9 @@ class CatalogProvider(Provider):
         """The provider's id when the signature covers it; otherwise the body's fingerprint, so that an
         unsigned id can never make two different bodies one delivery, nor one body two."""
         at = self.entry.event_id
-        if at is not None and at.render() in self.signed_locations():
-            value = parsed.get(at)
-            if value:
-                return f"{self.entry.id}:{value}"
+        value = parsed.get(at) if at is not None else None
+        if value:
+            return f"{self.entry.id}:{value}"
         # An empty body (Google Drive's notifications) is no fingerprint: each one is counted.
         return body_fingerprint(parsed.request.body) if parsed.request.body else None
 
@@ -201,6 +216,8 @@ class CatalogProvider(Provider):
             event_type=shake.event_type,
             is_test=True,
             handshake=True,
+            # Unsigned, anyone with the URL can send it: answered and recorded as reachable, never verified.
+            reachable_only=not shake.signed,
             reply=HandshakeReply(status=shake.reply_status, body=body, content_type=content_type, headers=headers),
         )
 
@@ -268,13 +285,6 @@ class SignedFamily(CatalogProvider):
         if "body" in names:
             names.add("json:")
         return frozenset(names)
-
-    def _event_id(self, parsed: Parsed) -> str | None:
-        at = self.entry.event_id
-        if at is not None and at.kind == "json" and "json:" in self.signed_locations():
-            value = parsed.get(at)
-            return f"{self.entry.id}:{value}" if value else body_fingerprint(parsed.request.body)
-        return super()._event_id(parsed)
 
     def candidates(self, parsed: Parsed) -> tuple[list[str], str | None]:
         """The signature values present (any may match) and the timestamp from a k=v header, if any."""
@@ -461,14 +471,6 @@ class JwtFamily(CatalogProvider):
         spec = self.entry.jwt
         return frozenset({"json:"}) if spec and spec.body_hash_claim else frozenset()
 
-    def _event_id(self, parsed: Parsed) -> str | None:
-        at = self.entry.event_id
-        if at is not None and at.kind == "json" and self.signed_locations():
-            value = parsed.get(at)
-            if value:
-                return f"{self.entry.id}:{value}"
-        return super()._event_id(parsed)
-
     def check(self, parsed: Parsed, secret: str, now: float) -> None:
         spec = self.entry.jwt
         assert spec is not None
@@ -501,10 +503,12 @@ class JwtFamily(CatalogProvider):
         if header.get("alg") != "HS256":
             raise VerificationError(core.MALFORMED_SIGNATURE, "The token is not signed with HS256.")
         try:
-            claims: dict[str, Any] = pyjwt.decode(
-                token, secret, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False,
-                                                              "verify_nbf": False, "verify_aud": False},
-            )
+            with warnings.catch_warnings():  # the provider chose the key's length, not us: no warning per request
+                warnings.filterwarnings("ignore", message=".*HMAC key.*")
+                claims: dict[str, Any] = pyjwt.decode(
+                    token, secret, algorithms=["HS256"], options={"verify_exp": False, "verify_iat": False,
+                                                                  "verify_nbf": False, "verify_aud": False},
+                )
         except pyjwt.InvalidSignatureError as exc:
             raise core.mismatch() from exc
         except pyjwt.PyJWTError as exc:
@@ -576,12 +580,12 @@ class StandardFamily(CatalogProvider):
             secret = "whsec_" + base64.b64encode(secret.encode()).decode()  # the raw secret is the key
         self._standard.verify(parsed.request, secret, {}, now)
 
-    def _event_id(self, parsed: Parsed) -> str | None:
-        for prefix in self.entry.header_prefixes:
+    def _ids(self, parsed: Parsed) -> tuple[str | None, str | None]:
+        for prefix in self.entry.header_prefixes:  # the message id is signed
             value = parsed.request.headers.get(f"{prefix}id")
             if value:
-                return f"{self.entry.id}:{value}"
-        return super()._event_id(parsed)
+                return f"{self.entry.id}:{value}", None
+        return super()._ids(parsed)
 
 
 FAMILY_CLASSES: dict[str, type[CatalogProvider]] = {
@@ -656,6 +660,7 @@ def provider_class(entry: Entry, base: type[CatalogProvider] | None = None) -> t
         "info": info_of(entry),
         "methods": tuple(methods),
         "scheme_family": scheme_family(entry) if base is None else entry.id,
+        "handshake_proof": None if entry.handshake is None else ("secret" if entry.handshake.signed else "nothing"),
         "distinctive_headers": tuple(h for h in info_of(entry).headers if h.lower() not in GENERIC_HEADERS),
         # An unsigned GET handshake is answered before the secret is pasted (the provider will not save
         # the URL until it is answered, and answering it proves nothing either way).

@@ -210,6 +210,9 @@ async def test_handshake_is_answered_as_the_provider_expects(system: System, pro
         assert reply_headers[name] == value.replace("{token}", token)
     entries = await _deliveries(system, conn["id"])
     assert entries[0]["handshake"] is True and entries[0]["event_type"] == shake.event_type
+    if not shake.signed:  # anyone can send it: recorded as reachable, never as verification
+        assert entries[0]["outcome"] == "reachable"
+        assert (await system.get(conn["id"]))["state"] == "pending"
     if shake.signed:  # a signed handshake proves the secret: the connection is verified by it
         view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
         assert view["events_received"] >= 1

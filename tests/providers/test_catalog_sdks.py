@@ -30,6 +30,9 @@ import svix.webhooks
 from box_sdk_gen.managers.webhooks import WebhooksManager
 from linebot.v3.webhook import SignatureValidator
 from sendgrid.helpers.eventwebhook import EventWebhook
+from telnyx.lib.webhook_verification import WebhookVerificationError, verify_webhook_signature
+from vonage_jwt.verify_jwt import verify_signature
+from workos.webhooks import Webhooks
 
 from shared.providers import PROVIDERS
 from shared.providers.catalog import load
@@ -56,12 +59,16 @@ SDK_PROVIDERS = {
     "Adyen": {"adyen"},
     "svix": {"clerk", "resend", "stytch"},
     "standardwebhooks": {"polar", "brex", "render", "openai", "replicate"},
+    "workos": {"workos"},
+    "vonage-jwt": {"vonage"},
+    "telnyx": {"telnyx"},
 }
 # The import name of each SDK (for adapters written in code, whose own test modules use it).
 IMPORTS = {"razorpay": "razorpay", "gocardless_pro": "gocardless_pro", "pusher": "pusher", "line-bot-sdk": "linebot",
            "sendgrid": "sendgrid", "box-sdk-gen": "box_sdk_gen", "braintree": "braintree", "Adyen": "Adyen",
            "svix": "svix", "standardwebhooks": "standardwebhooks", "stripe": "stripe", "slack_sdk": "slack_sdk",
-           "twilio": "twilio", "hubspot-api-client": "hubspot", "paddle-python-sdk": "paddle_billing"}
+           "twilio": "twilio", "hubspot-api-client": "hubspot", "paddle-python-sdk": "paddle_billing",
+           "workos": "workos", "vonage-jwt": "vonage_jwt", "telnyx": "telnyx"}
 
 
 def test_every_provider_says_what_it_was_checked_against() -> None:
@@ -298,3 +305,41 @@ async def test_contentful_request_verification(system: System) -> None:
         else:
             data, headers = body, _contentful_headers(secret, url, body, skew_s=-4000)
         await rejected(system, fresh, data, headers, code)
+
+
+async def test_workos_sdk_verifies_what_connects(system: System) -> None:
+    signer = Signer(ENTRIES["workos"])
+    req = signer.request({"id": "event_01HW", "event": "user.created", "data": {"id": "user_1"}})
+    stamp, signature = (part.split("=", 1)[1] for part in req.headers["WorkOS-Signature"].split(","))
+    header = f"t={stamp}, v1={signature}"  # as WorkOS writes it (the SDK splits on ", ")
+    Webhooks(client=None).verify_header(event_body=req.body, event_signature=header,  # type: ignore[arg-type]
+                                        secret=signer.conn_secret)
+    with pytest.raises(ValueError, match="does not match"):
+        Webhooks(client=None).verify_header(  # type: ignore[arg-type]
+            event_body=req.body + b" ", event_signature=header, secret=signer.conn_secret)
+    conn = await _connect(system, "workos", signer.conn_secret)
+    delivery = await accepted(system, conn, req.body, {**req.headers, "WorkOS-Signature": header})
+    assert delivery["event_id"] == "workos:event_01HW" and delivery["event_type"] == "user.created"
+
+
+async def test_vonage_sdk_verifies_what_connects(system: System) -> None:
+    signer = Signer(ENTRIES["vonage"])
+    req = signer.request({"message_uuid": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab", "status": "delivered"})
+    token = req.headers["Authorization"].removeprefix("Bearer ")
+    assert verify_signature(token, signer.conn_secret) is True
+    assert verify_signature(token, "another-signature-secret-of-32-bytes-or-more") is False
+    conn = await _connect(system, "vonage", signer.conn_secret)
+    delivery = await accepted(system, conn, req.body, req.headers)
+    assert delivery["event_id"] == "vonage:aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab"
+    assert delivery["event_type"] == "delivered"
+
+
+async def test_telnyx_sdk_verifies_what_connects(system: System) -> None:
+    signer = Signer(ENTRIES["telnyx"])
+    req = signer.request({"data": {"id": "evt-telnyx-1", "event_type": "message.received", "payload": {}}})
+    verify_webhook_signature(req.body.decode(), req.headers, signer.conn_secret)
+    with pytest.raises(WebhookVerificationError):
+        verify_webhook_signature(req.body.decode() + " ", req.headers, signer.conn_secret)
+    conn = await _connect(system, "telnyx", signer.conn_secret)
+    delivery = await accepted(system, conn, req.body, req.headers)
+    assert delivery["event_id"] == "telnyx:evt-telnyx-1" and delivery["event_type"] == "message.received"
