@@ -114,6 +114,6 @@ def test_every_variable_is_a_real_setting_and_secrets_come_from_a_secret(name: s
     assert set(config["data"]) | set(env) <= known
     for secret in ("AMQP_URL", "REDIS_URL"):
         assert env[secret]["valueFrom"]["secretKeyRef"] == {"name": "hookstatus-secrets", "key": secret}
-    assert not {"AMQP_URL", "REDIS_URL", "STATUS_API_TOKEN", "TOKEN_SIGNING_KEY"} & set(config["data"])
+    assert not {"AMQP_URL", "REDIS_URL", "STATUS_API_TOKEN", "TOKEN_SIGNING_KEY", "SECRETS_KEYS"} & set(config["data"])
     annotations = by_kind("Deployment")[name]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == str(METRICS_PORTS[name])
