@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test demo bench setup lint clean reliability redrive schema
+.PHONY: run test demo bench setup lint clean reliability redrive schema clusters
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ bench: $(STAMP)
 reliability: $(STAMP)
 	$(BIN)/python -m pytest tests/faults tests/test_security.py tests/test_fuzz_providers.py \
 		tests/test_fuzz_receiver.py tests/test_openapi.py -q $(PYTEST_ARGS)
+
+# The cluster tests alone (they run in `make test` too): a 3-node RabbitMQ cluster and a Redis Cluster with
+# replicas, started on free ports beside the machine's own servers and removed afterwards.
+clusters: $(STAMP)
+	$(BIN)/python -m pytest tests/clusters -q $(PYTEST_ARGS)
 
 # openapi.json and the client's types.py, generated from services/status_api/schema.py (--check: stale?).
 schema: $(STAMP)

@@ -40,11 +40,14 @@ def reachable(url: str, default_port: int) -> bool:
 
 def check_servers() -> bool:
     ok = True
-    for name, url, port in (
-        ("RabbitMQ", os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL, 5672),
-        ("Redis", os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL, 6379),
+    # AMQP_URLS (the nodes of a cluster) replaces AMQP_URL when set: one live node is enough.
+    amqp_urls = [u.strip() for u in os.environ.get("AMQP_URLS", "").split(",") if u.strip()]
+    for name, urls, port in (
+        ("RabbitMQ", amqp_urls or [os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL], 5672),
+        ("Redis", [os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL], 6379),
     ):
-        if not reachable(url, port):
+        url = urls[0]
+        if not any(reachable(u, port) for u in urls):
             host = urlsplit(url).hostname
             print(f"{name} is not reachable at {host}:{urlsplit(url).port or port}: {HOW_TO_START[name]}.")
             ok = False

@@ -8,6 +8,11 @@ Topology (``P`` = ``AMQP_PREFIX``):
     P.dead (fanout exchange) ------------------> P.deliveries.dead (quorum queue)
     analytics (topic exchange; routing key = event name)
 
+With several broker addresses (``AMQP_URLS``, the nodes of one RabbitMQ cluster) a connection starts at a
+random node (so services spread over the cluster) and each reconnection attempt moves on to the next
+address, so losing the node a service is connected to moves it to a live one. The quorum queues are
+declared with ``x-quorum-initial-group-size`` = ``QUORUM_GROUP_SIZE`` (default: the number of addresses).
+
 aio-pika and aiormq errors that mean the broker is unreachable (``is_unreachable``) leave this module as
 ``BrokerUnavailable``; any other error (a bug) leaves it as itself.
 """
@@ -15,8 +20,9 @@ aio-pika and aiormq errors that mean the broker is unreachable (``is_unreachable
 from __future__ import annotations
 
 import asyncio
+import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +30,9 @@ from typing import Any
 import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
+from aio_pika.robust_connection import RobustConnection
 from pamqp.commands import Basic
+from yarl import URL
 
 from shared.errors import BrokerUnavailable
 
@@ -63,6 +71,13 @@ async def open_channel(
 class Topology:
     prefix: str
     analytics: str = "analytics"
+    group_size: int = 0  # quorum queue members; 0 = the broker's default (every node of a small cluster)
+
+    def quorum_arguments(self, **more: Any) -> dict[str, Any]:
+        arguments: dict[str, Any] = {"x-queue-type": "quorum", **more}
+        if self.group_size:
+            arguments["x-quorum-initial-group-size"] = self.group_size
+        return arguments
 
     @property
     def exchange(self) -> str:
@@ -84,35 +99,76 @@ class Topology:
         """Declare everything (idempotent) and return the deliveries exchange."""
         dead = await channel.declare_exchange(self.dead_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
         dead_q = await channel.declare_queue(
-            self.dead_queue, durable=True, arguments={"x-queue-type": "quorum"}
+            self.dead_queue, durable=True, arguments=self.quorum_arguments()
         )
         await dead_q.bind(dead, routing_key="")
         exchange = await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.DIRECT, durable=True)
         queue = await channel.declare_queue(
             self.queue,
             durable=True,
-            arguments={
-                "x-queue-type": "quorum",
-                "x-dead-letter-exchange": self.dead_exchange,
-                "x-delivery-limit": DELIVERY_LIMIT,
-            },
+            arguments=self.quorum_arguments(
+                **{"x-dead-letter-exchange": self.dead_exchange, "x-delivery-limit": DELIVERY_LIMIT}
+            ),
         )
         await queue.bind(exchange, routing_key=ROUTING_KEY)
         await channel.declare_exchange(self.analytics, aio_pika.ExchangeType.TOPIC, durable=True)
         return exchange
 
 
-@asynccontextmanager
-async def amqp_connection(url: str, name: str) -> AsyncIterator[AbstractRobustConnection]:
-    """A robust connection (reconnects by itself) that is closed on exit."""
-    try:
-        connection = await aio_pika.connect_robust(
-            url, client_properties={"connection_name": name}, timeout=10
+class RotatingConnection(RobustConnection):
+    """A robust connection over several addresses of one cluster: every reconnection attempt goes to
+    the next address. (aio-pika clears ``transport`` at the start of each attempt and then connects to
+    ``url``; that is where the address moves on.)"""
+
+    def __init__(self, urls: Sequence[URL], start: int, **kwargs: Any) -> None:
+        self._urls = list(urls)
+        self._index = start % len(self._urls)
+        self._attempted = False
+        super().__init__(self._urls[self._index], **kwargs)
+
+    @property
+    def transport(self) -> Any:
+        return self.__dict__.get("_transport")
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None and getattr(self, "_attempted", False) and not self._close_called:
+            self._index = (self._index + 1) % len(self._urls)
+            self.url = self._urls[self._index]
+        elif value is None and hasattr(self, "_urls"):
+            self._attempted = True
+        self.__dict__["_transport"] = value
+
+
+RECONNECT_INTERVAL_S = 1.0  # between attempts (aio-pika's default is 5 s): a cluster fails over in seconds
+
+
+async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
+    """Connect to the first address that answers, starting at a random one; the connection then moves
+    on by itself (``RotatingConnection``)."""
+    parsed = [URL(u).update_query(name=name) for u in urls]  # the name the broker shows for it
+    start = random.randrange(len(parsed))
+    error: Exception | None = None
+    for offset in range(len(parsed)):
+        connection = RotatingConnection(
+            parsed, start + offset, reconnect_interval=str(RECONNECT_INTERVAL_S)
         )
-    except Exception as exc:
-        if is_unreachable(exc):
-            raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(exc).__name__}") from exc
-        raise
+        try:
+            await connection.connect(timeout=10)
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+            error = exc
+            continue
+        return connection
+    assert error is not None
+    raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(error).__name__}") from error
+
+
+@asynccontextmanager
+async def amqp_connection(urls: str | Sequence[str], name: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A robust connection (reconnects by itself, moving over the addresses) that is closed on exit."""
+    connection = await _connect([urls] if isinstance(urls, str) else urls, name)
     try:
         yield connection
     finally:

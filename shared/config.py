@@ -78,6 +78,10 @@ class CommonSettings:
     """Settings every service reads. Field ``foo_bar`` comes from env ``FOO_BAR``."""
 
     amqp_url: str = field(default=DEFAULT_AMQP_URL, repr=False)
+    # The nodes of one RabbitMQ cluster, comma-separated; when set, it replaces AMQP_URL.
+    amqp_urls: tuple[str, ...] = field(default=(), repr=False)
+    # Members of each quorum queue; 0 = the number of AMQP_URLS (with one address: the broker's default).
+    quorum_group_size: int = 0
     redis_url: str = field(default=DEFAULT_REDIS_URL, repr=False)
     # Prefixes isolate one deployment (or one test) from another on shared servers.
     redis_prefix: str = "whs"
@@ -96,6 +100,18 @@ class CommonSettings:
 
     def sealer(self) -> Sealer:
         return Sealer(self.secrets_keys)
+
+    @property
+    def amqp_addresses(self) -> tuple[str, ...]:
+        """Where RabbitMQ is: the nodes of ``AMQP_URLS``, else ``AMQP_URL``."""
+        return self.amqp_urls or (self.amqp_url,)
+
+    @property
+    def quorum_members(self) -> int:
+        """The quorum queues' ``x-quorum-initial-group-size`` (0: leave it to the broker)."""
+        if self.quorum_group_size:
+            return self.quorum_group_size
+        return len(self.amqp_urls) if len(self.amqp_urls) > 1 else 0
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Self:
@@ -116,6 +132,10 @@ class CommonSettings:
             value = getattr(self, url_field)
             if value.split("://", 1)[0] not in schemes:
                 raise ConfigError(f"{url_field.upper()} must start with one of {', '.join(schemes)}://")
+        if any(url.split("://", 1)[0] not in ("amqp", "amqps") for url in self.amqp_urls):
+            raise ConfigError("every address of AMQP_URLS must start with amqp:// or amqps://")
+        if self.quorum_group_size < 0:
+            raise ConfigError("QUORUM_GROUP_SIZE must be 0 (the number of AMQP_URLS) or positive")
         if not self.public_base_url.startswith(("http://", "https://")):
             raise ConfigError("PUBLIC_BASE_URL must be an absolute http(s) URL")
         self.sealer()  # ConfigError when SECRETS_KEYS is not a list of valid keys

@@ -10,6 +10,7 @@ a programming error inside a Redis call stays what it is, so it is never mistake
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
@@ -17,7 +18,7 @@ from typing import Any, TypeVar, cast
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 from redis.asyncio.connection import SSLConnection
 
 T = TypeVar("T")
@@ -35,6 +36,14 @@ REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.TimeoutError,
     ConnectionError,
     TimeoutError,
+    # A Redis Cluster in a failover: no primary for a slot yet (CLUSTERDOWN, MASTERDOWN, TRYAGAIN, a
+    # slot no node covers), a write that reached a primary just demoted (READONLY), or a redirect the
+    # client could not follow before its retries ran out. Each passes once a replica is promoted.
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.AskError,
 )
 # Under uvloop, a connection the server (or a network fault) closes while redis-py is still writing its
 # handshake surfaces as this RuntimeError rather than as a ConnectionError.
@@ -116,3 +125,67 @@ async def redis_client(url: str) -> AsyncIterator[RedisClient]:
         yield client
     finally:
         await client.aclose()
+
+
+class NotReplicated(redis.exceptions.ConnectionError):
+    """Written on the primary, but fewer replicas than asked confirmed it within the timeout: the write
+    may not survive a failover, so it counts as not done (the caller retries; writes are idempotent)."""
+
+
+def has_replicas(client: RedisClient) -> bool:
+    """True when ``client`` is a Redis Cluster (already initialized) whose every primary has a replica."""
+    if not isinstance(client, RedisCluster):
+        return False
+    primaries = client.get_primaries()
+    return bool(primaries) and len(client.get_replicas()) >= len(primaries)
+
+
+def _check_acks(acked: object, replicas: int) -> None:
+    if not isinstance(acked, int) or acked < replicas:
+        raise NotReplicated(f"{acked} of {replicas} replica(s) confirmed the write")
+
+
+async def run_and_wait(client: RedisClient, calls: list[tuple[str, list[str], list[Any]]],
+                       replicas: int, timeout_ms: int) -> list[Any]:
+    """Run scripts (``(sha, keys, args)``) by EVALSHA, then ``WAIT replicas timeout_ms`` on the same
+    connection (WAIT counts the replicas that have this connection's writes), per node. Returns each
+    script's reply or error, in order. Fewer replicas than asked, or a topology in flux, raise an
+    unreachable error (``is_unreachable``): nothing counts as stored until a replica has it."""
+    if not isinstance(client, RedisCluster):
+        async with client.pipeline(transaction=False) as pipe:
+            for sha, keys, args in calls:
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        _check_acks(replies[-1], replicas)
+        return replies[:-1]
+    by_node: dict[str, tuple[ClusterNode, list[PipelineCommand]]] = {}
+    for position, (sha, keys, args) in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        if node is None:
+            raise redis.exceptions.SlotNotCoveredError(f"no node for {keys[0]}")
+        by_node.setdefault(node.name, (node, []))[1].append(PipelineCommand(position, "EVALSHA", sha, len(keys),
+                                                                            *keys, *args))
+    try:
+        await asyncio.gather(*(_node_batch(node, commands, replicas, timeout_ms)
+                               for node, commands in by_node.values()))
+    except Exception as exc:
+        if is_unreachable(exc) and not isinstance(exc, NotReplicated):
+            await client.nodes_manager.initialize()  # learn the new primaries before the retry
+        raise
+    results: list[Any] = [None] * len(calls)
+    for _, commands in by_node.values():
+        for command in commands:
+            results[command.position] = command.result
+    return results
+
+
+async def _node_batch(node: ClusterNode, commands: list[PipelineCommand], replicas: int, timeout_ms: int) -> None:
+    wait = PipelineCommand(-1, "WAIT", replicas, timeout_ms)
+    await node.execute_pipeline([*commands, wait])
+    for command in commands:
+        if isinstance(command.result, Exception) and is_unreachable(command.result):
+            raise command.result
+    if isinstance(wait.result, Exception):
+        raise wait.result
+    _check_acks(wait.result, replicas)

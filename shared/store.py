@@ -24,7 +24,7 @@ from shared.keys import Keys
 from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
 from shared.providers.core import TIMESTAMP_REASONS
 from shared.records import ConnectionRecord, Credentials, TestWindow
-from shared.redis import RedisClient, awaited, is_cluster, is_unreachable
+from shared.redis import RedisClient, awaited, is_cluster, is_unreachable, run_and_wait
 
 T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
@@ -46,13 +46,17 @@ class ApplyResult:
 
 
 class Store:
-    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
         # Secrets at rest: sealed on the way in, opened on the way out (shared/crypto.py). The services
         # pass the sealer of their SECRETS_KEYS; tools and tests get the development key's.
         self.sealer = sealer or Sealer((DEV_SECRETS_KEY,))
+        # A delivery's effect counts as stored once this many replicas have it (``WAIT``); 0: the primary.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
 
     # --- secrets at rest ------------------------------------------------------------------------
 
@@ -389,6 +393,9 @@ class Store:
 
     async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
         script = self.scripts.apply_delivery
+        if self.wait_replicas:
+            calls = [(script.sha, keys, list(args)) for keys, args in map(self._apply_call, msgs)]
+            return await run_and_wait(self.redis, calls, self.wait_replicas, self.wait_timeout_ms)
         if is_cluster(self.redis):
             # redis-py refuses scripts in a cluster pipeline: run them side by side instead, each sent
             # to the node of its connection's slot.

@@ -147,7 +147,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     stop = stop or _signal_event()
     topology = NotifyTopology(settings.amqp_prefix, settings.retry_delays_ms)
     policy = AddressPolicy(settings.notifier_allow_private, settings.notifier_allow_loopback)
-    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "notifier") as conn:
+    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_addresses, "notifier") as conn:
         store = NotifyStore(client, settings.redis_prefix, settings.sealer())
         warn_if_development_key(settings.uses_dev_secrets_key)
         publisher = Publisher(conn, topology, settings.publish_timeout_s)

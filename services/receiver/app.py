@@ -77,8 +77,8 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    topology = Topology(settings.amqp_prefix, settings.analytics_exchange)
-    async with amqp_connection(settings.amqp_url, "receiver") as connection:
+    topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
+    async with amqp_connection(settings.amqp_addresses, "receiver") as connection:
         app[PUBLISHER] = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
         yield
 

@@ -17,7 +17,7 @@ from services.verifier.worker import Consumer, Verifier
 from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.crypto import warn_if_development_key
-from shared.redis import redis_client
+from shared.redis import RedisClient, has_replicas, is_cluster, is_unreachable, redis_client
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -36,12 +36,30 @@ def health_app(store: Store, amqp_ok: Callable[[], bool]) -> web.Application:
     return app
 
 
+async def wait_replicas(settings: Settings, client: RedisClient) -> int:
+    """``REDIS_WAIT_REPLICAS``; when -1 (auto): 1 on a Redis Cluster whose every primary has a replica
+    (or that cannot be asked yet: a production cluster has replicas), else 0."""
+    if settings.redis_wait_replicas >= 0:
+        return settings.redis_wait_replicas
+    if not is_cluster(client):
+        return 0
+    try:
+        await client.ping()  # a cluster client learns the topology on its first command
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        return 1
+    return 1 if has_replicas(client) else 0
+
+
 async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
     stop = stop or _signal_event()
-    topology = Topology(settings.amqp_prefix, settings.analytics_exchange)
-    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_url, "verifier") as conn:
-        store = Store(client, settings.redis_prefix, settings.sealer())
+    topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
+    async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_addresses, "verifier") as conn:
+        store = Store(client, settings.redis_prefix, settings.sealer(),
+                      wait_replicas=await wait_replicas(settings, client),
+                      wait_timeout_ms=settings.redis_wait_timeout_ms)
         warn_if_development_key(settings.uses_dev_secrets_key)
         verifier = Verifier(store, retry_max_s=settings.store_retry_max_s)
         channel = await conn.channel(publisher_confirms=True)

@@ -1,0 +1,84 @@
+"""A RabbitMQ cluster of three nodes loses a node under a stream of signed webhooks, and nothing is lost.
+
+The services get every node in ``AMQP_URLS``; the deliveries queue is a quorum queue with a member on
+each node. Faults, one at a time, each node brought back before the next: ``kill -9`` of the node that
+leads the deliveries queue, then of the node the receiver is connected to. The receiver answers 503 for
+what it could not get confirmed, never a 202 that is later lost; the ledger checks every accepted event
+is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from tests.clusters.harness import StandardSender, Stream, until
+from tests.clusters.rabbitmq import RabbitCluster, RabbitNode
+from tests.faults.harness import ServiceProcess, Services
+from tests.faults.ledger import Ledger, Target, wait_stored
+
+COMMAND = ".venv/bin/python -m pytest tests/clusters/test_rabbit_cluster.py -q"
+pytestmark = pytest.mark.timeout(900)  # booting a cluster on a busy machine takes minutes
+QUIET_EVENTS = 300  # accepted between two faults: the cluster is serving again
+
+
+async def _start_services(services: Services, receiver_port: int) -> ServiceProcess:
+    receiver = services.make("receiver", PUBLISH_TIMEOUT_S="3")
+    receiver.port = receiver_port
+    await receiver.start(timeout_s=60)
+    await services.make("verifier").start(timeout_s=60)
+    return receiver
+
+
+async def _kill_and_recover(rabbit: RabbitCluster, node: RabbitNode, queue: str, ledger: Ledger) -> str:
+    """kill -9 ``node``; wait until the cluster accepts webhooks again; note the queue's leader then;
+    start the node and wait until it is back in the cluster (the stream goes on all along)."""
+    node.kill()
+    accepted = ledger.accepted
+    await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 120, f"accepting again without {node.node}")
+    leader = await asyncio.to_thread(rabbit.queue_leader, queue)
+    await asyncio.to_thread(rabbit.restart, node)
+    return leader
+
+
+async def test_killing_the_leader_then_the_receivers_node_loses_nothing(
+    rabbit: RabbitCluster, rabbit_services: Services, receiver_port: int, standard_targets, prefix: str,
+    redis_client: aioredis.Redis, session: aiohttp.ClientSession,
+) -> None:
+    receiver = await _start_services(rabbit_services, receiver_port)
+    queue = f"{prefix}.deliveries"
+    members = await asyncio.to_thread(rabbit.queue_members, queue)
+    assert sorted(members) == sorted(n.node for n in rabbit.nodes), "one quorum member per node"
+    targets: list[Target] = await standard_targets(4)
+    ledger = Ledger("cluster_rabbitmq_node_killed")
+    sender = StandardSender(session, ledger, targets)
+    async with Stream(sender, targets, "rabbit") as stream:
+        await until(lambda: ledger.accepted >= QUIET_EVENTS, 60, "first events accepted")
+        leader = rabbit.by_node(await asyncio.to_thread(rabbit.queue_leader, queue))
+        new_leader = await _kill_and_recover(rabbit, leader, queue, ledger)
+        assert receiver.proc is not None
+        receivers_node = rabbit.connected_to(receiver.proc.pid)[0]
+        await _kill_and_recover(rabbit, receivers_node, queue, ledger)
+        accepted = ledger.accepted
+        await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 60, "accepting with every node back")
+        await stream.stop()
+
+    retries = await sender.retry_refused(rounds=40)
+    stored = await wait_stored(redis_client, prefix, targets, len(ledger.accepted_events), timeout_s=120)
+    await asyncio.sleep(1)  # anything wrongly counted twice has time to land
+    ledger.extra.update(
+        killed=[leader.node, receivers_node.node], leader_after_first_kill=new_leader,
+        refused_503=ledger.statuses[503], retries_after_recovery=retries,
+    )
+    figures = await ledger.reconcile(redis_client, prefix, targets)
+    ledger.write(COMMAND)
+    print(ledger.summary())
+    assert new_leader != leader.node
+    assert stored >= len(ledger.accepted_events)
+    assert set(ledger.statuses) <= {202, 503}, ledger.summary()
+    assert figures["unanswered"] == 0, ledger.summary()
+    assert not ledger.refused_events, f"events never accepted after recovery: {ledger.summary()}"
+    ledger.assert_clean()
