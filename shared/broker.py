@@ -144,15 +144,15 @@ RECONNECT_INTERVAL_S = 1.0  # between attempts (aio-pika's default is 5 s): a cl
 
 
 async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
-    """Connect to the first address that answers, starting at a random one; the connection then moves
-    on by itself (``RotatingConnection``)."""
+    """One address: aio-pika's robust connection. Several: connect to the first that answers, starting
+    at a random one; the connection then moves on by itself (``RotatingConnection``)."""
+    if len(urls) == 1:
+        return await aio_pika.connect_robust(urls[0], client_properties={"connection_name": name}, timeout=10)
     parsed = [URL(u).update_query(name=name) for u in urls]  # the name the broker shows for it
     start = random.randrange(len(parsed))
     error: Exception | None = None
     for offset in range(len(parsed)):
-        connection = RotatingConnection(
-            parsed, start + offset, reconnect_interval=str(RECONNECT_INTERVAL_S)
-        )
+        connection = RotatingConnection(parsed, start + offset, reconnect_interval=str(RECONNECT_INTERVAL_S))
         try:
             await connection.connect(timeout=10)
         except Exception as exc:
@@ -162,13 +162,18 @@ async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
             continue
         return connection
     assert error is not None
-    raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(error).__name__}") from error
+    raise error
 
 
 @asynccontextmanager
 async def amqp_connection(urls: str | Sequence[str], name: str) -> AsyncIterator[AbstractRobustConnection]:
     """A robust connection (reconnects by itself, moving over the addresses) that is closed on exit."""
-    connection = await _connect([urls] if isinstance(urls, str) else urls, name)
+    try:
+        connection = await _connect([urls] if isinstance(urls, str) else urls, name)
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise BrokerUnavailable(f"RabbitMQ is not reachable: {type(exc).__name__}") from exc
+        raise
     try:
         yield connection
     finally:

@@ -204,21 +204,22 @@ class RabbitCluster:
                         raise
             time.sleep(1)
 
-    def queue_leader(self, queue: str) -> str:
+    def queue_leader(self, queue: str, otherwise: str, timeout_s: float = 90) -> str:
         """The node that leads the quorum queue ``queue`` now, from the queue's record on a running node
-        (a local read: ``list_queues`` asks every member and can take minutes on a loaded machine)."""
+        (a local read); ``otherwise`` when no node's CLI answers in time (each CLI call starts an Erlang
+        VM, which on a loaded machine can take a minute)."""
         expr = (f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"{queue}">>)), '
                 "{_, Node} = amqqueue:get_pid(Q), atom_to_list(Node).")
-        deadline = time.monotonic() + 180
-        while True:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
             for node in [n for n in self.nodes if n.running]:
                 try:
-                    out = node.ctl("eval", expr, timeout_s=60).strip()  # "name@localhost"
+                    out = node.ctl("eval", expr, timeout_s=max(5.0, deadline - time.monotonic())).strip()
                     return out.splitlines()[-1].strip().strip('"')
                 except (RuntimeError, subprocess.TimeoutExpired, IndexError):
-                    if time.monotonic() > deadline:
-                        raise
+                    pass
             time.sleep(1)
+        return otherwise
 
     def queue_members(self, queue: str) -> list[str]:
         for row in self._ask("list_queues", "name", "members"):
