@@ -34,6 +34,7 @@ from shared.providers.events import body_fingerprint, json_body
 from shared.providers.standard_webhooks import StandardWebhooks
 
 MAX_JSON_TEXT = 512
+MIN_SECRET_CHARS = 8  # what adapter_kit.pasted_secret requires of a pasted secret
 
 
 def pointer(data: Any, path: str) -> Any:
@@ -520,6 +521,14 @@ class JwtFamily(CatalogProvider):
         return claims
 
 
+def _usable(secret: str) -> None:
+    """A secret compared as it is sent must be one a stranger cannot guess: never shorter than what
+    ``validate_secret`` stores (a secret that short can only come from somewhere else)."""
+    if len(secret) < MIN_SECRET_CHARS:
+        raise VerificationError("secret_format", "The connection's secret is too short to be compared as a token; "
+                                "reconnect with the secret the provider shows.")
+
+
 class TokenFamily(CatalogProvider):
     """A value the sender repeats on every request, equal to the connection's secret (constant time).
     It proves the sender knows the secret, not that the body is unchanged."""
@@ -527,6 +536,7 @@ class TokenFamily(CatalogProvider):
     def check(self, parsed: Parsed, secret: str, now: float) -> None:
         at = self.entry.token_at
         assert at is not None
+        _usable(secret)
         given = parsed.require(at, "the shared token")
         if not core.constant_time_equal(hashlib.sha256(given.encode()).digest(),
                                         hashlib.sha256(secret.encode()).digest()):
@@ -547,6 +557,7 @@ class BasicFamily(CatalogProvider):
         return "hookstatus:" + _secrets.token_urlsafe(24) if self.entry.secret == "chosen" else core.SECRET_PENDING
 
     def check(self, parsed: Parsed, secret: str, now: float) -> None:
+        _usable(secret)
         raw = parsed.require(Location("header", "Authorization"), "Basic credentials")
         scheme, _, encoded = raw.partition(" ")
         if scheme.lower() != "basic" or not encoded.strip():
