@@ -132,12 +132,16 @@ class NotReplicated(redis.exceptions.ConnectionError):
     may not survive a failover, so it counts as not done (the caller retries; writes are idempotent)."""
 
 
-def has_replicas(client: RedisClient) -> bool:
-    """True when ``client`` is a Redis Cluster (already initialized) whose every primary has a replica."""
+async def has_replicas(client: RedisClient) -> bool:
+    """True when ``client`` is a Redis Cluster whose every live primary has a live replica (from
+    ``CLUSTER NODES``: the client's own slot map may list primaries only)."""
     if not isinstance(client, RedisCluster):
         return False
-    primaries = client.get_primaries()
-    return bool(primaries) and len(client.get_replicas()) >= len(primaries)
+    nodes: dict[str, dict[str, Any]] = await client.cluster_nodes()
+    live = [n for n in nodes.values() if "fail" not in str(n.get("flags", ""))]
+    primaries = {n["node_id"] for n in live if "master" in str(n["flags"])}
+    served = {n["master_id"] for n in live if "slave" in str(n["flags"])}
+    return bool(primaries) and primaries <= served
 
 
 def _check_acks(acked: object, replicas: int) -> None:

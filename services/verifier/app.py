@@ -44,12 +44,11 @@ async def wait_replicas(settings: Settings, client: RedisClient) -> int:
     if not is_cluster(client):
         return 0
     try:
-        await client.ping()  # a cluster client learns the topology on its first command
+        return 1 if await has_replicas(client) else 0
     except Exception as exc:
         if not is_unreachable(exc):
             raise
         return 1
-    return 1 if has_replicas(client) else 0
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:

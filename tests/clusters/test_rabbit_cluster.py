@@ -24,6 +24,7 @@ from tests.faults.ledger import Ledger, Target, wait_stored
 COMMAND = ".venv/bin/python -m pytest tests/clusters/test_rabbit_cluster.py -q"
 pytestmark = pytest.mark.timeout(900)  # booting a cluster on a busy machine takes minutes
 QUIET_EVENTS = 300  # accepted between two faults: the cluster is serving again
+EVENTS = 3000  # at least, per test
 
 
 async def _start_services(services: Services, receiver_port: int) -> ServiceProcess:
@@ -86,4 +87,49 @@ async def test_killing_the_leader_then_the_receivers_node_loses_nothing(
     assert set(ledger.statuses) <= {202, 503}, ledger.summary()
     assert figures["unanswered"] == 0, ledger.summary()
     assert not ledger.refused_events, f"events never accepted after recovery: {ledger.summary()}"
+    ledger.assert_clean()
+
+
+async def test_a_node_cut_off_then_healed_loses_nothing(
+    rabbit: RabbitCluster, rabbit_services: Services, receiver_port: int, standard_targets, prefix: str,
+    redis_client: aioredis.Redis, session: aiohttp.ClientSession,
+) -> None:
+    """The node leading the deliveries queue stops answering anyone (SIGSTOP: its peers and clients
+    hear nothing, as in a network partition), the others elect a new leader and go on; then it answers
+    again (SIGCONT) and catches up. AMQP heartbeats of 5 s let a client on the silent node move on."""
+    async with amqp_connection(rabbit.nodes[0].url, "test") as connection:
+        await Topology(prefix, f"{prefix}.analytics", len(rabbit.nodes)).declare(await connection.channel())
+    urls = ",".join(f"{url}?heartbeat=5" for url in rabbit.urls)
+    receiver = rabbit_services.make("receiver", PUBLISH_TIMEOUT_S="3", AMQP_URLS=urls)
+    receiver.port = receiver_port
+    await receiver.start(timeout_s=60)
+    await rabbit_services.make("verifier", AMQP_URLS=urls).start(timeout_s=60)
+    queue = f"{prefix}.deliveries"
+    targets: list[Target] = await standard_targets(4)
+    ledger = Ledger("cluster_rabbitmq_node_partitioned")
+    sender = StandardSender(session, ledger, targets)
+    silent = rabbit.by_node(await asyncio.to_thread(rabbit.queue_leader, queue, rabbit.nodes[0].node))
+    async with Stream(sender, targets, "partition") as stream:
+        await until(lambda: ledger.accepted >= QUIET_EVENTS, 60, "first events accepted")
+        silent.pause()
+        try:
+            accepted = ledger.accepted
+            await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 120, f"accepting without {silent.node}")
+        finally:
+            silent.resume()
+        accepted = ledger.accepted
+        await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 120, "accepting after the healing")
+        await until(lambda: stream.sent >= EVENTS, 60, f"{EVENTS} events sent")
+        await stream.stop()
+    retries = await sender.retry_refused(rounds=40)
+    stored = await wait_stored(redis_client, prefix, targets, len(ledger.accepted_events), timeout_s=120)
+    await asyncio.sleep(1)
+    ledger.extra.update(partitioned=silent.node, refused_503=ledger.statuses[503], retries_after_recovery=retries)
+    figures = await ledger.reconcile(redis_client, prefix, targets)
+    ledger.write(f"{COMMAND} -k cut_off")
+    print(ledger.summary())
+    assert stored >= len(ledger.accepted_events)
+    assert set(ledger.statuses) <= {202, 503}, ledger.summary()
+    assert figures["unanswered"] == 0, ledger.summary()
+    assert not ledger.refused_events, ledger.summary()
     ledger.assert_clean()

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from services.verifier.app import wait_replicas
+from services.verifier.config import Settings as VerifierSettings
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import DeliveryMessage, now_ms
@@ -166,3 +168,13 @@ async def test_a_write_no_replica_confirms_is_not_stored_and_retries_as_a_duplic
     [result] = await Store(cluster_client, prefix, wait_replicas=1).apply_deliveries([delivery(1)])
     assert not isinstance(result, Exception) and result.status == "duplicate"
     assert await cluster_client.hget(Keys(prefix).conn(target.cid), "events_received") == "2"
+
+
+async def test_the_verifier_waits_for_a_replica_by_default_only_where_there_is_one(
+    redis_nodes: RedisClusterNodes, cluster_client: RedisClient, redis_client: RedisClient,
+) -> None:
+    auto = VerifierSettings.from_env(redis_url=redis_nodes.url)
+    assert auto.redis_wait_replicas == -1
+    assert await wait_replicas(auto, cluster_client) == 1  # every primary has a replica
+    assert await wait_replicas(VerifierSettings.from_env(), redis_client) == 0  # one server
+    assert await wait_replicas(VerifierSettings.from_env(redis_wait_replicas=0), cluster_client) == 0
