@@ -20,6 +20,7 @@ aio-pika and aiormq errors that mean the broker is unreachable (``is_unreachable
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -36,7 +37,16 @@ from yarl import URL
 
 from shared.errors import BrokerUnavailable
 
+log = logging.getLogger(__name__)
+
 ROUTING_KEY = "delivery"
+# AMQP heartbeats: aiormq calls a connection stuck (and drops it, so the robust connection reconnects)
+# after (heartbeat + 1) * 3 seconds without a frame. The server's usual 60 s would leave a blackholed
+# socket (a broker or network that hangs rather than resets) undetected for three minutes.
+HEARTBEAT_S = 5
+RECONNECT_INTERVAL_S = 1.0  # between attempts (aio-pika's default is 5 s): a cluster fails over in seconds
+CONNECT_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 5.0
 DELIVERY_LIMIT = 20  # a message returned this often goes to the dead-letter queue: it never loops
 # The classes that always mean the broker is not reachable (or the channel we used is gone).
 AMQP_ERRORS: tuple[type[Exception], ...] = (
@@ -140,24 +150,36 @@ class RotatingConnection(RobustConnection):
         self.__dict__["_transport"] = value
 
 
-RECONNECT_INTERVAL_S = 1.0  # between attempts (aio-pika's default is 5 s): a cluster fails over in seconds
+def connection_url(url: str) -> URL:
+    """``url`` with our heartbeat and reconnect interval, unless it sets its own."""
+    parsed = URL(url)
+    defaults = {"heartbeat": str(HEARTBEAT_S), "reconnect_interval": str(RECONNECT_INTERVAL_S)}
+    missing = {key: value for key, value in defaults.items() if key not in parsed.query}
+    return parsed.update_query(missing) if missing else parsed
 
 
 async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
     """One address: aio-pika's robust connection. Several: connect to the first that answers, starting
-    at a random one; the connection then moves on by itself (``RotatingConnection``)."""
+    at a random one; the connection then moves on by itself (``RotatingConnection``). Each attempt is
+    bounded (``asyncio.timeout`` around aio-pika's own connect timeout, which does not cover everything
+    it awaits)."""
     if len(urls) == 1:
-        return await aio_pika.connect_robust(urls[0], client_properties={"connection_name": name}, timeout=10)
-    parsed = [URL(u).update_query(name=name) for u in urls]  # the name the broker shows for it
+        async with asyncio.timeout(CONNECT_TIMEOUT_S + 1):
+            return await aio_pika.connect_robust(
+                connection_url(urls[0]), client_properties={"connection_name": name}, timeout=CONNECT_TIMEOUT_S
+            )
+    parsed = [connection_url(u).update_query(name=name) for u in urls]  # the name the broker shows for it
     start = random.randrange(len(parsed))
     error: Exception | None = None
     for offset in range(len(parsed)):
         connection = RotatingConnection(parsed, start + offset, reconnect_interval=str(RECONNECT_INTERVAL_S))
         try:
-            await connection.connect(timeout=10)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S + 1):
+                await connection.connect(timeout=CONNECT_TIMEOUT_S)
         except Exception as exc:
             if not is_unreachable(exc):
                 raise
+            await close_quietly(connection)
             error = exc
             continue
         return connection
@@ -167,7 +189,8 @@ async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
 
 @asynccontextmanager
 async def amqp_connection(urls: str | Sequence[str], name: str) -> AsyncIterator[AbstractRobustConnection]:
-    """A robust connection (reconnects by itself, moving over the addresses) that is closed on exit."""
+    """A robust connection (reconnects by itself, moving over the addresses) that is closed on exit;
+    closing is bounded too, since a close handshake on a blackholed socket is never answered."""
     try:
         connection = await _connect([urls] if isinstance(urls, str) else urls, name)
     except Exception as exc:
@@ -177,7 +200,17 @@ async def amqp_connection(urls: str | Sequence[str], name: str) -> AsyncIterator
     try:
         yield connection
     finally:
-        await connection.close()
+        await close_quietly(connection)
+
+
+async def close_quietly(connection: AbstractConnection) -> None:
+    """Close ``connection`` within ``CLOSE_TIMEOUT_S``; a broker that is away cannot refuse a close."""
+    try:
+        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT_S)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        log.warning("amqp connection not closed cleanly", extra={"error": type(exc).__name__})
 
 
 class ConfirmedPublisher:

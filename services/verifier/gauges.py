@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from shared import metrics
 from shared.broker import AMQP_ERRORS, Topology, open_channel
-from shared.errors import StoreUnavailable
+from shared.errors import BrokerUnavailable, StoreUnavailable
 from shared.models import STATES, now_ms
 from shared.runner import sleep_unless
 from shared.store import Store
@@ -36,13 +37,21 @@ class QueueDepth:
     """Reads queue depths with passive declares on a channel of its own (a failed passive declare
     closes its channel; the consumer's channel is never put at risk)."""
 
-    def __init__(self, connection: AbstractRobustConnection, topology: Topology) -> None:
-        self._connection = connection
+    def __init__(
+        self, connection: Callable[[], AbstractRobustConnection | None], topology: Topology
+    ) -> None:
+        self._connection = connection  # the one in use now: the verifier replaces a stalled connection
         self._queues = {"deliveries": topology.queue, "dead_letter": topology.dead_queue}
         self._channel: AbstractChannel | None = None
+        self._channel_of: AbstractRobustConnection | None = None
 
     async def refresh(self) -> None:
-        self._channel = await open_channel(self._connection, self._channel)
+        connection = self._connection()
+        if connection is None:
+            raise BrokerUnavailable("no broker connection right now")
+        if connection is not self._channel_of:
+            self._channel, self._channel_of = None, connection
+        self._channel = await open_channel(connection, self._channel)
         for role, name in self._queues.items():
             queue = await self._channel.declare_queue(name, passive=True)
             result = queue.declaration_result

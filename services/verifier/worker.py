@@ -121,6 +121,12 @@ class Consumer:
         self._tag: str | None = None
         self._in_flight: set[asyncio.Task[None]] = set()
         self._acks = BatchAcker()
+        self.last_delivery_s = time.monotonic()  # when the broker last handed us a message
+
+    @property
+    def busy(self) -> bool:
+        """Some message is being handled (for instance held while Redis is away)."""
+        return bool(self._in_flight)
 
     async def start(self, prefetch: int) -> None:
         await self.channel.set_qos(prefetch_count=prefetch)
@@ -131,6 +137,7 @@ class Consumer:
         self._tag = await self._queue.consume(self._on_message)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        self.last_delivery_s = time.monotonic()
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
