@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from shared import metrics
+from shared.crypto import SecretUnreadable
 from shared.errors import ApiError, BrokerUnavailable, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except BrokerUnavailable:
         response = error_response(503, "broker_unavailable", "RabbitMQ is not reachable; retry shortly.",
                                   {"Retry-After": RETRY_AFTER_S})
+    except SecretUnreadable:  # SECRETS_KEYS lost a key still in use: an operator's fix, not the client's
+        log.error("secret unreadable", extra={"route": _route_name(request)})
+        response = error_response(503, "secret_unreadable",
+                                  "A stored secret cannot be decrypted with the configured keys; retry after the "
+                                  "operator restores the key.", {"Retry-After": RETRY_AFTER_S})
     except web.HTTPException as exc:  # aiohttp's own: no route, a method not allowed, a redirect
         if exc.status < 400:
             raise

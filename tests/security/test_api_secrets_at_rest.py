@@ -175,3 +175,22 @@ async def test_a_key_rotation_re_encrypts_everything_under_the_new_key(
     # Without the key a value was sealed with, the tool says so and changes nothing.
     code, out = await _rotate(redis_url, prefix, KEY_1)
     assert code == 1 and "k2" in out and "SECRETS_KEYS" in out
+
+
+async def test_a_secret_sealed_with_a_dropped_key_is_a_clear_503_not_a_500(
+    sealed: System, redis_client: aioredis.Redis, prefix: str
+) -> None:
+    conn = await sealed.create()
+    key = f"{prefix}:{{{conn['id']}}}:conn"
+    stored = await redis_client.hget(key, "secret")
+    assert stored.startswith("enc1:k1:")
+    # As if SECRETS_KEYS had lost the key this secret was sealed with.
+    await redis_client.hset(key, "secret", stored.replace("enc1:k1:", "enc1:gone:", 1))
+    body = orjson.dumps({"type": "invoice.paid", "data": {}})
+    headers = standard_webhooks_headers(conn["secret"], body, f"msg_{uuid.uuid4().hex}")
+    async with sealed.session.post(conn["webhook_url"], data=body, headers=headers) as resp:
+        answer = await resp.json(content_type=None)
+        assert resp.status == 503, answer
+        assert answer["error"]["code"] == "secret_unreadable"
+        assert resp.headers["Retry-After"]
+        assert conn["secret"] not in orjson.dumps(answer).decode()
