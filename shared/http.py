@@ -105,3 +105,18 @@ def add_health_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
+
+
+def worker_health_app(service: str, redis_ok: Callable[[], Awaitable[bool]], amqp_ok: Callable[[], bool]
+                      ) -> web.Application:
+    """The health port of a consuming service (verifier, notifier): ready while it reaches Redis and
+    RabbitMQ."""
+    app = web.Application(middlewares=[error_middleware])
+    app[SERVICE_NAME] = service
+
+    async def ready() -> dict[str, bool]:
+        return {"redis": await redis_ok(), "rabbitmq": amqp_ok()}
+
+    app[READY_CHECK] = ready
+    add_health_routes(app)
+    return app

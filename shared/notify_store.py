@@ -5,21 +5,18 @@ published). Redis errors leave this module as ``StoreUnavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
 from shared import lua
-from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
-from shared.errors import StoreUnavailable
-from shared.keys import Keys
+from shared.crypto import SEALED_FIELDS
 from shared.models import iso
 from shared.records import ConnectionRecord
-from shared.redis import RedisClient, awaited, is_unreachable
+from shared.redis import awaited
+from shared.store import RedisStore
 
-T = TypeVar("T")
 ATTEMPTS_KEPT = 100
 
 
@@ -60,29 +57,9 @@ class Endpoint:
         return self.account_id is None or self.account_id == account_id
 
 
-class NotifyStore:
-    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
-        self.redis = client
-        self.keys = Keys(prefix)
-        self.scripts = lua.Scripts.register(client)
-        # An endpoint's signing secret is sealed at rest like a connection's (shared/crypto.py).
-        self.sealer = sealer or Sealer((DEV_SECRETS_KEY,))
-
-    async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except Exception as exc:
-            if is_unreachable(exc):
-                raise StoreUnavailable("Redis is not reachable") from exc
-            raise
-
-    async def ping(self) -> bool:
-        try:
-            return bool(await awaited(self.redis.ping()))
-        except Exception as exc:
-            if is_unreachable(exc):
-                return False
-            raise
+class NotifyStore(RedisStore):
+    """Notification endpoints, their attempts logs and the outboxes; an endpoint's signing secret is
+    sealed at rest like a connection's."""
 
     # --- endpoints ------------------------------------------------------------------------------
 

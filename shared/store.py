@@ -45,30 +45,17 @@ class ApplyResult:
     to_state: str
 
 
-class Store:
-    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
-                 wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
+class RedisStore:
+    """What every store over Redis shares: the client, the key builder, the scripts, the sealer, and the
+    one place where an unreachable Redis becomes ``StoreUnavailable``."""
+
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
         self.redis = client
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
         # Secrets at rest: sealed on the way in, opened on the way out (shared/crypto.py). The services
         # pass the sealer of their SECRETS_KEYS; tools and tests get the development key's.
         self.sealer = sealer or Sealer((DEV_SECRETS_KEY,))
-        # A delivery's effect counts as stored once this many replicas have it (``WAIT``); 0: the primary.
-        self.wait_replicas = wait_replicas
-        self.wait_timeout_ms = wait_timeout_ms
-
-    # --- secrets at rest ------------------------------------------------------------------------
-
-    def _sealed(self, cid: str, fields: dict[str, str | int]) -> dict[str, str | int]:
-        return {name: self.sealer.seal(str(value), cid) if name in SEALED_FIELDS else value
-                for name, value in fields.items()}
-
-    def _opened(self, cid: str, raw: dict[str, str]) -> dict[str, str]:
-        for name in SEALED_FIELDS:
-            if raw.get(name):
-                raw[name] = self.sealer.open(raw[name], cid)
-        return raw
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
@@ -85,6 +72,27 @@ class Store:
             if is_unreachable(exc):
                 return False
             raise
+
+
+class Store(RedisStore):
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
+        super().__init__(client, prefix, sealer)
+        # A delivery's effect counts as stored once this many replicas have it (``WAIT``); 0: the primary.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+
+    # --- secrets at rest ------------------------------------------------------------------------
+
+    def _sealed(self, cid: str, fields: dict[str, str | int]) -> dict[str, str | int]:
+        return {name: self.sealer.seal(str(value), cid) if name in SEALED_FIELDS else value
+                for name, value in fields.items()}
+
+    def _opened(self, cid: str, raw: dict[str, str]) -> dict[str, str]:
+        for name in SEALED_FIELDS:
+            if raw.get(name):
+                raw[name] = self.sealer.open(raw[name], cid)
+        return raw
 
     async def _publish(self, note: dict[str, Any]) -> None:
         # The cluster client has no publish(); classic PUBLISH reaches every node of a cluster.

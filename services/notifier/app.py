@@ -32,18 +32,6 @@ GRACE_S = 4.0
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
-def health_app(store: NotifyStore, amqp_ok: Callable[[], bool]) -> web.Application:
-    app = web.Application(middlewares=[http.error_middleware])
-    app[http.SERVICE_NAME] = "notifier"
-
-    async def ready() -> dict[str, bool]:
-        return {"redis": await store.ping(), "rabbitmq": amqp_ok()}
-
-    app[http.READY_CHECK] = ready
-    http.add_health_routes(app)
-    return app
-
-
 def job_of(message: AbstractIncomingMessage) -> Job:
     headers = message.headers or {}
     endpoint_id, attempt = headers.get(ENDPOINT_HEADER), headers.get(ATTEMPT_HEADER)
@@ -181,7 +169,8 @@ async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn
     await consumers.consume(topology.jobs_queue, on_job)
     runner = None
     if serve_http:
-        runner = web.AppRunner(health_app(store, lambda: not conn.is_closed), access_log=None)
+        health = http.worker_health_app("notifier", store.ping, lambda: not conn.is_closed)
+        runner = web.AppRunner(health, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.notifier_host, settings.notifier_port).start()
     stopping = asyncio.Event()

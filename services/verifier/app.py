@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from aio_pika.abc import AbstractRobustConnection
@@ -34,18 +33,6 @@ CHECK_S = 1.0
 PROBE_TIMEOUT_S = 5.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
-
-
-def health_app(store: Store, amqp_ok: Callable[[], bool]) -> web.Application:
-    app = web.Application(middlewares=[http.error_middleware])
-    app[http.SERVICE_NAME] = "verifier"
-
-    async def ready() -> dict[str, bool]:
-        return {"redis": await store.ping(), "rabbitmq": amqp_ok()}
-
-    app[http.READY_CHECK] = ready
-    http.add_health_routes(app)
-    return app
 
 
 async def wait_replicas(settings: Settings, client: RedisClient) -> int:
@@ -77,7 +64,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         first = await _connect(settings, verifier, topology, link)  # no broker at start: fail at once
         runner = None
         if serve_http:
-            runner = web.AppRunner(health_app(store, link.usable), access_log=None)
+            runner = web.AppRunner(http.worker_health_app("verifier", store.ping, link.usable), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, settings.verifier_host, settings.verifier_port).start()
         sweeper = asyncio.create_task(
