@@ -23,7 +23,7 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -253,22 +253,29 @@ class ConfirmedPublisher:
         return True
 
     async def publish(self, body: bytes, *, message_id: str, headers: dict[str, Any] | None = None) -> None:
-        message = aio_pika.Message(
-            body,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            content_type="application/json",
-            message_id=message_id,
-            headers=headers or {},
-        )
-        try:
-            # One deadline for the whole publish (cheaper per message than wait_for's task and
-            # aio-pika's per-step countdowns); an open channel skips the set-up path entirely.
-            async with asyncio.timeout(self._timeout_s):
-                exchange = self._usable() or await self._ready_exchange()
-                confirm = await exchange.publish(message, ROUTING_KEY, mandatory=True)
-        except Exception as exc:
-            if is_unreachable(exc):
-                raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
-            raise
-        if not isinstance(confirm, Basic.Ack):
-            raise BrokerUnavailable(f"the broker refused the message: {type(confirm).__name__}")
+        await confirmed(self._publish(persistent_message(body, message_id, headers)), self._timeout_s)
+
+    async def _publish(self, message: aio_pika.Message) -> object:
+        # An open channel skips the set-up path entirely.
+        exchange = self._usable() or await self._ready_exchange()
+        return await exchange.publish(message, ROUTING_KEY, mandatory=True)
+
+
+def persistent_message(body: bytes, message_id: str, headers: dict[str, Any] | None = None) -> aio_pika.Message:
+    return aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json",
+                            message_id=message_id, headers=headers or {})
+
+
+async def confirmed(publishing: Awaitable[object], timeout_s: float) -> None:
+    """Await a publish (and whatever set-up it needs) under one deadline, cheaper per message than
+    wait_for's task and aio-pika's per-step countdowns. Only the broker's Ack counts: an unreachable
+    broker, a deadline passed or a Nack/Reject is ``BrokerUnavailable``."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            confirm = await publishing
+    except Exception as exc:
+        if is_unreachable(exc):
+            raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
+        raise
+    if not isinstance(confirm, Basic.Ack):
+        raise BrokerUnavailable(f"the broker refused the message: {type(confirm).__name__}")

@@ -114,3 +114,12 @@ def run_coroutine_service(name: str, log_level: str, main: Callable[[], Coroutin
     setup_logging(name, log_level)
     install_uvloop()
     asyncio.run(main())
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set on SIGTERM or SIGINT, for a service that runs until told to stop."""
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+    return event

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
@@ -26,6 +25,7 @@ from shared.crypto import warn_if_development_key
 from shared.errors import BrokerUnavailable, PoisonMessage, StoreUnavailable
 from shared.notify_store import NotifyStore
 from shared.redis import redis_client
+from shared.runner import stop_on_signals
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0
@@ -132,7 +132,7 @@ async def refresh_gauges(store: NotifyStore, connection: AbstractRobustConnectio
 
 async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
-    stop = stop or _signal_event()
+    stop = stop or stop_on_signals()
     topology = NotifyTopology(settings.amqp_prefix, settings.retry_delays_ms)
     policy = AddressPolicy(settings.notifier_allow_private, settings.notifier_allow_loopback)
     async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_addresses, "notifier") as conn:
@@ -194,11 +194,3 @@ async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn
         await asyncio.gather(*loops, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
-
-
-def _signal_event() -> asyncio.Event:
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, event.set)
-    return event

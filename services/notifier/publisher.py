@@ -8,11 +8,9 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
-from pamqp.commands import Basic
 
 from services.notifier.topology import NotifyTopology
-from shared.broker import is_unreachable
-from shared.errors import BrokerUnavailable
+from shared.broker import confirmed, is_unreachable, persistent_message
 
 
 class Publisher:
@@ -34,19 +32,13 @@ class Publisher:
     async def publish(self, exchange: str, routing_key: str, body: bytes, *, message_id: str,
                       headers: dict[str, Any] | None = None) -> None:
         """``exchange`` "" is the default exchange (``routing_key`` names the queue)."""
-        message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                                   content_type="application/json", message_id=message_id, headers=headers or {})
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                channel = await self._ready_channel()
-                target = channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
-                confirm = await target.publish(message, routing_key, mandatory=True)
-        except Exception as exc:
-            if is_unreachable(exc):
-                raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc
-            raise
-        if not isinstance(confirm, Basic.Ack):
-            raise BrokerUnavailable(f"the broker refused the message: {type(confirm).__name__}")
+        message = persistent_message(body, message_id, headers)
+        await confirmed(self._publish(exchange, routing_key, message), self._timeout_s)
+
+    async def _publish(self, exchange: str, routing_key: str, message: aio_pika.Message) -> object:
+        channel = await self._ready_channel()
+        target = channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
+        return await target.publish(message, routing_key, mandatory=True)
 
     async def close(self) -> None:
         if self._channel is not None and not self._channel.is_closed:

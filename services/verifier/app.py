@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from contextlib import AsyncExitStack
 
 from aio_pika.abc import AbstractRobustConnection
@@ -22,7 +21,7 @@ from shared.broker import Topology, amqp_connection
 from shared.crypto import warn_if_development_key
 from shared.errors import BrokerUnavailable
 from shared.redis import RedisClient, has_replicas, is_cluster, is_unreachable, redis_client
-from shared.runner import sleep_unless
+from shared.runner import sleep_unless, stop_on_signals
 from shared.store import Store
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ async def wait_replicas(settings: Settings, client: RedisClient) -> int:
 
 async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
-    stop = stop or _signal_event()
+    stop = stop or stop_on_signals()
     topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
     async with redis_client(settings.redis_url) as client:
         store = Store(client, settings.redis_prefix, settings.sealer(),
@@ -170,11 +169,3 @@ async def _finish(tasks: tuple[asyncio.Task[None], ...], timeout_s: float) -> No
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def _signal_event() -> asyncio.Event:
-    event = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, event.set)
-    return event

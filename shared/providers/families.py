@@ -390,8 +390,9 @@ class HmacFamily(SignedFamily):
         return decoded
 
 
-class Ed25519Family(SignedFamily):
-    """The secret field holds the provider's public key (hex or base64, per ``signature.key``)."""
+class PublicKeyFamily(SignedFamily):
+    """A family whose secret field holds the provider's public key: checked when pasted, never generated
+    here (the provider shows it)."""
 
     def validate_secret(self, secret: str) -> str:
         value = pasted_secret(secret)
@@ -402,7 +403,14 @@ class Ed25519Family(SignedFamily):
         return value
 
     def generate_secret(self) -> str:
-        return core.SECRET_PENDING  # the provider shows its public key
+        return core.SECRET_PENDING
+
+    def _public_key(self, secret: str) -> object:
+        raise NotImplementedError
+
+
+class Ed25519Family(PublicKeyFamily):
+    """The secret field holds the provider's public key (hex or base64, per ``signature.key``)."""
 
     def _public_key(self, secret: str) -> Ed25519PublicKey:
         sig = self.entry.signature
@@ -426,19 +434,8 @@ class Ed25519Family(SignedFamily):
         raise core.mismatch(self.entry.mismatch_hint or "Paste the provider's current public key.")
 
 
-class EcdsaFamily(SignedFamily):
+class EcdsaFamily(PublicKeyFamily):
     """ECDSA P-256 with SHA-256; the secret field holds the provider's public key (DER, base64)."""
-
-    def generate_secret(self) -> str:
-        return core.SECRET_PENDING
-
-    def validate_secret(self, secret: str) -> str:
-        value = pasted_secret(secret)
-        try:
-            self._public_key(value)
-        except VerificationError as exc:
-            raise SettingsError(exc.message, field="secret") from exc
-        return value
 
     def _public_key(self, secret: str) -> ec.EllipticCurvePublicKey:
         sig = self.entry.signature
