@@ -1,4 +1,4 @@
-"""Shared steps of the provider tests written for issue 3's first half: a connection per case, so that
+"""Shared steps of the per-provider tests: a connection per case, so that
 every rejection is checked on a connection that saw nothing else."""
 
 from __future__ import annotations
