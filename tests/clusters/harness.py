@@ -8,8 +8,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
-
 from tests.faults.ledger import Ledger, Sender, Target
 from tests.signing import standard_webhooks_headers
 
@@ -18,20 +16,9 @@ class StandardSender(Sender):
     """The ledger's sender, signing each event as a Standard Webhooks provider does (the event id is
     the ``webhook-id``, which the receiver dedupes on)."""
 
-    async def send(self, target: Target, event_id: str) -> int | None:
+    def sign(self, target: Target, event_id: str) -> tuple[bytes, dict[str, str]]:
         body = b'{"type":"cluster.test","data":{"id":"' + event_id.encode() + b'"}}'
-        headers = standard_webhooks_headers(target.secret, body, event_id)
-        async with self._slots:
-            try:
-                async with self.session.post(target.url, data=body, headers=headers, timeout=self.timeout) as r:
-                    await r.read()
-                    status: int | None = r.status
-                    if r.status == 503:
-                        assert r.headers.get("Retry-After"), "a 503 must carry Retry-After"
-            except (TimeoutError, aiohttp.ClientError):
-                status = None
-        self.ledger.record(event_id, target.cid, status)
-        return status
+        return body, standard_webhooks_headers(target.secret, body, event_id)
 
 
 async def stream(sender: Sender, items: list[tuple[Target, str]], per_s: int = 200, wave: int = 40) -> None:

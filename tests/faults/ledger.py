@@ -163,8 +163,11 @@ class Sender:
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._slots = asyncio.Semaphore(concurrency)
 
+    def sign(self, target: Target, event_id: str) -> tuple[bytes, dict[str, str]]:
+        return signed(target, event_id)
+
     async def send(self, target: Target, event_id: str) -> int | None:
-        body, headers = signed(target, event_id)
+        body, headers = self.sign(target, event_id)
         async with self._slots:
             try:
                 async with self.session.post(target.url, data=body, headers=headers, timeout=self.timeout) as r:
