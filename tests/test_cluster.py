@@ -14,7 +14,6 @@ import asyncio
 import inspect
 import re
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +30,7 @@ from shared.keys import Keys
 from shared.redis import make_redis, redis_client
 from shared.store import Store
 from tests import test_whole_path as whole_path
+from tests.clusters.redis_cluster import cluster_ports
 from tests.signing import standard_webhooks_headers
 from tests.system import System, start_system
 
@@ -42,24 +42,8 @@ for _name, _test in vars(whole_path).items():
         globals()[_name] = _test
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _cluster_ports(count: int) -> list[int]:
-    """Ports whose cluster-bus twin (port + 10000) is free as well."""
-    ports: list[int] = []
-    for port in range(21000 + (time.time_ns() // 1000) % 5000, 30000):
-        if _free(port) and _free(port + 10000):
-            ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError("no free loopback ports for a Redis Cluster")
+    return cluster_ports(count, first=21000, spread=5000, last=30000)
 
 
 def _wait_ping(port: int) -> None:

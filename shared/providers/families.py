@@ -405,8 +405,26 @@ class PublicKeyFamily(SignedFamily):
     def generate_secret(self) -> str:
         return core.SECRET_PENDING
 
-    def _public_key(self, secret: str) -> object:
+    mismatch_hint = "Paste the provider's current public key."
+
+    def _public_key(self, secret: str) -> Any:
         raise NotImplementedError
+
+    def _verify(self, key: Any, given: bytes, signed: bytes) -> None:
+        """Raise ``InvalidSignature`` unless ``given`` signs ``signed`` under ``key``."""
+        raise NotImplementedError
+
+    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
+        sig = self.entry.signature
+        assert sig is not None
+        key = self._public_key(secret)
+        for given in HmacFamily._decoded(sig, values):
+            try:
+                self._verify(key, given, signed)
+                return
+            except InvalidSignature:
+                continue
+        raise core.mismatch(self.entry.mismatch_hint or self.mismatch_hint)
 
 
 class Ed25519Family(PublicKeyFamily):
@@ -421,21 +439,14 @@ class Ed25519Family(PublicKeyFamily):
                                     "public key exactly as shown.")
         return Ed25519PublicKey.from_public_bytes(raw)
 
-    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
-        sig = self.entry.signature
-        assert sig is not None
-        key = self._public_key(secret)
-        for given in HmacFamily._decoded(sig, values):
-            try:
-                key.verify(given, signed)
-                return
-            except InvalidSignature:
-                continue
-        raise core.mismatch(self.entry.mismatch_hint or "Paste the provider's current public key.")
+    def _verify(self, key: Ed25519PublicKey, given: bytes, signed: bytes) -> None:
+        key.verify(given, signed)
 
 
 class EcdsaFamily(PublicKeyFamily):
     """ECDSA P-256 with SHA-256; the secret field holds the provider's public key (DER, base64)."""
+
+    mismatch_hint = "Paste the provider's current verification key."
 
     def _public_key(self, secret: str) -> ec.EllipticCurvePublicKey:
         sig = self.entry.signature
@@ -449,17 +460,8 @@ class EcdsaFamily(PublicKeyFamily):
             raise VerificationError("secret_format", "The connection's public key is not an ECDSA P-256 key.")
         return key
 
-    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
-        sig = self.entry.signature
-        assert sig is not None
-        key = self._public_key(secret)
-        for given in HmacFamily._decoded(sig, values):
-            try:
-                key.verify(given, signed, ec.ECDSA(hashes.SHA256()))
-                return
-            except InvalidSignature:
-                continue
-        raise core.mismatch(self.entry.mismatch_hint or "Paste the provider's current verification key.")
+    def _verify(self, key: ec.EllipticCurvePublicKey, given: bytes, signed: bytes) -> None:
+        key.verify(given, signed, ec.ECDSA(hashes.SHA256()))
 
 
 class JwtFamily(CatalogProvider):

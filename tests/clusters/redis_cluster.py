@@ -38,10 +38,11 @@ def _free(port: int) -> bool:
     return True
 
 
-def _ports(count: int) -> list[int]:
-    """Ports whose cluster-bus twin (port + 10000) is free as well (away from tests/test_cluster.py's)."""
+def cluster_ports(count: int, first: int = 31000, spread: int = 9000, last: int = 50000) -> list[int]:
+    """Ports whose cluster-bus twin (port + 10000) is free as well, from a start that varies between runs
+    (tests/test_cluster.py takes its own range, away from these)."""
     ports: list[int] = []
-    for port in range(31000 + (time.time_ns() // 1000) % 9000, 50000):
+    for port in range(first + (time.time_ns() // 1000) % spread, last):
         if _free(port) and _free(port + 10000):
             ports.append(port)
         if len(ports) == count:
@@ -195,7 +196,7 @@ def _has_synced_replica(info: dict[str, object]) -> bool:
 @contextmanager
 def redis_cluster(workdir: Path) -> Iterator[RedisClusterNodes]:
     """Six nodes, three primaries with one replica each; always stopped and their folder removed."""
-    cluster = RedisClusterNodes([RedisNode(p, workdir) for p in _ports(6)])
+    cluster = RedisClusterNodes([RedisNode(p, workdir) for p in cluster_ports(6)])
     try:
         for node in cluster.nodes:
             node.start()
