@@ -13,6 +13,7 @@ HealthState = Literal["ok", "failing", "silent"]
 TestState = Literal["waiting", "passed", "failed"]
 CtaAction = Literal["connect", "reconnect", "send_test"]
 Outcome = Literal["verified", "rejected", "reachable"]
+HopName = Literal["received", "verified", "rejected", "queued", "consumed", "stored", "pushed"]
 
 
 class Cta(TypedDict):
@@ -41,6 +42,32 @@ class FailedDetail(TypedDict):
     message: str | None
 
 
+class Hops(TypedDict):
+    """When the delivery a test follows (the first verified one, else the latest to arrive) reached each     hop,
+    in this order; null: not reached. ``verified`` or ``rejected``, never both."""
+
+    delivery_id: str | None
+    # The receiver read the request
+    received: str | None
+    # The receiver verified its signature
+    verified: str | None
+    # The receiver rejected it (rejected_reason says why)
+    rejected: str | None
+    # The broker confirmed the delivery message
+    queued: str | None
+    # A verifier took it from the queue
+    consumed: str | None
+    # It was stored and matched to the test
+    stored: str | None
+    # A status API pushed the change to its live streams
+    pushed: str | None
+    rejected_reason: str | None
+    # The furthest hop reached; null: nothing reached the receiver
+    last: HopName | None
+    # The furthest hop reached, in plain words
+    message: str
+
+
 class LastTest(TypedDict):
     """A test window: the next verified event (or handshake) passes it."""
 
@@ -53,6 +80,7 @@ class LastTest(TypedDict):
     started_at: str | None
     expires_at: str | None
     finished_at: str | None
+    hops: Hops
 
 
 class ConnectionTest(LastTest):

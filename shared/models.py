@@ -70,6 +70,8 @@ class DeliveryMessage:
     secret_slot: str | None = None
     # A fingerprint of the signed content, when ``event_id`` is not covered by the signature.
     fingerprint: str | None = None
+    # When the receiver had verified (or rejected) it; a test window's hop (None from older receivers).
+    checked_at_ms: int | None = None
     v: int = MESSAGE_VERSION
 
     def to_bytes(self) -> bytes:

@@ -51,7 +51,7 @@ class TestWindow:
     __test__: ClassVar[bool] = False  # not a pytest test class, whatever its name
 
     FIELDS: ClassVar[tuple[str, ...]] = ("test_id", "test_state", "test_reason", "test_seen", "test_started_at",
-                                         "test_expires_at", "test_finished_at")
+                                         "test_expires_at", "test_finished_at", "test_hops")
 
     id: str
     state: str  # waiting | passed | failed
@@ -60,6 +60,10 @@ class TestWindow:
     started_at_ms: int
     expires_at_ms: int
     finished_at_ms: int
+    # When the delivery the window follows reached each hop (docs/API.md, "Test events"): its
+    # ``delivery_id``, ``outcome``, ``reason`` and hop name -> ms (received, checked, queued, consumed,
+    # stored, pushed); empty while nothing reached the receiver.
+    hops: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, raw: Hash) -> TestWindow | None:
@@ -74,6 +78,7 @@ class TestWindow:
             started_at_ms=_int(raw.get("test_started_at")),
             expires_at_ms=_int(raw.get("test_expires_at")),
             finished_at_ms=_int(raw.get("test_finished_at")),
+            hops=_json(raw.get("test_hops")) or {},
         )
 
     @classmethod
@@ -179,7 +184,7 @@ class Credentials:
     """What the receiver needs to verify a request for a connection (``FIELDS``, one HMGET)."""
 
     FIELDS: ClassVar[tuple[str, ...]] = ("provider", "state", "secret", "prev_secret", "prev_secret_until",
-                                         "settings", "webhook_url")
+                                         "settings", "webhook_url", "test_state")
 
     provider: str
     state: str
@@ -188,12 +193,14 @@ class Credentials:
     prev_secret: str | None = field(repr=False)
     prev_secret_until_ms: int
     settings: dict[str, Any]
+    testing: bool = False  # a test window is open: the receiver records its hops (docs/API.md)
 
     @classmethod
     def from_values(cls, values: Sequence[str | None]) -> Credentials | None:
         """From an HMGET of ``FIELDS``; None when the connection does not exist."""
-        provider, state, secret, prev, prev_until, settings, url = values
+        provider, state, secret, prev, prev_until, settings, url = values[:7]
         if provider is None or state is None:
             return None
         return cls(provider=provider, state=state, webhook_url=url or "", secret=secret or "",
-                   prev_secret=prev or None, prev_secret_until_ms=_int(prev_until), settings=_json(settings) or {})
+                   prev_secret=prev or None, prev_secret_until_ms=_int(prev_until), settings=_json(settings) or {},
+                   testing=len(values) > 7 and values[7] == "waiting")

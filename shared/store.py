@@ -343,8 +343,9 @@ class Store(RedisStore):
 
     # --- the verifier's transitions -----------------------------------------------------------
 
-    async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
-        keys, args = self._apply_call(msg)
+    async def apply_delivery(self, msg: DeliveryMessage, consumed_at_ms: int = 0) -> ApplyResult:
+        """Apply one delivery; ``consumed_at_ms``: when the verifier took it (a test window's hop)."""
+        keys, args = self._apply_call(msg, consumed_at_ms)
         status, before, after, added, waiting, silent_at = await self._call(
             lambda: lua.run(self.scripts.apply_delivery, keys, args)
         )
@@ -356,14 +357,23 @@ class Store(RedisStore):
             await self._call(lambda: self._index_silence({msg.connection_id: silent_at}))
         return ApplyResult(status, before, after)
 
-    async def apply_deliveries(self, msgs: list[DeliveryMessage]) -> list[ApplyResult | Exception]:
+    async def apply_deliveries(
+        self, msgs: list[DeliveryMessage], consumed_at_ms: list[int] | None = None
+    ) -> list[ApplyResult | Exception]:
         """``apply_delivery`` for many deliveries in one round trip (a pipeline of the same script).
         Each gets its own result, or the error of its own script; Redis away fails them all."""
-        results: list[Any] = await self._call(lambda: self._apply_pipelined(msgs))
+        calls: list[tuple[list[str], lua.Args]] = []
+
+        async def first() -> list[Any]:  # preparing the calls is inside the boundary too
+            ats = consumed_at_ms or [0] * len(msgs)
+            calls.extend(self._apply_call(msg, at) for msg, at in zip(msgs, ats, strict=True))
+            return await self._apply_pipelined(calls)
+
+        results: list[Any] = await self._call(first)
         missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
         if missing:  # a restarted or flushed Redis: load the script once, and run those again
             await self._call(lambda: awaited(self.redis.script_load(self.scripts.apply_delivery.script)))
-            again = await self._call(lambda: self._apply_pipelined([msgs[i] for i in missing]))
+            again = await self._call(lambda: self._apply_pipelined([calls[i] for i in missing]))
             for i, result in zip(missing, again, strict=True):
                 results[i] = result
         out: list[ApplyResult | Exception] = []
@@ -399,16 +409,16 @@ class Store(RedisStore):
         elsewhere (an entry whose outbox turns out empty is dropped by the relay)."""
         await awaited(self.redis.zadd(self.keys.outbox_index, dict.fromkeys(cids, now), nx=True))
 
-    async def _apply_pipelined(self, msgs: list[DeliveryMessage]) -> list[Any]:
+    async def _apply_pipelined(self, calls: list[tuple[list[str], lua.Args]]) -> list[Any]:
         script = self.scripts.apply_delivery
         if self.wait_replicas:
-            calls = [(script.sha, keys, list(args)) for keys, args in map(self._apply_call, msgs)]
-            return await run_and_wait(self.redis, calls, self.wait_replicas, self.wait_timeout_ms)
+            shas = [(script.sha, keys, list(args)) for keys, args in calls]
+            return await run_and_wait(self.redis, shas, self.wait_replicas, self.wait_timeout_ms)
         if is_cluster(self.redis):
             # redis-py refuses scripts in a cluster pipeline: run them side by side instead, each sent
             # to the node of its connection's slot.
             results = await asyncio.gather(
-                *(lua.run(script, keys, args) for keys, args in map(self._apply_call, msgs)),
+                *(lua.run(script, keys, args) for keys, args in calls),
                 return_exceptions=True,
             )
             for result in results:
@@ -417,14 +427,13 @@ class Store(RedisStore):
                     raise result
             return list(results)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for msg in msgs:
-                keys, args = self._apply_call(msg)
+            for keys, args in calls:
                 # redis-py types EVALSHA's keys and args as str; Redis takes any bulk string.
                 pipe.evalsha(script.sha, len(keys), *cast(list[str], [*keys, *args]))
             replies: list[Any] = await pipe.execute(raise_on_error=False)
             return replies
 
-    def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], lua.Args]:
+    def _apply_call(self, msg: DeliveryMessage, consumed_at_ms: int = 0) -> tuple[list[str], lua.Args]:
         cid, k = msg.connection_id, self.keys
         event_key = k.seen_event(cid, msg.event_id) if msg.event_id else k.seen_delivery(cid, msg.delivery_id)
         print_key = k.seen_event(cid, msg.fingerprint) if msg.fingerprint else k.seen_delivery(cid, msg.delivery_id)
@@ -444,8 +453,19 @@ class Store(RedisStore):
             FAILING_AFTER_REJECTED,
             DELIVERIES_KEPT,
             "1" if msg.fingerprint else "0",
+            msg.checked_at_ms or msg.received_at_ms,
+            consumed_at_ms,
+            msg.delivery_id,
         ]
         return keys, args
+
+    async def record_test_hops(
+        self, cid: str, test_id: str, delivery_id: str, outcome: str, reason: str | None, hops: dict[str, int]
+    ) -> bool:
+        """Record ``hops`` (name -> ms) of a test window's delivery, each once (``test_hop.lua``; ``test_id``
+        '' means the current window). True when one was recorded (the change is then published)."""
+        args: lua.Args = [test_id, delivery_id, outcome, reason or "", orjson.dumps(hops), self.keys.changes]
+        return bool(await self._call(lambda: lua.run(self.scripts.test_hop, [self.keys.conn(cid)], args)))
 
     async def due_pending(self, now: int, limit: int) -> list[str]:
         return await self._due(self.keys.pending, now, limit)

@@ -37,10 +37,10 @@ class BuggyStore(Store):
         super().__init__(client, prefix)
         self.doomed, self.bug = doomed, bug
 
-    def _apply_call(self, msg: DeliveryMessage) -> tuple[list[str], Args]:
+    def _apply_call(self, msg: DeliveryMessage, consumed_at_ms: int = 0) -> tuple[list[str], Args]:
         if msg.connection_id == self.doomed:
             raise self.bug
-        return super()._apply_call(msg)
+        return super()._apply_call(msg, consumed_at_ms)
 
 
 def _delivery(cid: str) -> DeliveryMessage:

@@ -35,6 +35,7 @@ from shared.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    StoreUnavailable,
     TooManyRequests,
     VerificationError,
 )
@@ -88,7 +89,9 @@ def _request_for(request: web.Request, target: ConnectionTarget, body: bytes) ->
     return InboundRequest(request.method, url, request.headers, request.query, body)
 
 
-async def _publish(app: web.Application, msg: DeliveryMessage) -> None:
+async def _publish(app: web.Application, msg: DeliveryMessage, testing: bool = False) -> None:
+    """Publish and wait for the confirm; ``testing`` (a test window is open): then record the
+    delivery's receiver hops, the confirm time included, which the message itself cannot carry."""
     started = time.perf_counter()
     try:
         await app[PUBLISHER].publish(msg.to_bytes(), message_id=msg.delivery_id)
@@ -96,6 +99,19 @@ async def _publish(app: web.Application, msg: DeliveryMessage) -> None:
         metrics.PUBLISH_FAILURES.inc()
         raise
     metrics.PUBLISH_CONFIRM.observe(time.perf_counter() - started)
+    if testing:
+        await _record_hops(app, msg, now_ms())
+
+
+async def _record_hops(app: web.Application, msg: DeliveryMessage, queued_at: int) -> None:
+    """A test window's received, checked and queued hops, live (the verifier records the rest). Only
+    while a window is open: no Redis call for ordinary webhooks. Best effort: the delivery is confirmed
+    and its answer stands whatever happens here."""
+    hops = {"received": msg.received_at_ms, "checked": msg.checked_at_ms or msg.received_at_ms, "queued": queued_at}
+    try:
+        await app[STORE].record_test_hops(msg.connection_id, "", msg.delivery_id, msg.outcome, msg.reason, hops)
+    except StoreUnavailable:
+        log.warning("could not record a test's hops", extra={"delivery_id": msg.delivery_id})
 
 
 def _message(target: ConnectionTarget, delivery_id: str, at: int, **fields: object) -> DeliveryMessage:
@@ -104,6 +120,7 @@ def _message(target: ConnectionTarget, delivery_id: str, at: int, **fields: obje
         connection_id=target.connection_id,
         provider=target.provider,
         received_at_ms=at,
+        checked_at_ms=now_ms(),
         **fields,  # type: ignore[arg-type]
     )
 
@@ -175,7 +192,7 @@ async def _rejected(
         return _too_many_rejected(wait_s)
     msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
     try:
-        await _publish(app, msg)
+        await _publish(app, msg, target.testing)
     except BrokerUnavailable:
         return _unavailable()
     log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
@@ -259,7 +276,7 @@ async def _accepted(
             raise await _rejected(app, target, delivery_id, at, refused)
     metrics.WEBHOOKS.labels(target.provider, "reachable" if verified.reachable_only else "verified").inc()
     try:
-        await _publish(app, _verified_message(target, delivery_id, at, verified))
+        await _publish(app, _verified_message(target, delivery_id, at, verified), target.testing)
     except BrokerUnavailable as exc:
         raise _unavailable() from exc
     log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})

@@ -5,7 +5,8 @@ cache keeps, per connection, the fields the receiver uses. It is kept right by t
 channel, which carries every stored change of any connection (with its id and new state):
 
 - a change that can alter what the receiver uses evicts the entry at once: a disconnect, a reconnect
-  (always back to ``pending``: new secret, settings), and any change of state;
+  (always back to ``pending``: new secret, settings), any change of state, and a test window that
+  opens or closes (the change says ``test``);
 - the one change that can alter a secret without changing the state, a handshake that teaches a new
   secret to a connection that is already connected, is covered by ``reload_on_mismatch``: a signature
   that does not match a *cached* secret is checked once more against a fresh read before it is refused;
@@ -47,6 +48,7 @@ class ConnectionTarget:
     # A previous secret whose rotation window has ended: never verifies, only explains a failure.
     retired_secret: str | None = field(default=None, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
+    testing: bool = False  # a test window is open: record the hops of what arrives (docs/API.md)
 
     def secrets(self) -> tuple[str, str | None]:
         return self.secret, self.previous_secret
@@ -65,6 +67,7 @@ def target_from(cid: str, stored: Credentials, now: int) -> ConnectionTarget:
         previous_secret=previous,
         retired_secret=prev if prev and previous is None else None,
         settings=stored.settings,
+        testing=stored.testing,
     )
 
 
@@ -153,7 +156,8 @@ class TargetCache:
             return
         self._reading.pop(cid, None)  # reads in flight may have seen it before or after: keep none
         entry = self._entries.get(cid)
-        if entry is not None and (state != entry.state or state in ("pending", "failed", "disconnected")):
+        if entry is not None and (state != entry.state or state in ("pending", "failed", "disconnected")
+                                  or "test" in note):
             del self._entries[cid]
 
     def clear(self) -> None:

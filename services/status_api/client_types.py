@@ -25,9 +25,10 @@ ALIASES: dict[str, Any] = {
     "TestState": s.TestState,
     "CtaAction": s.CtaAction,
     "Outcome": s.Outcome,
+    "HopName": s.HopName,
 }
 MODELS: tuple[type[s.ResponseModel], ...] = (
-    s.Cta, s.LastError, s.FailedDetail, s.LastTest, s.ConnectionTest, s.Connection, s.CreatedConnection,
+    s.Cta, s.LastError, s.FailedDetail, s.Hops, s.LastTest, s.ConnectionTest, s.Connection, s.CreatedConnection,
     s.Delivery, s.Provider, s.BrowserToken, s.NotificationEndpoint, s.CreatedNotificationEndpoint,
     s.NotificationAttempt,
 )

@@ -5,6 +5,9 @@
 A changed connection is read once, however many streams show it. A stream whose queue fills (a reader
 that stopped reading) is sent ``DROPPED`` and ends, not the process. After the subscription is
 re-established, every stream is sent ``RESYNC`` (notifications may have been lost meanwhile).
+
+A change that stored a test window's delivery says so (``test_hop``): the hub records when it fanned it
+out, the test's ``pushed`` hop (once, whichever process is first; docs/API.md, "Test events").
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import contextlib
 import enum
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import orjson
@@ -22,6 +25,8 @@ import redis.asyncio as aioredis
 
 from shared import metrics
 from shared.changes import follow_changes
+from shared.errors import StoreUnavailable
+from shared.models import now_ms
 from shared.records import ConnectionRecord
 from shared.store import Store
 
@@ -68,8 +73,10 @@ class Listener:
 class ChangeHub:
     """Reads the changes channel on one pub/sub connection and fans out to listeners in-process."""
 
-    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int) -> None:
+    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int,
+                 on_test_hop: Callable[[Change, str, str, int], None] | None = None) -> None:
         self._redis = client
+        self._on_test_hop = on_test_hop  # (change, test id, delivery id, pushed at ms)
         self._channel = channel
         self._queue_size = queue_size
         self._by_account: dict[str, set[Listener]] = {}
@@ -117,6 +124,9 @@ class ChangeHub:
         for listener in tuple(self._by_account.get(change.account_id, ())):
             if listener.connection_id in (None, change.id):
                 listener.offer(change)
+        hop = note.get("test_hop")
+        if self._on_test_hop is not None and isinstance(hop, dict):
+            self._on_test_hop(change, str(hop.get("test", "")), str(hop.get("delivery", "")), now_ms())
 
     def broadcast(self, signal: Signal) -> None:
         for listener in tuple(self.listeners):
@@ -139,7 +149,21 @@ class ChangeHub:
 @contextlib.asynccontextmanager
 async def running_hub(store: Store, queue_size: int) -> AsyncIterator[ChangeHub]:
     """A hub following the changes channel for as long as the context lasts."""
-    hub = ChangeHub(store.redis, store.keys.changes, queue_size)
+    recording: set[asyncio.Task[None]] = set()
+
+    async def record(change: Change, test_id: str, delivery_id: str, at: int) -> None:
+        try:
+            await store.record_test_hops(change.id, test_id, delivery_id, "", None, {"pushed": at})
+        except StoreUnavailable:
+            log.warning("could not record a test's pushed hop", extra={"connection_id": change.id})
+
+    def on_test_hop(change: Change, test_id: str, delivery_id: str, at: int) -> None:
+        if test_id and delivery_id:
+            task = asyncio.create_task(record(change, test_id, delivery_id, at))
+            recording.add(task)
+            task.add_done_callback(recording.discard)
+
+    hub = ChangeHub(store.redis, store.keys.changes, queue_size, on_test_hop)
     subscribed = asyncio.Event()
     task = asyncio.create_task(hub.run(subscribed))
     # Streams read their snapshot after listening; wait for the subscription so none misses a change.

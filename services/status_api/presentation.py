@@ -141,6 +141,54 @@ def reason_message(record: ConnectionRecord, display: str) -> str | None:
     return REASON_WORDS.get(record.reason or "")
 
 
+# A test's hops, in order (docs/API.md, "Test events"); ``verified`` or ``rejected``, never both.
+HOPS = ("received", "verified", "rejected", "queued", "consumed", "stored", "pushed")
+HOP_WORDS = {"received": "received", "verified": "verified", "queued": "queued", "consumed": "consumed by the "
+             "verifier", "stored": "stored", "pushed": "pushed to live pages"}
+
+
+def _listed(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def hops_message(hops: dict[str, Any], reached: list[str], waiting: bool) -> str:
+    """The furthest hop the test's delivery reached, in plain words."""
+    if not reached:
+        if waiting:
+            return "Nothing has reached the receiver yet."
+        return "Nothing reached the receiver: no request for this connection arrived during the test."
+    reason = hops.get("reason")
+    if "rejected" in reached:
+        code = str(reason or "rejected")
+        words = REASON_WORDS.get(code)
+        return f"Reached the receiver, but was rejected: {code.replace('_', ' ')}." + (f" {words}" if words else "")
+    if hops.get("outcome") == "reachable":
+        return ("Reached the receiver: a handshake that proves the URL, not the signing secret; no signed event "
+                "yet.")
+    if reached[-1] == "pushed":
+        return "Reached every hop: " + _listed([HOP_WORDS[name] for name in reached]) + "."
+    following = HOPS[HOPS.index(reached[-1]) + 1:]
+    upcoming = next((name for name in following if name != "rejected"), None)
+    done = _listed([HOP_WORDS[name] for name in reached])
+    return done[0].upper() + done[1:] + (f"; not {HOP_WORDS[upcoming]} yet." if upcoming else ".")
+
+
+def view_of_hops(hops: dict[str, Any], waiting: bool) -> dict[str, Any]:
+    """When the delivery a test follows reached each hop, the furthest one, and that in words."""
+    outcome, checked = hops.get("outcome"), hops.get("checked")
+    at = {name: hops.get(name) for name in HOPS}
+    at["verified"] = checked if outcome == "verified" else None
+    at["rejected"] = checked if outcome == "rejected" else None
+    reached = [name for name in HOPS if at[name]]
+    return {
+        "delivery_id": hops.get("delivery_id"),
+        **{name: iso(at[name]) for name in HOPS},
+        "rejected_reason": hops.get("reason") if outcome == "rejected" else None,
+        "last": reached[-1] if reached else None,
+        "message": hops_message(hops, reached, waiting),
+    }
+
+
 def view_of_test(test: TestWindow | None) -> dict[str, Any] | None:
     """A test event window, as the API shows it."""
     if test is None:
@@ -155,6 +203,7 @@ def view_of_test(test: TestWindow | None) -> dict[str, Any] | None:
         "started_at": iso(test.started_at_ms or None),
         "expires_at": iso(test.expires_at_ms or None),
         "finished_at": iso(test.finished_at_ms or None),
+        "hops": view_of_hops(test.hops, test.state == "waiting"),
     }
 
 

@@ -130,6 +130,26 @@ class FailedDetail(ResponseModel):
     message: str | None
 
 
+HopName = Literal["received", "verified", "rejected", "queued", "consumed", "stored", "pushed"]
+
+
+class Hops(ResponseModel):
+    """When the delivery a test follows (the first verified one, else the latest to arrive) reached each
+    hop, in this order; null: not reached. ``verified`` or ``rejected``, never both."""
+
+    delivery_id: str | None
+    received: Timestamp | None = Field(description="The receiver read the request")
+    verified: Timestamp | None = Field(description="The receiver verified its signature")
+    rejected: Timestamp | None = Field(description="The receiver rejected it (rejected_reason says why)")
+    queued: Timestamp | None = Field(description="The broker confirmed the delivery message")
+    consumed: Timestamp | None = Field(description="A verifier took it from the queue")
+    stored: Timestamp | None = Field(description="It was stored and matched to the test")
+    pushed: Timestamp | None = Field(description="A status API pushed the change to its live streams")
+    rejected_reason: str | None
+    last: HopName | None = Field(description="The furthest hop reached; null: nothing reached the receiver")
+    message: str = Field(description="The furthest hop reached, in plain words")
+
+
 class LastTest(ResponseModel):
     """A test window: the next verified event (or handshake) passes it."""
 
@@ -141,6 +161,7 @@ class LastTest(ResponseModel):
     started_at: Timestamp | None
     expires_at: Timestamp | None
     finished_at: Timestamp | None
+    hops: Hops
 
 
 class ConnectionTest(LastTest):

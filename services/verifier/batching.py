@@ -16,7 +16,7 @@ from shared.errors import StoreUnavailable
 from shared.models import DeliveryMessage
 from shared.store import ApplyResult, Store
 
-Waiting = tuple[DeliveryMessage, "asyncio.Future[ApplyResult]"]
+Waiting = tuple[DeliveryMessage, int, "asyncio.Future[ApplyResult]"]
 
 
 class ApplyBatcher:
@@ -27,9 +27,9 @@ class ApplyBatcher:
         self._flush_scheduled = False
         self._running: set[asyncio.Task[None]] = set()
 
-    async def apply_delivery(self, msg: DeliveryMessage) -> ApplyResult:
+    async def apply_delivery(self, msg: DeliveryMessage, consumed_at_ms: int = 0) -> ApplyResult:
         future: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self._waiting.append((msg, future))
+        self._waiting.append((msg, consumed_at_ms, future))
         if len(self._waiting) >= self.max_batch:
             self._flush()
         elif not self._flush_scheduled:
@@ -47,15 +47,15 @@ class ApplyBatcher:
 
     async def _run(self, batch: list[Waiting]) -> None:
         try:
-            results = await self.store.apply_deliveries([msg for msg, _ in batch])
+            results = await self.store.apply_deliveries([msg for msg, _, _ in batch], [at for _, at, _ in batch])
         except StoreUnavailable as exc:
-            for _, future in batch:
+            for _, _, future in batch:
                 if not future.done():
                     future.set_exception(StoreUnavailable(str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - handed to each caller, whose handler decides
             results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller gave up (shutdown)
                 continue
             if isinstance(result, Exception):

@@ -58,17 +58,18 @@ class Verifier:
         self.stopping = asyncio.Event()
 
     async def handle(self, body: bytes) -> Decision:
+        consumed_at = now_ms()  # a test window's ``consumed`` hop
         try:
             msg = DeliveryMessage.from_bytes(body)
-            return await self._apply(msg)
+            return await self._apply(msg, consumed_at)
         except PoisonMessage as exc:
             return Decision(Fate.DEAD_LETTER, exc.reason, exc.message)
         except Exception:
             log.exception("unexpected error handling a delivery")
             return Decision(Fate.REQUEUE, "unexpected_error")
 
-    async def _apply(self, msg: DeliveryMessage) -> Decision:
-        result = await self._with_store_retry(lambda: self.applier.apply_delivery(msg))
+    async def _apply(self, msg: DeliveryMessage, consumed_at: int) -> Decision:
+        result = await self._with_store_retry(lambda: self.applier.apply_delivery(msg, consumed_at))
         if result is None:
             return Decision(Fate.REQUEUE, "store_unavailable")
         if result.status == "missing":

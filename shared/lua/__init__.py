@@ -38,6 +38,7 @@ class Scripts:
     learn_secret: AsyncScript
     rate_window: AsyncScript
     reseal: AsyncScript
+    test_hop: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:

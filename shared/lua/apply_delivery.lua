@@ -4,7 +4,8 @@
 -- ARGV: 1 list entry (JSON), 2 outcome, 3 reason code, 4 message, 5 at_ms, 6 dedupe ttl s,
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
 --       11 rejections since the last verified event that make a connected connection 'failing',
---       12 deliveries kept, 13 has fingerprint ('1'/'0')
+--       12 deliveries kept, 13 has fingerprint ('1'/'0'), 14 checked at ms (the receiver verified or
+--       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length, silent at ms};
@@ -42,8 +43,9 @@ if state == 'connected' then
   silent = expected > 0 and last_event > 0 and tonumber(at) - last_event > expected * 1000
 end
 -- A test window counts what arrives after it opened (what was seen decides why it fails at expiry).
-local test = redis.call('HMGET', conn, 'test_state', 'test_started_at')
+local test = redis.call('HMGET', conn, 'test_state', 'test_started_at', 'test_id', 'test_hops')
 local test_open = test[1] == 'waiting' and tonumber(at) >= tonumber(test[2] or '0')
+local note = {}
 if outcome == 'verified' then
   -- A duplicate when its event id or (for an unsigned id) its signed content was seen before.
   if (ARGV[8] == '1' and redis.call('EXISTS', seen_e) == 1)
@@ -59,6 +61,7 @@ if outcome == 'verified' then
     local passed = 'test_event_verified'
     if ARGV[10] == '1' then passed = 'test_handshake_completed' end
     redis.call('HSET', conn, 'test_state', 'passed', 'test_reason', passed, 'test_finished_at', at)
+    note.test = 'passed'
     events[#events + 1] = 'test.passed'
   end
   if state == 'pending' or state == 'failed' then
@@ -90,13 +93,37 @@ else
   end
 end
 
+-- The test window's hops follow one delivery: the first verified one, else the latest to arrive (the
+-- same rule as test_hop.lua, which the receiver and the status API record theirs with).
+if test[3] then
+  local hops = cjson.decode(test[4] or '{}')
+  if type(hops) ~= 'table' then hops = {} end
+  local follows = hops.delivery_id == ARGV[16]
+  if not follows and test_open and (not hops.delivery_id or (hops.outcome ~= 'verified'
+      and (outcome == 'verified' or tonumber(at) >= (tonumber(hops.received or '0') or 0)))) then
+    follows, hops = true, {delivery_id = ARGV[16], outcome = outcome}
+    if outcome == 'rejected' then hops.reason = reason end
+  end
+  if follows then
+    local now = redis.call('TIME')
+    local add = {received = tonumber(at), checked = tonumber(ARGV[14]) or 0, consumed = tonumber(ARGV[15]) or 0,
+      stored = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)}
+    for name, value in pairs(add) do
+      if not hops[name] and value > 0 then hops[name] = value end
+    end
+    redis.call('HSET', conn, 'test_hops', cjson.encode(hops))
+    note.test_hop = {test = test[3], delivery = ARGV[16]}  -- a status API records when it pushed it
+  end
+end
+
 redis.call('LPUSH', list, ARGV[1])
 redis.call('LTRIM', list, 0, tonumber(ARGV[12]) - 1)
 redis.call('HSET', conn, 'updated_at', at)
 local version = redis.call('HINCRBY', conn, 'version', 1)
 local id = redis.call('HGET', conn, 'id')
 local account = redis.call('HGET', conn, 'account_id')
-redis.call('PUBLISH', ARGV[7], cjson.encode({id = id, account_id = account, version = version, state = to}))
+note.id, note.account_id, note.version, note.state = id, account, version, to
+redis.call('PUBLISH', ARGV[7], cjson.encode(note))
 for i, kind in ipairs(events) do
   redis.call('RPUSH', outbox, cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_' .. i, type = kind, at = at}))
 end

@@ -29,5 +29,5 @@ redis.call('RPUSH', KEYS[2], cjson.encode({id = 'evt_' .. id .. '_' .. version .
 redis.call('LTRIM', KEYS[2], -100, -1)
 redis.call('PUBLISH', ARGV[3], cjson.encode({id = id,
   account_id = redis.call('HGET', conn, 'account_id'), version = version,
-  state = redis.call('HGET', conn, 'state')}))
+  state = redis.call('HGET', conn, 'state'), test = 'failed'}))
 return reason

@@ -9,7 +9,7 @@ if not state then return false end
 if state == 'disconnected' then return 'disconnected' end
 
 local names = {'test_id', 'test_state', 'test_reason', 'test_seen', 'test_started_at', 'test_expires_at',
-  'test_finished_at'}
+  'test_finished_at', 'test_hops'}
 local old = redis.call('HMGET', conn, unpack(names))
 if old[1] then
   local record = {}
@@ -34,8 +34,8 @@ if old[1] then
 end
 
 redis.call('HSET', conn, 'test_id', ARGV[1], 'test_state', 'waiting', 'test_reason', '', 'test_seen', '{}',
-  'test_started_at', now, 'test_expires_at', ARGV[3], 'test_finished_at', '', 'updated_at', now)
+  'test_started_at', now, 'test_expires_at', ARGV[3], 'test_finished_at', '', 'test_hops', '{}', 'updated_at', now)
 local version = redis.call('HINCRBY', conn, 'version', 1)
 redis.call('PUBLISH', ARGV[4], cjson.encode({id = redis.call('HGET', conn, 'id'),
-  account_id = redis.call('HGET', conn, 'account_id'), version = version, state = state}))
+  account_id = redis.call('HGET', conn, 'account_id'), version = version, state = state, test = 'waiting'}))
 return 'started'
