@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_SDKS := tests/providers/node
 
 .PHONY: run test demo bench setup lint clean reliability redrive schema clusters
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(NODE_SDKS)/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
@@ -15,6 +16,9 @@ $(STAMP): pyproject.toml
 	@# promtool (the alert-rule tests) and redis-server (the local Redis Cluster tests), from Debian too.
 	@command -v promtool >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus; }
 	@command -v redis-server >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; }
+	@# Provider SDKs published on npm that the provider tests ask (tests/providers/node), into that folder.
+	@command -v npm >/dev/null || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
+	npm ci --prefix $(NODE_SDKS) --no-audit --no-fund --loglevel=error
 	@touch $(STAMP)
 
 setup: $(STAMP)
