@@ -20,18 +20,23 @@ aio-pika and aiormq errors that mean the broker is unreachable (``is_unreachable
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import re
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aio_pika
+import aiormq
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractRobustConnection
 from aio_pika.robust_connection import RobustConnection
+from aiormq import spec
 from pamqp.commands import Basic
 from yarl import URL
 
@@ -47,6 +52,7 @@ HEARTBEAT_S = 5
 RECONNECT_INTERVAL_S = 1.0  # between attempts (aio-pika's default is 5 s): a cluster fails over in seconds
 CONNECT_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 5.0
+PERSISTENT = int(aio_pika.DeliveryMode.PERSISTENT)
 DELIVERY_LIMIT = 20  # a message returned this often goes to the dead-letter queue: it never loops
 # The classes that always mean the broker is not reachable (or the channel we used is gone).
 AMQP_ERRORS: tuple[type[Exception], ...] = (
@@ -214,7 +220,16 @@ async def close_quietly(connection: AbstractConnection) -> None:
 
 
 class ConfirmedPublisher:
-    """Publishes persistent messages and returns only once the broker confirmed them."""
+    """Publishes persistent messages and returns only once the broker confirmed them.
+
+    It publishes on the channel's own AMQP layer (aiormq) and does not wait for each frame to be
+    written before the next publish may go: only the broker's confirm is awaited, as before. (aio-pika's
+    ``Exchange.publish`` holds the channel's lock until the writer task has written the frame, so every
+    publish paid several event-loop turns and a ``Message`` object; this halves the CPU per publish.)
+
+    It also knows how many publishes wait for their confirm and since when the oldest waits
+    (``unconfirmed``, ``oldest_wait_s``): what the receiver sheds load on.
+    """
 
     def __init__(self, connection: AbstractRobustConnection, topology: Topology, timeout_s: float) -> None:
         self._connection = connection
@@ -223,6 +238,19 @@ class ConfirmedPublisher:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
+        self._waiting: OrderedDict[int, float] = OrderedDict()  # publish ticket -> when it began
+        self._tickets = itertools.count()
+
+    @property
+    def unconfirmed(self) -> int:
+        """Publishes sent (or about to be) whose confirm has not come back yet."""
+        return len(self._waiting)
+
+    def oldest_wait_s(self, now: float) -> float:
+        """How long the oldest unconfirmed publish has been waiting (0 when none waits)."""
+        for began in self._waiting.values():
+            return now - began
+        return 0.0
 
     def _usable(self) -> AbstractExchange | None:
         if self._channel is None or self._channel.is_closed:
@@ -253,12 +281,23 @@ class ConfirmedPublisher:
         return True
 
     async def publish(self, body: bytes, *, message_id: str, headers: dict[str, Any] | None = None) -> None:
-        await confirmed(self._publish(persistent_message(body, message_id, headers)), self._timeout_s)
+        ticket = next(self._tickets)
+        self._waiting[ticket] = time.monotonic()
+        try:
+            await confirmed(self._publish(body, message_id, headers), self._timeout_s)
+        finally:
+            del self._waiting[ticket]
 
-    async def _publish(self, message: aio_pika.Message) -> object:
+    async def _publish(self, body: bytes, message_id: str, headers: dict[str, Any] | None) -> object:
         # An open channel skips the set-up path entirely.
         exchange = self._usable() or await self._ready_exchange()
-        return await exchange.publish(message, ROUTING_KEY, mandatory=True)
+        assert self._channel is not None
+        # aiormq's own channel: its basic_publish takes ``wait`` (the abstract one does not say so).
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        properties = spec.Basic.Properties(delivery_mode=PERSISTENT, content_type="application/json",
+                                           message_id=message_id, headers=headers or {})
+        return await channel.basic_publish(body, exchange=exchange.name, routing_key=ROUTING_KEY,
+                                           properties=properties, mandatory=True, wait=False)
 
 
 def persistent_message(body: bytes, message_id: str, headers: dict[str, Any] | None = None) -> aio_pika.Message:

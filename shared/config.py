@@ -89,6 +89,10 @@ class CommonSettings:
     analytics_exchange: str = "analytics"
     public_base_url: str = "http://127.0.0.1:8080"
     log_level: str = "INFO"
+    # One log line per accepted webhook (receiver) and per handled delivery (verifier), to follow one
+    # webhook across services by its delivery_id. Off: one summary line a second instead (rejections,
+    # state changes and dead letters are always logged one by one).
+    log_each_delivery: bool = False
     publish_timeout_s: float = 5.0
     # SECRETS_KEYS: the keys that encrypt secrets at rest, ``kid:base64 key`` comma-separated (the first
     # encrypts, all decrypt; shared/crypto.py). The development key when unset: each service says so.

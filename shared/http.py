@@ -81,8 +81,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.exception("unhandled error", extra={"route": _route_name(request)})
         response = error_response(500, "internal_error", "Something went wrong on our side.")
     route = _route_name(request)
-    metrics.HTTP_REQUESTS.labels(service, route, request.method, str(response.status)).inc()
-    metrics.HTTP_DURATION.labels(service, route).observe(time.perf_counter() - started)
+    metrics.child(metrics.HTTP_REQUESTS, service, route, request.method, str(response.status)).inc()
+    metrics.child(metrics.HTTP_DURATION, service, route).observe(time.perf_counter() - started)
     return response
 
 

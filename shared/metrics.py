@@ -12,6 +12,8 @@ replica reports the same value: aggregate them with ``max``, never ``sum``.
 
 from __future__ import annotations
 
+from typing import Any
+
 import prometheus_client
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.registry import REGISTRY
@@ -40,6 +42,16 @@ PUBLISH_CONFIRM = Histogram(
 )
 PUBLISH_FAILURES = Counter(
     "hookstatus_publish_failures_total", "Deliveries the broker did not confirm (answered 503)."
+)
+WEBHOOKS_SHED = Counter(
+    "hookstatus_webhooks_shed_total",
+    "Webhooks answered 503 overloaded before being read, by which bound was passed "
+    "(in_flight: webhooks admitted and not answered yet; confirm_wait: how long the oldest publish has "
+    "waited for its confirm).",
+    ["reason"],
+)
+WEBHOOKS_IN_FLIGHT = Gauge(
+    "hookstatus_webhooks_in_flight", "Webhooks this receiver process admitted and has not answered yet."
 )
 
 # --- verifier ------------------------------------------------------------------------------------
@@ -122,6 +134,19 @@ NOTIFICATIONS_PENDING = Gauge(
 NOTIFICATION_ENDPOINTS_DISABLED = Gauge(
     "hookstatus_notification_endpoints_disabled", "Notification endpoints disabled after failing."
 )
+
+
+_CHILDREN: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per label set: on the per-request path, prometheus'
+    own ``labels()`` validates and locks on every call. Label sets are bounded (see above), so is this."""
+    key = (metric, values)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*values)
+    return found
 
 
 def render() -> tuple[bytes, str]:

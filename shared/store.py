@@ -513,7 +513,7 @@ class Store(RedisStore):
         if before == after:
             return
         await lua.run(self.scripts.count_transition, [self.keys.state_counts], [before or "", after])
-        metrics.STATE_TRANSITIONS.labels(before or "none", after).inc()
+        metrics.child(metrics.STATE_TRANSITIONS, before or "none", after).inc()
 
     async def state_counts(self) -> dict[str, int]:
         raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.state_counts)))

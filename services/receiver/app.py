@@ -25,6 +25,7 @@ from aiohttp import web
 from services.receiver.config import Settings
 from services.receiver.limits import RejectLimit, RejectLimiter, read_body
 from services.receiver.lookup import ConnectionTarget, TargetCache
+from services.receiver.shedding import Admission
 from shared import http, metrics
 from shared.broker import ConfirmedPublisher, Topology, amqp_connection
 from shared.crypto import warn_if_development_key
@@ -39,6 +40,7 @@ from shared.errors import (
     TooManyRequests,
     VerificationError,
 )
+from shared.logs import Summary
 from shared.models import DeliveryMessage, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
 from shared.providers.core import SIGNATURE_MISMATCH, secret_already_learnt
@@ -53,6 +55,8 @@ PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
 LIMITER = web.AppKey("reject_limiter", RejectLimiter)
 HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
 TARGETS = web.AppKey("target_cache", TargetCache)
+SUMMARY = web.AppKey("accepted_summary", Summary)
+ADMISSION = web.AppKey("admission", Admission)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = 5
 MAX_EVENT_ID_CHARS = 200
@@ -80,8 +84,12 @@ async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
     async with amqp_connection(settings.amqp_addresses, "receiver") as connection:
-        app[PUBLISHER] = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
+        app[PUBLISHER] = publisher = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
+        app[ADMISSION] = admission = Admission(publisher, settings.shed_in_flight, settings.shed_confirm_wait_s,
+                                               Summary(log, "webhooks shed", level=logging.WARNING))
+        metrics.WEBHOOKS_IN_FLIGHT.set_function(lambda: admission.in_flight)
         yield
+        admission.summary.flush()
 
 
 def _request_for(request: web.Request, target: ConnectionTarget, body: bytes) -> InboundRequest:
@@ -186,7 +194,7 @@ async def _rejected(
 ) -> ApiError:
     """Record a rejected delivery in its connection's deliveries (within the connection's budget, else
     429) and return the error to answer with, carrying the delivery id."""
-    metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+    metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
     wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
     if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
         return _too_many_rejected(wait_s)
@@ -242,6 +250,15 @@ async def _target(request: web.Request, cid: str, at: int) -> tuple[ConnectionTa
 
 
 async def receive(request: web.Request) -> web.StreamResponse:
+    admission = request.app[ADMISSION]
+    admission.admit()  # past the load-shedding bounds: 503 overloaded, before anything is read
+    try:
+        return await _receive(request)
+    finally:
+        admission.leave()
+
+
+async def _receive(request: web.Request) -> web.StreamResponse:
     at = now_ms()
     target, provider, cached = await _target(request, request.match_info["connection_id"], at)
     settings = request.app[SETTINGS]
@@ -255,7 +272,7 @@ async def receive(request: web.Request) -> web.StreamResponse:
         verified = await _verify(request.app, provider, inbound, target, cached, at, wait_s is not None)
     except (VerificationError, PayloadTooLarge) as exc:
         if wait_s is not None:
-            metrics.WEBHOOKS.labels(target.provider, exc.code).inc()
+            metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
             raise _too_many_rejected(wait_s) from exc
         raise await _rejected(request.app, target, delivery_id, at, exc) from exc
     return await _accepted(request.app, provider, target, delivery_id, at, verified)
@@ -274,12 +291,16 @@ async def _accepted(
         refused = await _learn(app, provider, target, verified.learnt_secret, at)
         if refused is not None:
             raise await _rejected(app, target, delivery_id, at, refused)
-    metrics.WEBHOOKS.labels(target.provider, "reachable" if verified.reachable_only else "verified").inc()
+    outcome = "reachable" if verified.reachable_only else "verified"
+    metrics.child(metrics.WEBHOOKS, target.provider, outcome).inc()
     try:
         await _publish(app, _verified_message(target, delivery_id, at, verified), target.testing)
     except BrokerUnavailable as exc:
         raise _unavailable() from exc
-    log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
+    if app[SETTINGS].log_each_delivery:
+        log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
+    else:  # one line a second for all of them (a rejection is always logged on its own)
+        app[SUMMARY].count(target.provider, outcome)
     if verified.reply is not None:
         reply = verified.reply
         return web.Response(
@@ -299,13 +320,19 @@ async def ready_bare(request: web.Request) -> web.Response:
     return web.Response(text="ready" if ok else "not ready", status=200 if ok else 503)
 
 
+async def _flush_summaries(app: web.Application) -> None:
+    app[SUMMARY].flush()
+
+
 def create_app(settings: Settings) -> web.Application:
     """The provider-facing app: webhooks, /healthz and the bare /readyz (no /metrics)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[http.error_middleware])
     app[SETTINGS] = settings
     app[http.SERVICE_NAME] = "receiver"
     app[http.READY_CHECK] = lambda: _ready(app)
+    app[SUMMARY] = Summary(log, "webhooks accepted")
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
+    app.on_cleanup.append(_flush_summaries)
     app.router.add_route("POST", "/hooks/{connection_id}", receive)
     app.router.add_route("GET", "/hooks/{connection_id}", receive)
     app.router.add_route("HEAD", "/hooks/{connection_id}", receive)  # Trello checks a new webhook with HEAD

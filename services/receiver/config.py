@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.config import CommonSettings
+from shared.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,3 +31,14 @@ class Settings(CommonSettings):
     # send a handshake when the URL is registered and seldom after (X's CRC about hourly).
     handshake_burst: int = 5
     handshake_per_s: float = 1 / 60
+    # Load shedding (shedding.py): a new webhook is answered 503 ``overloaded`` (with Retry-After), before
+    # its body is read or verified, while this process has this many webhooks admitted and not answered
+    # yet (waiting for the broker's confirm, mostly), or while its oldest unconfirmed publish has waited
+    # this long. 0 turns a bound off.
+    shed_in_flight: int = 256
+    shed_confirm_wait_s: float = 0.5
+
+    def validate(self) -> None:
+        CommonSettings.validate(self)
+        if self.shed_in_flight < 0 or self.shed_confirm_wait_s < 0:
+            raise ConfigError("SHED_IN_FLIGHT and SHED_CONFIRM_WAIT_S must be 0 (off) or positive")

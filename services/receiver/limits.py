@@ -99,6 +99,8 @@ async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> b
     if announced is not None and announced > max_bytes:
         raise too_large
     try:
+        if request.content.is_eof():  # all of it arrived with the headers (most webhooks): no wait to bound
+            return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:

@@ -58,7 +58,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
                       wait_replicas=await wait_replicas(settings, client),
                       wait_timeout_ms=settings.redis_wait_timeout_ms)
         warn_if_development_key(settings.uses_dev_secrets_key)
-        verifier = Verifier(store, retry_max_s=settings.store_retry_max_s)
+        verifier = Verifier(store, retry_max_s=settings.store_retry_max_s,
+                            log_each_delivery=settings.log_each_delivery)
         link = Link()
         first = await _connect(settings, verifier, topology, link)  # no broker at start: fail at once
         runner = None
@@ -77,6 +78,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         await _consume_until(stop, first, settings, verifier, topology, link)
         verifier.stopping.set()
         await _finish((sweeper, gauges), timeout_s=1.0)
+        verifier.summary.flush()
         if runner is not None:
             await runner.cleanup()
     log.info("verifier stopped")
