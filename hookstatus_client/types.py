@@ -140,6 +140,12 @@ class Delivery(TypedDict):
     event_type: str | None
     is_test: bool
     handshake: bool
+    # A held request that verified after a fix
+    recovered: bool
+    # For a recovered one: its rejected delivery's id
+    recovered_from: str | None
+    # For secret_of_other_connection: the connection whose secret signed it
+    other_connection_id: str | None
 
 
 class Provider(TypedDict):

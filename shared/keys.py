@@ -46,6 +46,18 @@ class Keys:
         """Hash: the token bucket that limits the handshakes one connection answers."""
         return f"{self.prefix}:{{{cid}}}:handshake_bucket"
 
+    def held(self, cid: str) -> str:
+        """Sorted set: ids of the connection's held (rejected, kept to verify again) requests, by receipt (ms)."""
+        return f"{self.prefix}:{{{cid}}}:held"
+
+    def held_data(self, cid: str) -> str:
+        """Hash: held request id -> the request (method, query, headers, body), sealed (shared/crypto.py)."""
+        return f"{self.prefix}:{{{cid}}}:held:data"
+
+    def held_meta(self, cid: str) -> str:
+        """Hash: held request id -> what may be shown of it (JSON: received_at, reason, size; never a body)."""
+        return f"{self.prefix}:{{{cid}}}:held:meta"
+
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 
@@ -87,6 +99,16 @@ class Keys:
     def silence_index(self) -> str:
         """Sorted set: connected connection id (with an expected interval) scored by when it turns silent (ms)."""
         return f"{self.prefix}:silence"
+
+    @property
+    def held_index(self) -> str:
+        """Sorted set: every held request as ``<cid>:<held id>:<size>``, by receipt (ms): the total bound."""
+        return f"{self.prefix}:held"
+
+    @property
+    def held_bytes(self) -> str:
+        """Counter: the bytes of every request in ``held_index`` (the total bound)."""
+        return f"{self.prefix}:held:bytes"
 
     @property
     def changes(self) -> str:

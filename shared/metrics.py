@@ -54,6 +54,22 @@ WEBHOOKS_IN_FLIGHT = Gauge(
     "hookstatus_webhooks_in_flight", "Webhooks this receiver process admitted and has not answered yet."
 )
 
+HELD_REQUESTS = Counter(
+    "hookstatus_held_requests_total",
+    "Rejected requests held (sealed) to be verified again after a fix of the connection's secret or settings.",
+)
+HELD_DROPPED = Counter(
+    "hookstatus_held_dropped_total",
+    "Held requests dropped before a fix verified them, by why (expired, connection_limit, total_limit, "
+    "too_large, unreadable).",
+    ["reason"],
+)
+REVERIFIED = Counter(
+    "hookstatus_reverified_total",
+    "Held requests verified again, by outcome (recovered: published as verified; still_rejected).",
+    ["outcome"],
+)
+
 # --- verifier ------------------------------------------------------------------------------------
 DELIVERIES_CONSUMED = Counter(
     "hookstatus_deliveries_consumed_total",

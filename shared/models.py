@@ -9,6 +9,7 @@ connection is ``shared/records.py``; what people are shown of it, ``services/sta
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ class DeliveryMessage:
     fingerprint: str | None = None
     # When the receiver had verified (or rejected) it; a test window's hop (None from older receivers).
     checked_at_ms: int | None = None
+    # A held request that a fix of the secret or settings verified: the id of its rejected delivery.
+    recovered_from: str | None = None
+    # A rejection because the request verifies with another connection's secret: that connection.
+    other_connection_id: str | None = None
     v: int = MESSAGE_VERSION
 
     def to_bytes(self) -> bytes:
@@ -98,6 +103,11 @@ class DeliveryMessage:
 
     def list_entry(self) -> bytes:
         """What the deliveries list keeps: never a body or a secret."""
+        extra: dict[str, object] = {}
+        if self.recovered_from:
+            extra.update(recovered=True, recovered_from=self.recovered_from)
+        if self.other_connection_id:
+            extra["other_connection_id"] = self.other_connection_id
         return orjson.dumps(
             {
                 "id": self.delivery_id,
@@ -109,5 +119,16 @@ class DeliveryMessage:
                 "event_type": self.event_type,
                 "is_test": self.is_test,
                 "handshake": self.handshake,
+                **extra,
             }
         )
+
+MAX_EVENT_ID_CHARS = 200
+
+
+def bounded_event_id(event_id: str | None) -> str | None:
+    """An event id of at most ``MAX_EVENT_ID_CHARS`` (it becomes a Redis key): a longer one (an unsigned
+    header can hold anything) is replaced by its digest."""
+    if event_id is None or len(event_id) <= MAX_EVENT_ID_CHARS:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()

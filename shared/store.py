@@ -181,7 +181,7 @@ class Store(RedisStore):
 
     async def purge(self, cid: str) -> bool:
         """Erase a connection and everything about it: every key under its hash tag (the hash, its
-        deliveries, tests, dedupe keys, buckets, outbox), its place in every index and its account's
+        deliveries, tests, dedupe keys, buckets, outbox, held requests), its place in every index and its account's
         list; then publish the change, so caches drop it. False when there was no connection."""
         k = self.keys
 
@@ -192,6 +192,10 @@ class Store(RedisStore):
                 await awaited(self.redis.unlink(*keys[start:start + 500]))
             for index in (k.pending, k.disconnected, k.silence_index, k.outbox_index):
                 await awaited(self.redis.zrem(index, cid))
+            # Its held requests went with its keys; their place in the total bound goes too (shared/held.py).
+            async for member, _ in self.redis.zscan_iter(k.held_index, match=f"{cid}:*"):
+                if await awaited(self.redis.zrem(k.held_index, member)):
+                    await awaited(self.redis.decrby(k.held_bytes, int(str(member).rsplit(":", 1)[1])))
             due = [m async for m in self.redis.zscan_iter(k.tests_due, match=f"{cid}:*")]
             if due:
                 await awaited(self.redis.zrem(k.tests_due, *(member for member, _ in due)))
@@ -266,6 +270,38 @@ class Store(RedisStore):
             if outcome != "changed":  # changed: another handshake won meanwhile; look again
                 return outcome
         return "taken"
+
+    async def siblings(self, cid: str, limit: int, scan: int = 100) -> list[tuple[str, Credentials]]:
+        """Up to ``limit`` other connections of ``cid``'s account with its provider, not disconnected, with
+        their credentials (opened): candidates for a secret pasted in the wrong place. Reads at most
+        ``scan`` of the account's connection ids (a random ``scan`` of them in a larger account)."""
+        conn = self.keys.conn(cid)
+
+        async def op() -> list[tuple[str, Credentials]]:
+            account, provider = await awaited(self.redis.hmget(conn, ["account_id", "provider"]))
+            if not account or limit < 1:
+                return []
+            key = self.keys.account(account)
+            members: list[str] | set[str]
+            if int(await awaited(self.redis.scard(key))) > scan:
+                members = cast(list[str], await awaited(self.redis.srandmember(key, scan)))
+            else:
+                members = await awaited(self.redis.smembers(key))
+            ids = sorted(str(m) for m in members if str(m) != cid)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for other in ids:
+                    pipe.hmget(self.keys.conn(other), ["provider", "state", "account_id"])
+                heads: list[list[str | None]] = await pipe.execute()
+            same = [other for other, (p, state, acct) in zip(ids, heads, strict=True)
+                    if p == provider and acct == account and state not in (None, "disconnected")][:limit]
+            out = []
+            for other in same:
+                stored = await self.get_credentials(other)
+                if stored is not None:
+                    out.append((other, stored))
+            return out
+
+        return await self._call(op)
 
     async def deliveries(self, cid: str) -> list[dict[str, Any]]:
         raw = await self._call(
@@ -456,6 +492,7 @@ class Store(RedisStore):
             msg.checked_at_ms or msg.received_at_ms,
             consumed_at_ms,
             msg.delivery_id,
+            "1" if msg.recovered_from else "0",
         ]
         return keys, args
 

@@ -132,9 +132,10 @@ async def start_system(
     *,
     verifiers: int = 1,
     status_api: dict[str, Any] | None = None,
+    receiver: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[System]:
-    """``overrides`` go to every service's settings, ``status_api`` to the status API's only."""
+    """``overrides`` go to every service's settings, ``status_api`` (``receiver``) to that service's only."""
     r_port = free_port()
     common: dict[str, Any] = {
         "amqp_url": amqp_url,
@@ -145,7 +146,7 @@ async def start_system(
         "public_base_url": f"http://127.0.0.1:{r_port}",
         **overrides,
     }
-    receiver_app = create_receiver(ReceiverSettings.from_env(**common))
+    receiver_app = create_receiver(ReceiverSettings.from_env(**common, **(receiver or {})))
     receiver = web.AppRunner(receiver_app)
     receiver_admin = web.AppRunner(create_receiver_admin(receiver_app))
     api = web.AppRunner(create_status_api(

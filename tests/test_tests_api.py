@@ -86,7 +86,7 @@ async def test_a_test_without_events_fails_at_expiry_and_the_connection_stays_co
 
 async def test_a_test_that_saw_only_bad_signatures_says_so(system: System) -> None:
     conn = await system.create()
-    wrong = (await system.create())["secret"]
+    wrong = (await system.create(account_id="acct-elsewhere"))["secret"]
     status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/tests", json={"timeout_s": 2})
     assert status == 201
     assert await _post(system, conn, secret=wrong) == 401

@@ -55,7 +55,7 @@ async def test_svix_header_names_are_accepted(system: System) -> None:
 
 async def test_wrong_secret_is_refused_and_the_reason_is_shown(system: System) -> None:
     conn = await system.create()
-    other = (await system.create())["secret"]
+    other = (await system.create(account_id="acct-elsewhere"))["secret"]
     status, reply = await system.post_hook(
         conn["webhook_url"], EVENT, standard_webhooks_headers(other, EVENT, msg_id())
     )
@@ -109,7 +109,7 @@ async def test_deadline_without_events_fails_with_its_reason(system: System) -> 
 
 async def test_deadline_after_bad_signatures_says_so(system: System) -> None:
     conn = await system.create(timeout_s=2)
-    wrong = (await system.create())["secret"]
+    wrong = (await system.create(account_id="acct-elsewhere"))["secret"]
     status, _ = await system.post_hook(
         conn["webhook_url"], EVENT, standard_webhooks_headers(wrong, EVENT, msg_id())
     )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -40,10 +39,12 @@ from shared.errors import (
     TooManyRequests,
     VerificationError,
 )
+from shared.held import HeldStore, held_request
 from shared.logs import Summary
-from shared.models import DeliveryMessage, new_id, now_ms
+from shared.models import DeliveryMessage, bounded_event_id, new_id, now_ms
 from shared.providers import PROVIDERS, InboundRequest, Provider, Verified
 from shared.providers.core import SIGNATURE_MISMATCH, secret_already_learnt
+from shared.providers.diagnosis import Sibling, other_connection
 from shared.providers.rotation import verify_with_rotation
 from shared.redis import redis_client
 from shared.store import Store
@@ -57,9 +58,9 @@ HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
 TARGETS = web.AppKey("target_cache", TargetCache)
 SUMMARY = web.AppKey("accepted_summary", Summary)
 ADMISSION = web.AppKey("admission", Admission)
+HELD = web.AppKey("held", HeldStore)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = 5
-MAX_EVENT_ID_CHARS = 200
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -72,6 +73,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
             store, RejectLimit(settings.handshake_burst, settings.handshake_per_s, "HANDSHAKE"),
             key=store.keys.handshake_bucket,
         )
+        app[HELD] = HeldStore(store, settings.held_limits)
         app[TARGETS] = cache = TargetCache(store, settings.target_cache_ttl_s, settings.target_cache_size)
         task = asyncio.create_task(cache.run())
         yield
@@ -140,21 +142,13 @@ def _verified_message(target: ConnectionTarget, delivery_id: str, at: int, v: Ve
         delivery_id,
         at,
         outcome="reachable" if v.reachable_only else "verified",
-        event_id=bounded_id(v.event_id),
+        event_id=bounded_event_id(v.event_id),
         fingerprint=v.fingerprint,
         event_type=v.event_type,
         is_test=v.is_test,
         handshake=v.handshake,
         secret_slot=v.secret_slot,
     )
-
-
-def bounded_id(event_id: str | None) -> str | None:
-    """An event id of at most ``MAX_EVENT_ID_CHARS`` (it becomes a Redis key): a longer one (an unsigned
-    header can hold anything) is replaced by its digest."""
-    if event_id is None or len(event_id) <= MAX_EVENT_ID_CHARS:
-        return event_id
-    return "sha256:" + hashlib.sha256(event_id.encode()).hexdigest()
 
 
 def _unavailable() -> ServiceUnavailable:
@@ -190,23 +184,72 @@ async def _verify(
 
 
 async def _rejected(
-    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError | ApiError
+    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError | ApiError,
+    checked: tuple[Provider, InboundRequest] | None = None,
 ) -> ApiError:
     """Record a rejected delivery in its connection's deliveries (within the connection's budget, else
-    429) and return the error to answer with, carrying the delivery id."""
+    429) and return the error to answer with, carrying the delivery id. A request whose signature was
+    ``checked`` is diagnosed further (another connection's secret) and held, within the budget only."""
     metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
     wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
     if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
         return _too_many_rejected(wait_s)
-    msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message)
+    other: str | None = None
+    if checked is not None and isinstance(exc, VerificationError) and exc.code == SIGNATURE_MISMATCH:
+        found = await _other_connection(app, target, *checked, at)
+        if found is not None:
+            exc, other = found, str(found.detail["connection_id"])
+    msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message,
+                   other_connection_id=other)
     try:
         await _publish(app, msg, target.testing)
     except BrokerUnavailable:
         return _unavailable()
     log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
                                          "reason": exc.code})
+    if checked is not None:
+        await _hold(app, target, delivery_id, at, exc.code, checked[1], other)
+    if other is not None:  # the sender is not told which connection its secret belongs to
+        return ApiError(OTHER_CONNECTION_WORDS, code=exc.code, status=exc.status, delivery_id=delivery_id)
     detail = exc.detail if isinstance(exc, ApiError) else {}  # a verification's detail stays in the logs
     return ApiError(exc.message, code=exc.code, status=exc.status, delivery_id=delivery_id, **detail)
+
+
+OTHER_CONNECTION_WORDS = "The request is signed with the signing secret of another connection of this account."
+# Requests never held: a handshake is answered at once or not at all; without a body nothing can verify.
+NOT_HELD_METHODS = frozenset({"GET", "HEAD"})
+
+
+async def _other_connection(
+    app: web.Application, target: ConnectionTarget, provider: Provider, inbound: InboundRequest, at: int
+) -> VerificationError | None:
+    """After a signature mismatch: does a sibling's secret (same account, same provider; at most
+    ``OTHER_SECRET_CANDIDATES`` of them) sign it? Never fails the answer: Redis away, no diagnosis."""
+    limit = app[SETTINGS].other_secret_candidates
+    if limit < 1 or inbound.method in NOT_HELD_METHODS:
+        return None
+    try:
+        found = await app[STORE].siblings(target.connection_id, limit)
+    except StoreUnavailable:
+        return None
+    siblings = [Sibling(other, stored.secret, stored.settings) for other, stored in found]
+    return other_connection(provider, inbound, siblings, at / 1000)
+
+
+async def _hold(
+    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, reason: str,
+    inbound: InboundRequest, other: str | None,
+) -> None:
+    """Keep the rejected request, sealed, to verify it again after a fix (``shared/held.py``). The
+    answer does not wait on it failing: the delivery is already recorded."""
+    if inbound.method in NOT_HELD_METHODS:
+        return
+    query = inbound.url.partition("?")[2]
+    request = held_request(delivery_id, at, reason, inbound.method, query, inbound.headers, inbound.body)
+    try:
+        await app[HELD].hold(target.connection_id, request, other)
+    except StoreUnavailable:
+        log.warning("a rejected delivery could not be held", extra={"delivery_id": delivery_id})
 
 
 async def _learn(
@@ -274,7 +317,8 @@ async def _receive(request: web.Request) -> web.StreamResponse:
         if wait_s is not None:
             metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
             raise _too_many_rejected(wait_s) from exc
-        raise await _rejected(request.app, target, delivery_id, at, exc) from exc
+        checked = (provider, inbound) if isinstance(exc, VerificationError) else None
+        raise await _rejected(request.app, target, delivery_id, at, exc, checked) from exc
     return await _accepted(request.app, provider, target, delivery_id, at, verified)
 
 

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from shared.config import CommonSettings
 from shared.errors import ConfigError
+from shared.held import HeldLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,25 @@ class Settings(CommonSettings):
     shed_in_flight: int = 256
     shed_confirm_wait_s: float = 0.5
 
+    # Rejected requests held (sealed) to verify again after a fix: per connection this many and bytes,
+    # in total these bytes, each at most this long; the oldest go first (shared/held.py).
+    held_max_per_connection: int = 20
+    held_max_bytes_per_connection: int = 2 * 1024 * 1024
+    held_max_total_bytes: int = 256 * 1024 * 1024
+    held_max_age_s: int = 24 * 3600
+    # After a signature mismatch, the secrets of at most this many other connections of the same account
+    # and provider are tried (secret_of_other_connection); 0 turns it off.
+    other_secret_candidates: int = 5
+
+    @property
+    def held_limits(self) -> HeldLimits:
+        return HeldLimits(self.held_max_per_connection, self.held_max_bytes_per_connection,
+                          self.held_max_total_bytes, self.held_max_age_s)
+
     def validate(self) -> None:
         CommonSettings.validate(self)
         if self.shed_in_flight < 0 or self.shed_confirm_wait_s < 0:
             raise ConfigError("SHED_IN_FLIGHT and SHED_CONFIRM_WAIT_S must be 0 (off) or positive")
+        if min(self.held_max_per_connection, self.held_max_bytes_per_connection, self.held_max_total_bytes,
+               self.held_max_age_s) < 0 or self.other_secret_candidates < 0:
+            raise ConfigError("HELD_MAX_* and OTHER_SECRET_CANDIDATES must be 0 or more")

@@ -7,7 +7,18 @@ from contextlib import AsyncExitStack
 
 from aiohttp import web
 
-from services.status_api import analytics, checks, hub, notification_endpoints, openapi, stream, tokens, ui, views
+from services.status_api import (
+    analytics,
+    checks,
+    held,
+    hub,
+    notification_endpoints,
+    openapi,
+    stream,
+    tokens,
+    ui,
+    views,
+)
 from services.status_api.auth import (
     PRINCIPAL,
     Principal,
@@ -22,9 +33,10 @@ from services.status_api.connections import Connections
 from services.status_api.limits import StreamQuota
 from services.status_api.state import API, ApiState
 from shared import http
-from shared.broker import Topology, amqp_connection
+from shared.broker import ConfirmedPublisher, Topology, amqp_connection
 from shared.crypto import warn_if_development_key
 from shared.errors import Unauthorized
+from shared.held import HeldStore
 from shared.models import now_ms
 from shared.notify_store import NotifyStore
 from shared.redis import redis_client
@@ -65,7 +77,8 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             warn_if_development_key(settings.uses_dev_secrets_key)
             connection = await stack.enter_async_context(amqp_connection(settings.amqp_addresses, "status_api"))
             channel = await connection.channel()
-            await Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members).declare(channel)
+            topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
+            await topology.declare(channel)
             await channel.close()
             publisher = await stack.enter_async_context(analytics.running(connection, settings))
             changes = await stack.enter_async_context(hub.running_hub(store, settings.sse_queue_size))
@@ -73,7 +86,9 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
                                 hub=changes, analytics=publisher, amqp=connection,
                                 notify=NotifyStore(client, settings.redis_prefix, settings.sealer()),
                                 stream_quota=StreamQuota(settings.max_streams_per_token,
-                                                         settings.max_streams_per_account))
+                                                         settings.max_streams_per_account),
+                                held=HeldStore(store, settings.held_limits),
+                                deliveries=ConfirmedPublisher(connection, topology, settings.publish_timeout_s))
             yield
 
     return running
@@ -94,6 +109,7 @@ def create_app(settings: Settings) -> web.Application:
     tokens.add_routes(app)
     stream.add_routes(app)
     checks.add_routes(app)
+    held.add_routes(app)
     notification_endpoints.add_routes(app)
     openapi.add_routes(app)
     ui.add_routes(app)

@@ -6,6 +6,7 @@ from services.status_api.token_codec import signing_keys
 from shared.addresses import AddressPolicy
 from shared.config import DEV_SERVICE_TOKEN, CommonSettings
 from shared.errors import ConfigError
+from shared.held import HeldLimits
 
 # Signs browser tokens; set TOKEN_SIGNING_KEY in production (several, comma-separated, during a rotation:
 # the first signs, all verify).
@@ -43,6 +44,13 @@ class Settings(CommonSettings):
     tests_kept: int = 20  # replaced test windows kept readable per connection
     # A disconnected connection is purged (erased, and dropped from its account's list) after this long.
     disconnected_retention_s: int = 30 * 24 * 3600
+    # Held requests older than this are not verified again nor listed (the receiver's HELD_MAX_AGE_S).
+    held_max_age_s: int = 24 * 3600
+
+    @property
+    def held_limits(self) -> HeldLimits:
+        """The status API lists, verifies again and drops held requests; only the receiver holds them."""
+        return HeldLimits(per_connection=0, per_connection_bytes=0, total_bytes=0, max_age_s=self.held_max_age_s)
 
     @property
     def notify_address_policy(self) -> AddressPolicy:

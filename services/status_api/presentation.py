@@ -43,6 +43,9 @@ REASON_WORDS: dict[str, str] = {
     "base64): reconnect with the secret exactly as the provider shows it.",
     "wrong_provider": "Deliveries come from a different provider than this connection is set up for: "
     "create a connection for that provider.",
+    "secret_of_other_connection": "Deliveries are signed with the secret of another of your connections to "
+    "this provider: the URL of one connection is pasted in the other's dashboard. Paste each connection's "
+    "own webhook URL in the provider.",
     "secret_not_set": "Deliveries arrive, but no signing secret is set yet: reconnect with the secret the "
     "provider shows.",
     "verify_token_mismatch": "The provider's verify token does not match the connection's settings.",

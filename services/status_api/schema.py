@@ -222,10 +222,38 @@ class Delivery(ResponseModel):
     event_type: str | None
     is_test: bool
     handshake: bool
+    recovered: bool = Field(default=False, description="A held request that verified after a fix")
+    recovered_from: str | None = Field(default=None, description="For a recovered one: its rejected delivery's id")
+    other_connection_id: str | None = Field(
+        default=None, description="For secret_of_other_connection: the connection whose secret signed it")
 
 
 class DeliveryList(ResponseModel):
     deliveries: list[Delivery]
+
+
+class HeldDelivery(ResponseModel):
+    """A rejected request held, sealed, to be verified again after a fix. Never its body or headers."""
+
+    id: str = Field(description="The id of its rejected delivery")
+    received_at: Timestamp | None
+    reason: str = Field(description="Why it was rejected (a reason code)")
+    size: int = Field(ge=0, description="Bytes held: body, headers and query")
+    event_id: str | None = Field(description="The provider's event id, when known")
+    other_connection_id: str | None = Field(
+        description="For secret_of_other_connection: the connection whose secret signed it")
+
+
+class HeldDeliveryList(ResponseModel):
+    held: list[HeldDelivery]
+
+
+class ReverifyResult(ResponseModel):
+    """What verifying the held requests again did."""
+
+    checked: int = Field(ge=0, description="Held requests verified again")
+    recovered: int = Field(ge=0, description="Verified now, queued as verified deliveries, no longer held")
+    still_rejected: int = Field(ge=0, description="Still not verified; they stay held")
 
 
 class Provider(ResponseModel):
@@ -351,5 +379,6 @@ REQUEST_MODELS: tuple[type[RequestModel], ...] = (NewConnection, Reconnect, NewT
 RESPONSE_MODELS: tuple[type[ResponseModel], ...] = (
     Error, Connection, CreatedConnection, ConnectionList, ConnectionTest, Delivery, DeliveryList, Provider,
     ProviderList, BrowserToken, Me, Health, Ready, NotificationEndpoint, CreatedNotificationEndpoint,
-    NotificationEndpointList, NotificationAttempt, NotificationAttemptList,
+    NotificationEndpointList, NotificationAttempt, NotificationAttemptList, HeldDelivery, HeldDeliveryList,
+    ReverifyResult,
 )

@@ -157,6 +157,28 @@ def _connection_paths() -> Json:
     }
 
 
+def _held_paths() -> Json:
+    return {
+        "/v1/connections/{connection_id}/held": {
+            "parameters": [CONNECTION_ID],
+            "get": {
+                "operationId": "listHeldDeliveries",
+                "summary": "The rejected requests held to be verified again after a fix (never a body).",
+                "responses": {"200": _answer(s.HeldDeliveryList), **_errors(401, 404, 503)},
+            },
+        },
+        "/v1/connections/{connection_id}/reverify": {
+            "parameters": [CONNECTION_ID],
+            "post": {
+                "operationId": "reverifyHeldDeliveries",
+                "summary": "Verify the held requests again with the connection's secret and settings as they "
+                           "are now; those that verify are applied as verified deliveries (recovered).",
+                "responses": {"200": _answer(s.ReverifyResult), **_errors(401, 404, 409, 503)},
+            },
+        },
+    }
+
+
 def _test_paths() -> Json:
     return {
         "/v1/connections/{connection_id}/tests": {
@@ -321,7 +343,7 @@ def openapi_document() -> Json:
         "openapi": "3.1.0",
         "info": {"title": "hookstatus status API", "version": "1", "description": DESCRIPTION},
         "security": [{"bearer": []}],
-        "paths": {**_connection_paths(), **_test_paths(), **_stream_paths(), **_notification_paths(),
+        "paths": {**_connection_paths(), **_held_paths(), **_test_paths(), **_stream_paths(), **_notification_paths(),
                   **_other_paths()},
         "components": {
             "securitySchemes": {"bearer": {

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from services.status_api.connections import Connections
     from services.status_api.hub import ChangeHub
     from services.status_api.limits import StreamQuota
+    from shared.broker import ConfirmedPublisher
+    from shared.held import HeldStore
     from shared.notify_store import NotifyStore
     from shared.store import Store
 
@@ -33,6 +35,8 @@ class ApiState:
     amqp: AbstractRobustConnection
     notify: NotifyStore  # the notification endpoints
     stream_quota: StreamQuota  # open streams per browser token and account, in this process
+    held: HeldStore  # rejected requests held to verify again after a fix (shared/held.py)
+    deliveries: ConfirmedPublisher  # where re-verified held requests go, as verified delivery messages
 
 
 API = web.AppKey("api", ApiState)

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from aiohttp import web
 
-from services.status_api import analytics, schema
+from services.status_api import analytics, held, schema
 from services.status_api import validation as v
 from services.status_api.access import visible
 from services.status_api.auth import PRINCIPAL, require, require_service, require_service_for
@@ -58,6 +58,8 @@ async def reconnect(request: web.Request) -> web.Response:
     if {"secret", "settings"} & data.model_fields_set:
         require_service_for(request, "changing a secret or settings")
     view = await state.connections.reconnect(record, data.secret, data.settings, data.timeout_s)
+    if {"secret", "settings"} & data.model_fields_set:
+        await held.after_fix(state, record.id)
     analytics.reconnect_requested(state.analytics, state.store, record, data.secret is not None)
     return json_response(view)
 

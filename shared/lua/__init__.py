@@ -39,6 +39,7 @@ class Scripts:
     rate_window: AsyncScript
     reseal: AsyncScript
     test_hop: AsyncScript
+    hold_request: AsyncScript
 
     @classmethod
     def register(cls, client: RedisClient) -> Scripts:

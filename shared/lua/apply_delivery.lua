@@ -5,7 +5,8 @@
 --       7 changes channel, 8 has event id ('1'/'0'), 9 secret slot, 10 handshake ('1'/'0'),
 --       11 rejections since the last verified event that make a connected connection 'failing',
 --       12 deliveries kept, 13 has fingerprint ('1'/'0'), 14 checked at ms (the receiver verified or
---       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id
+--       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id,
+--       17 a held delivery verified after a fix ('1'/'0')
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length, silent at ms};
@@ -64,14 +65,18 @@ if outcome == 'verified' then
     note.test = 'passed'
     events[#events + 1] = 'test.passed'
   end
+  -- A held delivery that a reconnect verified, on a connection that failed since it last connected: the
+  -- product was told it failed, so it is told it recovered (not that it connected for the first time).
+  local refailed = ARGV[17] == '1' and state == 'pending'
+    and tonumber(redis.call('HGET', conn, 'failed_at') or '0') > tonumber(redis.call('HGET', conn, 'connected_at') or '0')
   if state == 'pending' or state == 'failed' then
     to = 'connected'
     local why = 'verified_event'
     if ARGV[10] == '1' then why = 'handshake_completed' end
     redis.call('HSET', conn, 'state', to, 'reason', why, 'connected_at', at, 'last_error', '')
   end
-  if state == 'pending' then events[#events + 1] = 'connection.connected'
-  elseif state == 'failed' or failing or silent then events[#events + 1] = 'connection.recovered' end
+  if state == 'pending' and not refailed then events[#events + 1] = 'connection.connected'
+  elseif state == 'failed' or failing or silent or refailed then events[#events + 1] = 'connection.recovered' end
 elseif outcome == 'reachable' then
   redis.call('HSET', conn, 'reachable_at', at)
   -- Worth telling while the connection waits for its first verified event (or failed without one).

@@ -12,6 +12,10 @@ body, and returns a more precise ``VerificationError`` when one explains the fai
 
 Otherwise the original error stands. Cost: at most ``1 + len(variants) + len(PROVIDERS)`` checks, and
 only headers are looked at for bodies over ``MAX_BODY_BYTES`` (a flood of junk stays cheap).
+
+The receiver asks one more question, with candidates it reads from the store (bounded, same account and
+provider): ``other_connection`` — ``secret_of_other_connection``, the request verifies with the secret of
+another connection (the URLs of two connections were pasted the wrong way round).
 No message ever contains a secret, only a description of how it differs.
 """
 
@@ -33,6 +37,7 @@ log = logging.getLogger(__name__)
 PREVIOUS_SECRET = "previous_secret"
 SECRET_FORMAT = "secret_format"
 WRONG_PROVIDER = "wrong_provider"
+OTHER_CONNECTION = "secret_of_other_connection"
 MAX_BODY_BYTES = 256 * 1024
 # Codes that mean "not this provider's request, or not readable as one".
 _SHAPE_CODES = frozenset({core.MISSING_HEADER, core.MALFORMED_SIGNATURE, core.MALFORMED_TIMESTAMP})
@@ -222,3 +227,43 @@ def _wrong(provider: Provider, other: Provider, *, verified: bool, present: list
         f"for it, or paste this connection's URL in {mine} instead.",
         provider=other.name,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Sibling:
+    """Another connection of the same account and provider, as a candidate signer of a request."""
+
+    connection_id: str
+    secret: str = field(repr=False)
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+def other_connection(provider: Provider, request: InboundRequest, siblings: Iterable[Sibling], now: float
+                     ) -> VerificationError | None:
+    """The first of ``siblings`` whose secret signed ``request`` (the caller bounds how many: each is
+    one more signature check), as a ``secret_of_other_connection`` error naming it; else None."""
+    if len(request.body) > MAX_BODY_BYTES:
+        return None
+    title = provider.info.title
+    for sibling in siblings:
+        if sibling.secret and _signed_by(provider, request, sibling, now):
+            return VerificationError(
+                OTHER_CONNECTION,
+                f"The request is signed with the signing secret of your other {title} connection "
+                f"{sibling.connection_id}: the URL of one connection is pasted in the other's dashboard. Paste "
+                f"each connection's own webhook URL in {title}.",
+                connection_id=sibling.connection_id,
+            )
+    return None
+
+
+def _signed_by(provider: Provider, request: InboundRequest, sibling: Sibling, now: float) -> bool:
+    try:
+        provider.verify(request, sibling.secret, sibling.settings, now)
+    except VerificationError as exc:
+        # Timestamps are judged after the signature: a timestamp error means the secret matched.
+        return exc.code in core.TIMESTAMP_REASONS
+    except Exception:  # noqa: BLE001 - a diagnosis must never turn a 401 into a 500
+        log.warning("diagnosis check failed", extra={"provider": provider.name}, exc_info=True)
+        return False
+    return True

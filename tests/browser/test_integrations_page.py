@@ -190,7 +190,7 @@ async def test_failing_and_silent_look_distinct(ui: UI) -> None:
     await expect(silent_card.get_by_role("button", name="Send test event")).to_be_visible()
     card = ui.card(failing["id"])
     await expect(card).to_have_attribute("data-display", "connected")
-    wrong_secret = (await ui.system.create())["secret"]
+    wrong_secret = (await ui.system.create(account_id="acct-elsewhere"))["secret"]
     for _ in range(3):  # failing: sustained rejection without verified traffic (3 in a row)
         assert await send_event(ui.system, failing, secret=wrong_secret) == 401
 
