@@ -21,9 +21,11 @@ from hookstatus_client.types import (
     CreatedConnection,
     CreatedNotificationEndpoint,
     Delivery,
+    HeldDelivery,
     NotificationAttempt,
     NotificationEndpoint,
     Provider,
+    ReverifyResult,
 )
 
 DEFAULT_RETRY_MS = 2000
@@ -121,6 +123,15 @@ class HookStatusClient:
     async def deliveries(self, connection_id: str) -> list[Delivery]:
         data = await self._call("GET", f"/v1/connections/{connection_id}/deliveries")
         return cast(list[Delivery], data["deliveries"])
+
+    async def held(self, connection_id: str) -> list[HeldDelivery]:
+        """The rejected requests held to be verified again after a fix (never a body)."""
+        data = await self._call("GET", f"/v1/connections/{connection_id}/held")
+        return cast(list[HeldDelivery], data["held"])
+
+    async def reverify(self, connection_id: str) -> ReverifyResult:
+        """Verify the held requests again with the connection's secret and settings as they are now."""
+        return cast(ReverifyResult, await self._call("POST", f"/v1/connections/{connection_id}/reverify"))
 
     async def providers(self) -> list[Provider]:
         data = await self._call("GET", "/v1/providers")

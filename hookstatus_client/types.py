@@ -216,3 +216,30 @@ class NotificationAttempt(TypedDict):
     status: int | None
     error: str | None
     next_retry_at: str | None
+
+
+class HeldDelivery(TypedDict):
+    """A rejected request held, sealed, to be verified again after a fix. Never its body or headers."""
+
+    # The id of its rejected delivery
+    id: str
+    received_at: str | None
+    # Why it was rejected (a reason code)
+    reason: str
+    # Bytes held: body, headers and query
+    size: int
+    # The provider's event id, when known
+    event_id: str | None
+    # For secret_of_other_connection: the connection whose secret signed it
+    other_connection_id: str | None
+
+
+class ReverifyResult(TypedDict):
+    """What verifying the held requests again did."""
+
+    # Held requests verified again
+    checked: int
+    # Verified now, queued as verified deliveries, no longer held
+    recovered: int
+    # Still not verified; they stay held
+    still_rejected: int

@@ -249,3 +249,20 @@ async def test_a_held_request_sealed_with_a_dropped_key_is_dropped_not_a_500(
     assert status == 200 and data == {"checked": 0, "recovered": 0, "still_rejected": 0}
     assert await held(system, conn["id"]) == []
     assert await redis_client.zcard(f"{prefix}:held") == 0
+
+
+async def test_the_python_client_lists_and_reverifies(system: System) -> None:
+    from hookstatus_client import HookStatusClient
+    from tests.system import TOKEN
+
+    conn = await system.create()
+    provider_secret = new_secret()
+    assert await send(system, conn, provider_secret, event(), "msg_client") == 401
+    async with HookStatusClient(system.api_url, TOKEN, session=system.session) as client:
+        [entry] = await client.held(conn["id"])
+        assert entry["reason"] == "signature_mismatch" and set(entry) == {
+            "id", "received_at", "reason", "size", "event_id", "other_connection_id"}
+        assert await client.reverify(conn["id"]) == {"checked": 1, "recovered": 0, "still_rejected": 1}
+        await client.reconnect(conn["id"], secret=provider_secret)
+        await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+        assert await client.held(conn["id"]) == []

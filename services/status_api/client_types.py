@@ -30,7 +30,7 @@ ALIASES: dict[str, Any] = {
 MODELS: tuple[type[s.ResponseModel], ...] = (
     s.Cta, s.LastError, s.FailedDetail, s.Hops, s.LastTest, s.ConnectionTest, s.Connection, s.CreatedConnection,
     s.Delivery, s.Provider, s.BrowserToken, s.NotificationEndpoint, s.CreatedNotificationEndpoint,
-    s.NotificationAttempt,
+    s.NotificationAttempt, s.HeldDelivery, s.ReverifyResult,
 )
 HEADER = '''"""The shapes the status API returns (see docs/API.md). Timestamps are ISO 8601 UTC strings.
 
