@@ -16,12 +16,9 @@ from shared.providers.generic_hmac import GenericHmac
 from shared.providers.generic_hmac_sha256 import GenericHmacSha256
 from shared.providers.github import GitHub
 from shared.providers.hubspot import HubSpot
-from shared.providers.intercom import Intercom
 from shared.providers.linear import Linear
 from shared.providers.meta import Meta
 from shared.providers.msgraph import MsGraph
-from shared.providers.paddle import Paddle
-from shared.providers.pagerduty import PagerDuty
 from shared.providers.shopify import Shopify
 from shared.providers.slack import Slack
 from shared.providers.square import Square
@@ -30,7 +27,6 @@ from shared.providers.stripe import Stripe
 from shared.providers.svix import Svix
 from shared.providers.twilio import Twilio
 from shared.providers.twitter import Twitter
-from shared.providers.typeform import Typeform
 from shared.providers.zoom import Zoom
 
 __all__ = [
@@ -60,11 +56,7 @@ PROVIDERS: dict[str, Provider] = {
         HubSpot(),
         Linear(),
         Square(),
-        PagerDuty(),
         Calendly(),
-        Paddle(),
-        Typeform(),
-        Intercom(),
         Dropbox(),
         Twitter(),
         Asana(),

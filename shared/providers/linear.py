@@ -2,7 +2,8 @@
 
 The timestamp is not a header but the body's ``webhookTimestamp`` (milliseconds); Linear's docs and SDK
 reject deliveries more than 60 s away from the receiver's clock. It is read only after the signature
-verified, since only then is the body trusted. Like Linear's SDK, a body without the field is accepted.
+verified, since only then is the body trusted. Like Linear's SDK (``LinearWebhookClient.verify``), a body
+without the field is refused: Linear always sends it.
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ class Linear(IssuedSecretProvider):
             raise core.mismatch()
         data = json_body(request.body)
         stamp = data.get("webhookTimestamp") if isinstance(data, dict) else None
-        if stamp is not None:
-            if isinstance(stamp, bool) or not isinstance(stamp, int):
-                raise VerificationError(
-                    core.MALFORMED_TIMESTAMP, "The body's webhookTimestamp is not a millisecond timestamp."
-                )
-            core.check_tolerance(stamp / 1000, now, self.tolerance_s or 60)
+        if stamp is None:
+            raise VerificationError(
+                core.MISSING_HEADER, "The body has no webhookTimestamp, which Linear signs into every delivery: "
+                "this request was not sent by Linear as it is.", header="webhookTimestamp",
+            )
+        if isinstance(stamp, bool) or not isinstance(stamp, int):
+            raise VerificationError(
+                core.MALFORMED_TIMESTAMP, "The body's webhookTimestamp is not a millisecond timestamp."
+            )
+        core.check_tolerance(stamp / 1000, now, self.tolerance_s or 60)
         unsigned = bool(request.headers.get("Linear-Delivery"))  # not signed: the body's fingerprint counts too
         return Verified(event_id=_event_id(request, data), event_type=_event_type(data),
                         fingerprint=body_fingerprint(request.body) if unsigned else None)

@@ -106,7 +106,7 @@ class Signer:
         value = _encode(signer.raw_signature(signed), sig.encoding)
         if sig.kv_signature:
             parts = [f"{sig.kv_timestamp}={stamp}"] if sig.kv_timestamp else []
-            value = ",".join([*parts, f"{sig.kv_signature}={value}"])
+            value = (sig.separator or ",").join([*parts, f"{sig.kv_signature}={value}"])
         else:
             value = sig.prefix + value
         at = sig.at[0]

@@ -271,7 +271,7 @@ async def test_providers_list_has_categories_setup_steps_and_search(system: Syst
     discord = next(p for p in body["providers"] if p["name"] == "discord")
     assert discord["category"] == "communication" and discord["setup"] and discord["handshake"]
     assert discord["docs_url"].startswith("https://discord.com/")
-    assert discord["checked_against"].startswith("scheme:https://")
+    assert discord["checked_against"] == "sdk:discord-interactions"
     status, body = await system.api("GET", "/v1/providers", params={"q": "Payments STRIPE"})
     assert status == 200 and [p["name"] for p in body["providers"]] == ["stripe"]
     assert body["categories"] == ["payments"]

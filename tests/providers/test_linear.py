@@ -81,11 +81,11 @@ def test_sdk_test_body_verifies_and_its_old_timestamp_does_not() -> None:
         raise AssertionError("a stale webhookTimestamp verified")
 
 
-async def test_body_without_timestamp_is_accepted_like_linears_sdk(system: System) -> None:
+async def test_body_without_timestamp_is_refused_like_linears_sdk(system: System) -> None:
     conn = await connection(system, "linear", secret=SECRET)
     body = orjson.dumps({"action": "update", "type": "Issue", "data": {"id": "x"}})
-    delivery = await accepted(system, conn, body, signed(body))
-    assert delivery["event_type"] == "Issue.update"
+    reply = await rejected(system, conn, body, signed(body), "missing_header")
+    assert "webhookTimestamp" in reply["error"]["message"]
 
 
 async def test_timestamp_that_is_not_milliseconds_is_malformed(system: System) -> None:

@@ -11,8 +11,8 @@ import pytest
 from paddle_billing.Notifications import Secret, Verifier  # type: ignore[import-untyped]
 
 from shared.errors import VerificationError
+from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest
-from shared.providers.paddle import Paddle
 from tests.providers.flow import accepted, connection, hmac_sha, now_s, rejected
 from tests.system import System
 
@@ -57,20 +57,20 @@ def vector_request() -> InboundRequest:
 
 
 def test_sdk_published_vector_verifies_with_its_signing_secret() -> None:
-    verified = Paddle().verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 1)
+    verified = PROVIDERS["paddle"].verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 1)
     assert verified.event_id and verified.event_id.startswith("sha256:")
 
 
 @pytest.mark.parametrize("secret", VECTOR_OTHERS)
 def test_sdk_published_vector_refuses_the_other_secrets(secret: str) -> None:
     with pytest.raises(VerificationError) as caught:
-        Paddle().verify(vector_request(), secret, {}, 1696195954 + 1)
+        PROVIDERS["paddle"].verify(vector_request(), secret, {}, 1696195954 + 1)
     assert caught.value.code == "signature_mismatch"
 
 
 def test_sdk_published_vector_is_stale_today() -> None:
     with pytest.raises(VerificationError) as caught:
-        Paddle().verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 3600)
+        PROVIDERS["paddle"].verify(vector_request(), VECTOR_SIGNER, {}, 1696195954 + 3600)
     assert caught.value.code == "timestamp_too_old"
 
 
