@@ -148,8 +148,16 @@ class HookStatusClient:
 
     # --- browser tokens ---------------------------------------------------------------------------
 
-    async def create_browser_token(self, account_id: str, *, ttl_s: int | None = None) -> BrowserToken:
-        body = _without_none(ttl_s=ttl_s)
+    async def create_browser_token(
+        self, account_id: str, *, ttl_s: int | None = None, create_providers: list[str] | None = None,
+        create_limit: int | None = None,
+    ) -> BrowserToken:
+        """A page token. With ``create_limit`` (and optionally ``create_providers``) the page may create up to
+        that many connections (its provider picker); without, it cannot create any."""
+        grant = None
+        if create_limit is not None or create_providers is not None:
+            grant = _without_none(providers=create_providers, limit=create_limit)
+        body = _without_none(ttl_s=ttl_s, create=grant)
         return cast(BrowserToken, await self._call("POST", f"/v1/accounts/{account_id}/tokens", body))
 
     # --- notification endpoints (service token) ---------------------------------------------------

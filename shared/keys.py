@@ -61,6 +61,14 @@ class Keys:
     def account(self, account_id: str) -> str:
         return f"{self.prefix}:acct:{{{account_id}}}:conns"
 
+    def token_creates(self, token_id: str) -> str:
+        """Counter: connections one browser token created (expires with the token)."""
+        return f"{self.prefix}:tok:{{{token_id}}}:creates"
+
+    def token_created(self, token_id: str) -> str:
+        """Set: the connections one browser token created (expires with the token)."""
+        return f"{self.prefix}:tok:{{{token_id}}}:created"
+
     @property
     def pending(self) -> str:
         """Sorted set: connection id scored by its pending deadline (ms)."""

@@ -143,6 +143,41 @@ class Store(RedisStore):
         rows = await self.get_many(await self.account_connection_ids(account_id))
         return sorted(rows, key=lambda r: (r.created_at_ms, r.id))
 
+    async def account_size(self, account_id: str) -> int:
+        return int(await self._call(lambda: awaited(self.redis.scard(self.keys.account(account_id)))))
+
+    # --- what a browser token created -------------------------------------------------------------
+
+    async def count_token_create(self, token_id: str, lifetime_ms: int) -> int:
+        """Count one creation by a browser token; the count lives as long as the token. Returns the
+        creations so far, this one included."""
+        attempts, _ = await self._call(
+            lambda: lua.run(self.scripts.rate_window, [self.keys.token_creates(token_id)], [max(lifetime_ms, 1)])
+        )
+        return int(attempts)
+
+    async def uncount_token_create(self, token_id: str) -> None:
+        """Give back a creation that did not happen (the request was refused after it was counted)."""
+        await self._call(lambda: awaited(self.redis.decr(self.keys.token_creates(token_id))))
+
+    async def remember_token_created(self, token_id: str, cid: str, lifetime_ms: int) -> None:
+        key = self.keys.token_created(token_id)
+
+        async def op() -> None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, cid)
+                pipe.pexpire(key, max(lifetime_ms, 1))
+                await pipe.execute()
+
+        await self._call(op)
+
+    async def token_created(self, token_id: str, cid: str) -> bool:
+        return bool(await self._call(lambda: awaited(self.redis.sismember(self.keys.token_created(token_id), cid))))
+
+    async def token_creates(self, token_id: str) -> int:
+        value = await self._call(lambda: awaited(self.redis.get(self.keys.token_creates(token_id))))
+        return int(value or 0)
+
     async def reconnect(
         self, cid: str, now: int, deadline: int, secret: str | None, prev_until: int,
         settings: dict[str, Any] | None,

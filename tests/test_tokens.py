@@ -90,8 +90,10 @@ async def test_a_browser_token_may_test_and_reconnect_but_not_manage(system: Sys
         test = await client.start_test(mine["id"], timeout_s=60)
         assert test["state"] == "waiting"
         assert (await client.reconnect(mine["id"]))["state"] == "pending"
+        with pytest.raises(HookStatusError) as refused:  # no create grant in this token
+            await client.create_connection("acct-a", "standard-webhooks")
+        assert (refused.value.status, refused.value.code) == (403, "create_not_allowed")
         for call in (
-            client.create_connection("acct-a", "standard-webhooks"),
             client.disconnect(mine["id"]),
             client.create_browser_token("acct-a"),
         ):

@@ -63,8 +63,8 @@ def _principal(request: web.Request) -> Principal:
         raise token_in_url()
     if tokens.looks_like_browser_token(token):
         keys = tokens.signing_keys(settings.token_signing_key)
-        claims = tokens.verify(keys, token, now_ms(), settings.browser_token_max_ttl_s)
-        return Principal("browser", claims.account_id, claims.expires_at_ms, tokens.fingerprint(token))
+        claims = tokens.verify(keys, token, now_ms(), settings.browser_token_max_ttl_s, settings.max_creates_per_token)
+        return Principal("browser", claims.account_id, claims.expires_at_ms, tokens.fingerprint(token), claims.create)
     raise Unauthorized("the token is not valid", code="invalid_token")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from services.status_api.token_codec import CreateGrant
 from shared.compare import any_matches
 from shared.errors import ApiError, NotFound, Unauthorized
 
@@ -28,6 +29,7 @@ class Principal:
     account_id: str | None = None  # set for browser tokens: the one account they may see
     expires_at_ms: int | None = None  # browser tokens: streams end when the token does
     token_id: str | None = None  # browser tokens: a digest of the token (limits count per token)
+    create: CreateGrant | None = None  # browser tokens: what the token may create, if anything
 
     def can_see(self, account_id: str) -> bool:
         return self.account_id is None or hmac.compare_digest(self.account_id, account_id)

@@ -42,6 +42,10 @@ class Settings(CommonSettings):
     max_streams_per_account: int = 100  # open streams of one account's browser tokens (per process)
     tests_per_minute: int = 10  # test windows opened per connection per minute
     tests_kept: int = 20  # replaced test windows kept readable per connection
+    # A browser token with a create grant creates at most its create_limit connections, which may be
+    # at most this; and no browser token creates one in an account that already has this many.
+    max_creates_per_token: int = 10
+    max_connections_per_account: int = 200
     # A disconnected connection is purged (erased, and dropped from its account's list) after this long.
     disconnected_retention_s: int = 30 * 24 * 3600
     # Held requests older than this are not verified again nor listed (the receiver's HELD_MAX_AGE_S).
@@ -75,6 +79,8 @@ class Settings(CommonSettings):
             raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
                               "ANALYTICS_QUEUE_SIZE at least 1")
         if min(self.max_streams_per_token, self.max_streams_per_account, self.tests_per_minute,
-               self.tests_kept, self.disconnected_retention_s) < 1:
-            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE, TESTS_KEPT and "
-                              "DISCONNECTED_RETENTION_S must be at least 1")
+               self.tests_kept, self.disconnected_retention_s, self.max_creates_per_token,
+               self.max_connections_per_account) < 1:
+            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE, TESTS_KEPT, "
+                              "DISCONNECTED_RETENTION_S, MAX_CREATES_PER_TOKEN and MAX_CONNECTIONS_PER_ACCOUNT "
+                              "must be at least 1")

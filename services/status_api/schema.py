@@ -47,6 +47,7 @@ def _within_configured_limit(value: int, info: ValidationInfo) -> int:
 
 AccountId = Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN, description=ACCOUNT_ID_WORDS, examples=["acct_42"])]
 Seconds = Annotated[int, Field(ge=1), AfterValidator(_within_configured_limit)]
+Count = Annotated[int, Field(ge=1), AfterValidator(_within_configured_limit)]
 Secret = Annotated[str, Field(min_length=1, max_length=4096)]
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 Timestamp = Annotated[str, Field(pattern=TIMESTAMP_PATTERN, description="ISO 8601 UTC, milliseconds",
@@ -68,7 +69,7 @@ class ResponseModel(BaseModel):
 # --- requests -------------------------------------------------------------------------------------
 
 class NewConnection(RequestModel):
-    """A connection to create (service token only)."""
+    """A connection to create (service token, or a browser token with a create grant)."""
 
     account_id: AccountId
     provider: str = Field(min_length=1, max_length=64, description="A name from GET /v1/providers",
@@ -97,10 +98,22 @@ class NewTest(RequestModel):
     timeout_s: Seconds | None = Field(None, description="How long the window stays open (default 120)")
 
 
+class CreateGrantRequest(RequestModel):
+    """Let the page create connections (its provider picker)."""
+
+    providers: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                         Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Only these providers (names from GET /v1/providers); absent: any provider")
+    limit: Count | None = Field(
+        None, description="How many connections the token may create (default 3, at most MAX_CREATES_PER_TOKEN)")
+
+
 class NewBrowserToken(RequestModel):
     """A browser token to mint (service token only)."""
 
     ttl_s: Seconds | None = Field(None, description="How long the token is valid (default 900)")
+    create: CreateGrantRequest | None = Field(
+        None, description="Absent: the token cannot create connections (the usual page token)")
 
 
 # --- responses ------------------------------------------------------------------------------------
@@ -287,11 +300,20 @@ class BrowserToken(ResponseModel):
     account_id: str
 
 
+class CreateGrant(ResponseModel):
+    """What this browser token may still create."""
+
+    providers: list[str] | None = Field(description="null: any provider")
+    limit: int = Field(ge=1, description="Connections the token may create in all")
+    remaining: int = Field(ge=0, description="Connections it may still create")
+
+
 class Me(ResponseModel):
     """What the token is: a service token or a browser token of one account."""
 
     kind: PrincipalKind
     account_id: str | None
+    create: CreateGrant | None = Field(description="A browser token's create grant; null: it cannot create")
 
 
 class Health(ResponseModel):
@@ -378,7 +400,7 @@ REQUEST_MODELS: tuple[type[RequestModel], ...] = (NewConnection, Reconnect, NewT
                                                   NewNotificationEndpoint)
 RESPONSE_MODELS: tuple[type[ResponseModel], ...] = (
     Error, Connection, CreatedConnection, ConnectionList, ConnectionTest, Delivery, DeliveryList, Provider,
-    ProviderList, BrowserToken, Me, Health, Ready, NotificationEndpoint, CreatedNotificationEndpoint,
+    ProviderList, BrowserToken, CreateGrant, Me, Health, Ready, NotificationEndpoint, CreatedNotificationEndpoint,
     NotificationEndpointList, NotificationAttempt, NotificationAttemptList, HeldDelivery, HeldDeliveryList,
     ReverifyResult,
 )

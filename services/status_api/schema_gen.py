@@ -98,11 +98,12 @@ def _connection_paths() -> Json:
         "/v1/connections": {
             "post": {
                 "operationId": "createConnection",
-                "summary": "Create a connection (service token only). The only answer that carries the secret.",
+                "summary": "Create a connection (the service token, or a browser token with a create grant: its "
+                           "account, its providers, up to its limit). The only answer that carries the secret.",
                 "requestBody": _body(s.NewConnection, required=True),
                 "responses": {"201": _answer(s.CreatedConnection, "Created; `secret` is shown this once",
                                              _links_from_connection()),
-                              **_errors(400, 401, 404, 413, 503)},
+                              **_errors(400, 401, 403, 404, 413, 503)},
             },
             "get": {
                 "operationId": "listConnections",
@@ -300,7 +301,8 @@ def _other_paths() -> Json:
         }},
         "/v1/me": {"get": {
             "operationId": "whoAmI",
-            "summary": "What the token is: a service token or a browser token of one account.",
+            "summary": "What the token is: a service token or a browser token of one account, and what a "
+                       "browser token may still create.",
             "responses": {"200": _answer(s.Me), **_errors(401)},
         }},
         "/openapi.json": {"get": {

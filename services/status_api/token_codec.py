@@ -14,6 +14,12 @@ inserted, padding appended or spare bits flipped it is ``invalid_token``). The s
 before anything in the payload is believed: a forged token is ``invalid_token`` even when it also looks
 expired.
 
+A token may also carry a *create grant* (``scope`` = ``connections:create``): the page may then create
+connections in its account, ``create_limit`` of them at most (1 to ``MAX_CREATES_PER_TOKEN``), of the
+providers in ``providers`` only when that claim is present. A ``scope`` naming anything else, a grant
+without its limit, or a limit over the server's bound is ``invalid_token``: a token never holds a power
+the server does not know how to bound.
+
 ``POST /v1/accounts/{account_id}/tokens`` (service token only; ``tokens.py``) mints one.
 """
 
@@ -37,6 +43,8 @@ CLOCK_SKEW_S = 30  # a token issued by a backend whose clock runs this much ahea
 MIN_KEY_CHARS = 32  # RFC 7518 3.2: an HS256 key at least as long as the hash
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 _KID = re.compile(r"^([A-Za-z0-9._-]{1,64}):(.+)$")
+CREATE_SCOPE = "connections:create"
+MAX_GRANT_PROVIDERS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +54,21 @@ class SigningKey:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateGrant:
+    """What a browser token may create: at most ``limit`` connections, of ``providers`` (None: any)."""
+
+    limit: int
+    providers: frozenset[str] | None = None
+
+    def allows(self, provider: str) -> bool:
+        return self.providers is None or provider in self.providers
+
+
+@dataclass(frozen=True, slots=True)
 class BrowserClaims:
     account_id: str
     expires_at_ms: int
+    create: CreateGrant | None = None
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,13 +105,20 @@ def fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
-def mint(keys: tuple[SigningKey, ...], account_id: str, issued_at_s: int, expires_at_s: int) -> str:
+def mint(keys: tuple[SigningKey, ...], account_id: str, issued_at_s: int, expires_at_s: int,
+         create: CreateGrant | None = None) -> str:
     key = keys[0]
-    claims = {"aud": AUDIENCE, "sub": account_id, "iat": issued_at_s, "exp": expires_at_s}
+    claims: dict[str, object] = {"aud": AUDIENCE, "sub": account_id, "iat": issued_at_s, "exp": expires_at_s}
+    if create is not None:
+        claims["scope"] = CREATE_SCOPE
+        claims["create_limit"] = create.limit
+        if create.providers is not None:
+            claims["providers"] = sorted(create.providers)
     return jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
-def verify(keys: tuple[SigningKey, ...], token: str, now: int, max_ttl_s: int) -> BrowserClaims:
+def verify(keys: tuple[SigningKey, ...], token: str, now: int, max_ttl_s: int,
+           max_creates: int = 0) -> BrowserClaims:
     """The claims of a valid token; ``invalid_token`` or ``token_expired`` (both 401) otherwise."""
     if not _canonical(token):
         raise _invalid()
@@ -108,11 +135,11 @@ def verify(keys: tuple[SigningKey, ...], token: str, now: int, max_ttl_s: int) -
             continue
         except jwt.PyJWTError as exc:
             raise _invalid() from exc
-        return _checked(claims, now, max_ttl_s)
+        return _checked(claims, now, max_ttl_s, max_creates)
     raise _invalid()
 
 
-def _checked(claims: dict[str, object], now: int, max_ttl_s: int) -> BrowserClaims:
+def _checked(claims: dict[str, object], now: int, max_ttl_s: int, max_creates: int) -> BrowserClaims:
     """The time and scope rules, after the signature: exact expiry (no leeway), ``iat`` not ahead of
     our clock by more than ``CLOCK_SKEW_S``, a lifetime within the limit, a non-empty account."""
     sub, exp, iat = claims.get("sub"), claims.get("exp"), claims.get("iat")
@@ -124,7 +151,27 @@ def _checked(claims: dict[str, object], now: int, max_ttl_s: int) -> BrowserClai
     if exp * 1000 <= now:
         raise Unauthorized("the browser token has expired; ask the product for a new one",
                            code="token_expired")
-    return BrowserClaims(sub, exp * 1000)
+    return BrowserClaims(sub, exp * 1000, _grant(claims, max_creates))
+
+
+def _grant(claims: dict[str, object], max_creates: int) -> CreateGrant | None:
+    """The create grant, checked after the signature: absent, or exactly well formed and in bounds."""
+    scope, limit, providers = claims.get("scope"), claims.get("create_limit"), claims.get("providers")
+    if scope is None:
+        if limit is not None or providers is not None:
+            raise _invalid()
+        return None
+    if scope != CREATE_SCOPE or not _is_int(limit):
+        raise _invalid()
+    assert isinstance(limit, int)
+    if not 1 <= limit <= max_creates:
+        raise _invalid()
+    if providers is None:
+        return CreateGrant(limit)
+    if (not isinstance(providers, list) or not 1 <= len(providers) <= MAX_GRANT_PROVIDERS
+            or not all(isinstance(p, str) and 0 < len(p) <= 64 for p in providers)):
+        raise _invalid()
+    return CreateGrant(limit, frozenset(providers))
 
 
 def _is_int(value: object) -> bool:

@@ -2,8 +2,9 @@
 
 The page itself needs no token: it is the same few files for everybody. It reads a short-lived browser
 token from its own URL (``/ui/?token=...``) and uses it for every API call and for the live stream, so
-what it shows is exactly what that token may see. ``GET /v1/me`` tells the page which account the token
-belongs to (the token is opaque to the browser: the page decodes nothing).
+what it shows is exactly what that token may see. ``GET /v1/me`` (``views.py``) tells the page which account the
+token belongs to and whether it may create connections (the token is opaque to the browser: the page
+decodes nothing).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.status_api.auth import require
 from shared.errors import NotFound
-from shared.http import json_response
 
 UI_DIR = Path(__file__).with_name("ui")
 FILE_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -52,23 +51,8 @@ async def to_index(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect(request.rel_url.with_path("/ui/").with_query(request.rel_url.query))
 
 
-async def me(request: web.Request) -> web.Response:
-    """Who the token is: ``{"kind": "service"|"browser", "account_id": str|None}``."""
-    principal = require(request)
-    return json_response({"kind": principal.kind, "account_id": principal.account_id})
-
-
-def _has_get_route(app: web.Application, path: str) -> bool:
-    return any(
-        route.method == "GET" and route.resource is not None and route.resource.canonical == path
-        for route in app.router.routes()
-    )
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/ui", to_index)
     r.add_get("/ui/", index)
     r.add_get("/ui/{name}", asset)
-    if not _has_get_route(app, "/v1/me"):  # the API may answer it itself; then that one is used
-        r.add_get("/v1/me", me)

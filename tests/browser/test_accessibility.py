@@ -59,3 +59,19 @@ async def test_no_wcag_violations_in_the_expired_message(ui: UI) -> None:
     await expect(ui.component).to_have_attribute("data-error", "invalid_token")
     violations = await _axe(ui)
     assert violations == [], violations
+
+
+async def test_no_wcag_violations_in_the_provider_picker_and_its_setup(ui: UI) -> None:
+    acct = account()
+    status, data = await ui.system.api("POST", f"/v1/accounts/{acct}/tokens", json={"create": {"limit": 1}})
+    assert status == 201
+    await ui.open(token=data["token"])
+    await ui.wait_live()
+    picker = ui.component.locator(".picker")
+    await picker.get_by_label("Search providers by name or category").fill("payments")
+    assert await _axe(ui) == []
+    await picker.locator('.pick[data-provider="stripe"]').click()
+    await expect(picker.locator(".setup .badge")).to_have_text("Pending")
+    await expect(picker.locator(".picker-note")).to_be_visible()  # the grant is spent: picks dimmed, a note
+    violations = await _axe(ui)
+    assert violations == [], violations

@@ -41,7 +41,7 @@ async def test_only_the_ui_files_are_served(system: System, path: str) -> None:
 async def test_me_names_the_tokens_account(system: System) -> None:
     token = await system.browser_token("acct-me")
     status, me = await system.api("GET", "/v1/me", headers={"Authorization": f"Bearer {token}"})
-    assert (status, me) == (200, {"kind": "browser", "account_id": "acct-me"})
+    assert (status, me) == (200, {"kind": "browser", "account_id": "acct-me", "create": None})
     status, me = await system.api("GET", "/v1/me")
     assert (status, me["kind"], me["account_id"]) == (200, "service", None)
     async with system.session.get(f"{system.api_url}/v1/me") as resp:

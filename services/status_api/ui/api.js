@@ -63,6 +63,16 @@ export class StatusApi {
       .then((data) => data.connections);
   }
 
+  /** Only with a create grant (GET /v1/me's ``create``); the answer carries the secret, this once. */
+  createConnection(accountId, provider) {
+    return this.call('POST', '/v1/connections', { body: { account_id: accountId, provider } });
+  }
+
+  /** The secret a provider issued, for a connection this token created and that never verified. */
+  setSecret(connectionId, secret) {
+    return this.call('POST', `/v1/connections/${encodeURIComponent(connectionId)}/reconnect`, { body: { secret } });
+  }
+
   deliveries(connectionId) {
     return this.call('GET', `/v1/connections/${encodeURIComponent(connectionId)}/deliveries`)
       .then((data) => data.deliveries);

@@ -9,9 +9,12 @@
 //   integration-status:reconnect     cancelable; preventDefault() to run the product's own flow instead
 //   integration-status:auth-error    detail.code = token_expired | invalid_token | …; set a new token
 //                                    attribute to resume (the element restarts on any attribute change)
+//   integration-status:created       detail.connection (no secret); the page's picker created it
+// A token with a create grant (minted by the product) also shows the provider picker (provider-picker.js).
 
 import { LiveStream, StatusApi } from './api.js';
 import { ConnectionCard } from './connection-card.js';
+import { ProviderPicker } from './provider-picker.js';
 import { DISPLAYS, TESTS, h, icon } from './view.js';
 
 const STYLE_URL = new URL('./integration-status.css', import.meta.url);
@@ -42,6 +45,8 @@ class IntegrationStatus extends HTMLElement {
     this.seen = new IntersectionObserver((entries) => this.onSeen(entries), { rootMargin: '300px' });
     this.accountId = null;
     this.ready = false;
+    this.catalog = [];
+    this.picker = new ProviderPicker((provider) => this.create(provider), (id, secret) => this.setSecret(id, secret));
     this.buildShell(this.attachShadow({ mode: 'open' }));
   }
 
@@ -60,7 +65,7 @@ class IntegrationStatus extends HTMLElement {
       h('link', { rel: 'stylesheet', href: STYLE_URL.href }),
       h('div', { class: 'wrap', part: 'wrap' },
         h('div', { class: 'toolbar' }, this.headingEl = h('h2', { part: 'heading' }), this.linkEl),
-        this.noticeEl, this.loadingEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
+        this.noticeEl, this.picker.el, this.loadingEl, this.emptyEl, this.listEl, this.politeEl, this.urgentEl));
   }
 
   connectedCallback() {
@@ -122,6 +127,8 @@ class IntegrationStatus extends HTMLElement {
       this.showList();
       await this.loadTitles(); // before any card is drawn, so every card has its provider's name
       if (generation !== this.generation) return;
+      // The picker only for a token the product allowed to create, and not on a one-connection view.
+      this.picker.setGrant(this.getAttribute('connection-id') ? null : me.create, this.catalog);
       this.openStream();
       const list = await this.api.connections(this.accountId);
       if (generation !== this.generation) return;
@@ -154,6 +161,7 @@ class IntegrationStatus extends HTMLElement {
 
   async loadTitles() {
     const providers = await this.api.providers().catch(() => []);
+    this.catalog = providers;
     for (const p of providers) this.titles.set(p.name, { title: p.title, test: p.test_instructions });
   }
 
@@ -202,6 +210,7 @@ class IntegrationStatus extends HTMLElement {
     this.setLink(null);
     this.dataset.error = code;
     this.listEl.hidden = true;
+    this.picker.el.hidden = true;
     this.emptyEl.hidden = true;
     this.loadingEl.hidden = true;
     this.noticeEl.replaceChildren(icon('warning'), h('span', {}, MESSAGES[code] || MESSAGES.invalid_token));
@@ -224,6 +233,7 @@ class IntegrationStatus extends HTMLElement {
   // --- connections ----------------------------------------------------------------------------
 
   upsert(view, { quiet = false } = {}) {
+    this.picker.update(view);
     const only = this.getAttribute('connection-id');
     if (only && view.id !== only) return;
     const card = this.cards.get(view.id);
@@ -333,6 +343,33 @@ class IntegrationStatus extends HTMLElement {
   connect(card) {
     if (this.emit('connect', { connection: card.view }, true)) {
       card.note('Set this integration up again from the product’s setup flow.');
+    }
+  }
+
+  /** The picker's pick: create the connection (the answer carries its secret, shown by the picker only). */
+  async create(provider) {
+    let created;
+    try {
+      created = await this.api.createConnection(this.accountId, provider.name);
+    } catch (error) {
+      if (error.isAuth) this.onError(error);
+      else this.announce(`${provider.title}: ${error.message}`, true);
+      throw error;
+    }
+    this.picker.setRemaining(this.picker.remaining - 1);
+    const { secret, ...view } = created; // the card and the host page never see the secret
+    this.upsert(view);
+    this.announce(`${provider.title} connection created. Its setup steps and webhook URL are shown.`);
+    this.emit('created', { connection: view });
+    return created;
+  }
+
+  async setSecret(connectionId, secret) {
+    try {
+      this.upsert(await this.api.setSecret(connectionId, secret));
+    } catch (error) {
+      if (error.isAuth) this.onError(error);
+      throw error;
     }
   }
 
