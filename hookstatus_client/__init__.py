@@ -22,6 +22,8 @@ from hookstatus_client.types import (
     LastError,
     LastTest,
     Provider,
+    Rhythm,
+    Silence,
 )
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "LastError",
     "LastTest",
     "Provider",
+    "Rhythm",
+    "Silence",
     "SseEvent",
     "SseParser",
     "StreamEvent",

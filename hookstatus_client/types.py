@@ -83,6 +83,34 @@ class LastTest(TypedDict):
     hops: Hops
 
 
+class Silence(TypedDict):
+    """Why a silent connection is silent (null unless display is silent)."""
+
+    # The limit it passed: its expected_interval_s, or the one its rhythm taught (the shorter)
+    cause: Literal["expected_interval", "learned_rhythm"]
+    # When it turned silent: the last verified event plus the limit
+    since: str
+    # Seconds since the last verified event
+    quiet_for_s: int
+    # The gap after which it counts as silent
+    limit_s: int
+    # The silence in plain words
+    message: str
+
+
+class Rhythm(TypedDict):
+    """How the connection's verified events are usually spaced, learnt from them (null before two)."""
+
+    # Gaps between verified events learnt from
+    gaps_learned: int
+    # Their weighted mean
+    usual_gap_s: float
+    # Their weighted standard deviation
+    spread_s: float
+    # The gap after which the rhythm says silent; null until enough events were seen
+    silent_after_s: int | None
+
+
 class ConnectionTest(LastTest):
     """A test window, with the connection it tests and how to send a test event."""
 
@@ -103,6 +131,8 @@ class Connection(TypedDict):
     health: HealthState | None
     # One word a UI can style without logic
     display: Display
+    silence: Silence | None
+    rhythm: Rhythm | None
     cta: Cta
     last_test: LastTest | None
     webhook_url: str

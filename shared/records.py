@@ -119,6 +119,19 @@ class ConnectionRecord:
     prev_secret_until_ms: int = 0
     prev_secret_used_at_ms: int = 0
     test: TestWindow | None = None  # the latest test window
+    # The learned rhythm of verified events (shared/rhythm.py): gaps learned, their weighted mean and
+    # variance, and the gap beyond which the connection is silent (0 until learned).
+    gap_count: int = 0
+    gap_mean_ms: float = 0.0
+    gap_var_ms2: float = 0.0
+    quiet_after_ms: int = 0
+
+    @property
+    def quiet_limit_ms(self) -> int:
+        """The gap after which a connected connection is silent: the shorter of its expected interval
+        and its learned limit; 0 when it has neither (never silent)."""
+        limits = [limit for limit in (self.expected_interval_s * 1000, self.quiet_after_ms) if limit > 0]
+        return min(limits, default=0)
 
     @classmethod
     def from_hash(cls, raw: Hash) -> ConnectionRecord:
@@ -153,6 +166,10 @@ class ConnectionRecord:
             prev_secret_until_ms=_int(raw.get("prev_secret_until")),
             prev_secret_used_at_ms=_int(raw.get("prev_secret_used_at")),
             test=TestWindow.from_hash(raw),
+            gap_count=_int(raw.get("gap_count")),
+            gap_mean_ms=float(raw.get("gap_mean_ms") or 0),
+            gap_var_ms2=float(raw.get("gap_var_ms2") or 0),
+            quiet_after_ms=_int(raw.get("quiet_after_ms")),
         )
 
     def to_hash(self) -> dict[str, str | int]:

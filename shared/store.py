@@ -25,6 +25,7 @@ from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_m
 from shared.providers.core import TIMESTAMP_REASONS
 from shared.records import ConnectionRecord, Credentials, TestWindow
 from shared.redis import RedisClient, awaited, is_cluster, is_unreachable, run_and_wait
+from shared.rhythm import RhythmSettings
 
 T = TypeVar("T")
 DEDUPE_TTL_S = 72 * 3600  # providers retry with the same event id for up to three days
@@ -76,8 +77,9 @@ class RedisStore:
 
 class Store(RedisStore):
     def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
-                 wait_replicas: int = 0, wait_timeout_ms: int = 500) -> None:
+                 wait_replicas: int = 0, wait_timeout_ms: int = 500, rhythm: RhythmSettings | None = None) -> None:
         super().__init__(client, prefix, sealer)
+        self.rhythm = rhythm or RhythmSettings()  # learned silence (shared/rhythm.py); the verifier's settings
         # A delivery's effect counts as stored once this many replicas have it (``WAIT``); 0: the primary.
         self.wait_replicas = wait_replicas
         self.wait_timeout_ms = wait_timeout_ms
@@ -469,9 +471,11 @@ class Store(RedisStore):
         return out
 
     async def _index_silence(self, due: dict[str, int]) -> None:
-        """When each connection turns silent unless another verified event arrives (GT: a later time
-        wins), for the notifier's silence sweep (``shared/notify_store.py``)."""
-        await awaited(self.redis.zadd(self.keys.silence_index, due, gt=True))
+        """When each connection turns silent unless another verified event arrives, for the notifier's
+        silence sweep (``shared/notify_store.py``). Replaced, not only moved later: a learned limit can
+        shrink. A time written too early by a race is harmless (the sweep finds it not silent yet and
+        puts the right time back)."""
+        await awaited(self.redis.zadd(self.keys.silence_index, due))
 
     async def _index_outbox(self, cids: list[str], now: int) -> None:
         """Tell the notifier's relay which connections have notifications to publish (NX: an entry
@@ -528,6 +532,7 @@ class Store(RedisStore):
             consumed_at_ms,
             msg.delivery_id,
             "1" if msg.recovered_from else "0",
+            *self.rhythm.args(),
         ]
         return keys, args
 

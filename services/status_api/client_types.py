@@ -28,7 +28,8 @@ ALIASES: dict[str, Any] = {
     "HopName": s.HopName,
 }
 MODELS: tuple[type[s.ResponseModel], ...] = (
-    s.Cta, s.LastError, s.FailedDetail, s.Hops, s.LastTest, s.ConnectionTest, s.Connection, s.CreatedConnection,
+    s.Cta, s.LastError, s.FailedDetail, s.Hops, s.LastTest, s.Silence, s.Rhythm, s.ConnectionTest,
+    s.Connection, s.CreatedConnection,
     s.Delivery, s.Provider, s.BrowserToken, s.NotificationEndpoint, s.CreatedNotificationEndpoint,
     s.NotificationAttempt, s.HeldDelivery, s.ReverifyResult,
 )

@@ -8,9 +8,14 @@ says so, not that its first event verified). The button table is in docs/API.md.
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import Any
 
+import humanize
+
 from shared.models import FAILING_AFTER_REJECTED, iso, now_ms
+from shared.providers import PROVIDERS
 from shared.records import ConnectionRecord, LastError, TestWindow
 
 REASON_WORDS: dict[str, str] = {
@@ -79,10 +84,11 @@ FAILING_WORDS = "Recent deliveries fail verification. See the recent deliveries 
 
 
 def cta_for(
-    state: str, health: str | None = None, test_state: str | None = None, reason: str | None = None
+    state: str, health: str | None = None, test_state: str | None = None, reason: str | None = None,
+    silence_words: str | None = None,
 ) -> dict[str, Any]:
     """The connect button: a label, an action and a secondary button the UI shows as is, plus ``hint``,
-    the state's reason in plain words (or null)."""
+    the state's reason in plain words (or null; ``silence_words``: why a silent one is silent)."""
     if state != "disconnected" and test_state == "waiting":
         return _cta("Testing…", None, None, None, TEST_REASON_WORDS["test_waiting"])
     if state == "pending":
@@ -92,7 +98,7 @@ def cta_for(
         if health == "failing":
             return _cta("Fix signing secret", "reconnect", "Send test event", "send_test", FAILING_WORDS)
         if health == "silent":
-            return _cta("Connected", "reconnect", "Send test event", "send_test", SILENT_WORDS)
+            return _cta("Connected", "reconnect", "Send test event", "send_test", silence_words or SILENT_WORDS)
         return _cta("Connected", "reconnect", "Reconnect", "reconnect", None)
     if state == "failed":
         return _cta("Reconnect", "reconnect", "Send test event", "send_test", REASON_WORDS.get(_failed_reason(reason)))
@@ -118,10 +124,53 @@ def health_of(record: ConnectionRecord, now: int) -> str | None:
     last_event = record.last_event_at_ms
     if record.rejected_since_event >= FAILING_AFTER_REJECTED:
         return "failing"
-    expected = record.expected_interval_s
-    if expected and last_event and now - last_event > expected * 1000:
+    limit = record.quiet_limit_ms
+    if limit and last_event and now - last_event > limit:
         return "silent"
     return "ok"
+
+
+def _duration(ms: float) -> str:
+    return humanize.naturaldelta(timedelta(milliseconds=ms))
+
+
+def _title(provider: str) -> str:
+    adapter = PROVIDERS.get(provider)
+    return adapter.info.title if adapter else provider
+
+
+def silence_of(record: ConnectionRecord, now: int) -> dict[str, Any]:
+    """Why a silent connection is silent: the limit it passed (its expected interval, or the one its
+    rhythm taught, whichever is shorter) and that in plain words."""
+    gap = now - record.last_event_at_ms
+    expected, learned = record.expected_interval_s * 1000, record.quiet_after_ms
+    title = _title(record.provider)
+    if expected and (not learned or expected <= learned):
+        cause, limit = "expected_interval", expected
+        words = f"Expects an event from {title} at least every {_duration(expected)}"
+    else:
+        cause, limit = "learned_rhythm", learned
+        usual = _duration(record.gap_mean_ms)
+        words = f"Usually hears from {title} " + (f"every ~{usual}" if usual[0].isdigit() else f"about once {usual}")
+    return {
+        "cause": cause,
+        "since": iso(record.last_event_at_ms + limit),
+        "quiet_for_s": gap // 1000,
+        "limit_s": limit // 1000,
+        "message": f"{words}; nothing for {_duration(gap)}. Check the provider's side.",
+    }
+
+
+def rhythm_of(record: ConnectionRecord) -> dict[str, Any] | None:
+    """What the connection learnt of how its verified events are spaced (null before two of them)."""
+    if not record.gap_count:
+        return None
+    return {
+        "gaps_learned": record.gap_count,
+        "usual_gap_s": round(record.gap_mean_ms / 1000, 3),
+        "spread_s": round(math.sqrt(max(record.gap_var_ms2, 0.0)) / 1000, 3),
+        "silent_after_s": record.quiet_after_ms // 1000 if record.quiet_after_ms else None,
+    }
 
 
 def display_of(record: ConnectionRecord, health: str | None, now: int) -> str:
@@ -133,12 +182,12 @@ def display_of(record: ConnectionRecord, health: str | None, now: int) -> str:
     return record.state
 
 
-def reason_message(record: ConnectionRecord, display: str) -> str | None:
+def reason_message(record: ConnectionRecord, display: str, silence_words: str | None = None) -> str | None:
     """The reason in plain words, saying what the badge (``display``) says."""
     if display == "failing":
         return FAILING_WORDS
     if display == "silent":
-        return SILENT_WORDS
+        return silence_words or SILENT_WORDS
     if display == "failed":
         return REASON_WORDS.get(_failed_reason(record.reason))
     return REASON_WORDS.get(record.reason or "")
@@ -217,17 +266,21 @@ def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[st
     health = health_of(record, now)
     display = display_of(record, health, now)
     last_test = view_of_test(record.test)
+    silence = silence_of(record, now) if display == "silent" else None
+    words = silence["message"] if silence else None
     return {
         "id": record.id,
         "account_id": record.account_id,
         "provider": record.provider,
         "state": state,
         "reason": record.reason,
-        "reason_message": reason_message(record, display),
+        "reason_message": reason_message(record, display, words),
         "health": health,
         "display": display,
+        "silence": silence,
+        "rhythm": rhythm_of(record),
         "cta": cta_for("failed" if display == "failed" else state, health,
-                       last_test["state"] if last_test else None, record.reason),
+                       last_test["state"] if last_test else None, record.reason, words),
         "last_test": last_test,
         "webhook_url": record.webhook_url,
         "pending_deadline": iso(record.pending_deadline_ms) if state == "pending" else None,

@@ -80,7 +80,7 @@ class NewConnection(RequestModel):
         None, description="The signing secret from the provider's dashboard; generated when absent")
     settings: dict[str, Any] | None = Field(None, description="Provider settings (see GET /v1/providers)")
     expected_interval_s: Annotated[int, Field(ge=1, le=YEAR_S)] | None = Field(
-        None, description="Silence longer than this shows as health=silent")
+        None, description="Silence longer than this shows as health=silent (besides the learned rhythm)")
 
 
 class Reconnect(RequestModel):
@@ -184,6 +184,27 @@ class ConnectionTest(LastTest):
     instructions: str
 
 
+class Silence(ResponseModel):
+    """Why a silent connection is silent (null unless display is silent)."""
+
+    cause: Literal["expected_interval", "learned_rhythm"] = Field(
+        description="The limit it passed: its expected_interval_s, or the one its rhythm taught (the shorter)")
+    since: Timestamp = Field(description="When it turned silent: the last verified event plus the limit")
+    quiet_for_s: int = Field(ge=0, description="Seconds since the last verified event")
+    limit_s: int = Field(ge=0, description="The gap after which it counts as silent")
+    message: str = Field(description="The silence in plain words")
+
+
+class Rhythm(ResponseModel):
+    """How the connection's verified events are usually spaced, learnt from them (null before two)."""
+
+    gaps_learned: int = Field(ge=1, description="Gaps between verified events learnt from")
+    usual_gap_s: float = Field(description="Their weighted mean")
+    spread_s: float = Field(description="Their weighted standard deviation")
+    silent_after_s: int | None = Field(
+        description="The gap after which the rhythm says silent; null until enough events were seen")
+
+
 class Connection(ResponseModel):
     """A connection's status. Never carries the secret."""
 
@@ -195,6 +216,8 @@ class Connection(ResponseModel):
     reason_message: str | None
     health: HealthState | None = Field(description="For a connected connection: ok, failing or silent")
     display: Display = Field(description="One word a UI can style without logic")
+    silence: Silence | None
+    rhythm: Rhythm | None
     cta: Cta
     last_test: LastTest | None
     webhook_url: str

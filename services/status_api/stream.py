@@ -127,8 +127,8 @@ def _time_boundary(record: ConnectionRecord, now: int) -> int | None:
     at = None
     if record.state == "pending":
         at = record.pending_deadline_ms
-    elif record.state == "connected" and record.expected_interval_s and record.last_event_at_ms:
-        at = record.last_event_at_ms + record.expected_interval_s * 1000 + 1
+    elif record.state == "connected" and record.quiet_limit_ms and record.last_event_at_ms:
+        at = record.last_event_at_ms + record.quiet_limit_ms + 1
     return at if at is not None and at > now else None
 
 

@@ -56,7 +56,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     async with redis_client(settings.redis_url) as client:
         store = Store(client, settings.redis_prefix, settings.sealer(),
                       wait_replicas=await wait_replicas(settings, client),
-                      wait_timeout_ms=settings.redis_wait_timeout_ms)
+                      wait_timeout_ms=settings.redis_wait_timeout_ms, rhythm=settings.rhythm())
         warn_if_development_key(settings.uses_dev_secrets_key)
         verifier = Verifier(store, retry_max_s=settings.store_retry_max_s,
                             log_each_delivery=settings.log_each_delivery)

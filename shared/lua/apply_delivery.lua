@@ -7,20 +7,56 @@
 --       12 deliveries kept, 13 has fingerprint ('1'/'0'), 14 checked at ms (the receiver verified or
 --       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id,
 --       17 a held delivery verified after a fix ('1'/'0')
+--       18..22 the learned rhythm: events before it may say silent, smoothing weight (0..1), stddevs k,
+--       times the mean, floor ms (docs/ARCHITECTURE.md, "Silence")
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length, silent at ms};
 -- status: applied | duplicate | missing | ignored. "silent at": when a connected connection with an
--- expected interval turns silent unless another verified event arrives (0: not applicable); returned
--- for verified and duplicate deliveries, so the caller can index it for the notifier's silence sweep.
+-- expected interval or a learned rhythm turns silent unless another verified event arrives (0: not
+-- applicable); returned for verified and duplicate deliveries, so the caller can index it for the
+-- notifier's silence sweep.
 local conn, list, seen_d, seen_e, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local outcome, reason, message, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
+-- The gap (ms) after which a connected connection is silent: the shorter of its expected interval and
+-- its learned limit (mark_silent.lua has the same rule); 0: neither.
+local function quiet_limit(expected_s, learned_ms)
+  local expected, learned = (tonumber(expected_s or '0') or 0) * 1000, tonumber(learned_ms or '0') or 0
+  if expected > 0 and learned > 0 then return math.min(expected, learned) end
+  return math.max(expected, learned)
+end
+
 local function silent_at()
-  local h = redis.call('HMGET', conn, 'state', 'last_event_at', 'expected_interval_s')
-  local expected, last_event = tonumber(h[3] or '0') or 0, tonumber(h[2] or '0') or 0
-  if h[1] ~= 'connected' or expected <= 0 or last_event <= 0 then return 0 end
-  return last_event + expected * 1000
+  local h = redis.call('HMGET', conn, 'state', 'last_event_at', 'expected_interval_s', 'quiet_after_ms')
+  local limit, last_event = quiet_limit(h[3], h[4]), tonumber(h[2] or '0') or 0
+  if h[1] ~= 'connected' or limit <= 0 or last_event <= 0 then return 0 end
+  return last_event + limit
+end
+
+-- Learn the connection's rhythm from the gap before this verified event: an exponentially weighted
+-- mean and variance (constant work and memory; the weight is 1/n until it falls to the set one, so the
+-- first gaps are plainly averaged), and from them the gap beyond which it counts as silent, once it has
+-- seen enough events. A gap longer than that limit is learnt as the limit: a silence does not teach the
+-- connection that silences are usual.
+local function learn(last_event, now)
+  if last_event <= 0 or now <= last_event then return end
+  local h = redis.call('HMGET', conn, 'gap_count', 'gap_mean_ms', 'gap_var_ms2', 'quiet_after_ms')
+  local n = (tonumber(h[1] or '0') or 0) + 1
+  local mean, var = tonumber(h[2] or '0') or 0, tonumber(h[3] or '0') or 0
+  local gap, known_limit = now - last_event, tonumber(h[4] or '0') or 0
+  if known_limit > 0 and gap > known_limit then gap = known_limit end
+  local weight = math.max(1 / n, tonumber(ARGV[19]))
+  local diff = gap - mean
+  mean = mean + weight * diff
+  var = (1 - weight) * (var + weight * diff * diff)
+  local limit = 0
+  if n + 1 >= tonumber(ARGV[18]) then
+    limit = math.floor(math.max(mean + tonumber(ARGV[20]) * math.sqrt(var), tonumber(ARGV[21]) * mean,
+      tonumber(ARGV[22])))
+  end
+  redis.call('HSET', conn, 'gap_count', n, 'gap_mean_ms', string.format('%.3f', mean),
+    'gap_var_ms2', string.format('%.3f', var), 'quiet_after_ms', string.format('%d', limit))
 end
 
 if redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0, 0} end
@@ -36,12 +72,13 @@ local events = {}
 local failing, silent = false, false
 local failing_after = tonumber(ARGV[11]) or 1
 if state == 'connected' then
-  local h = redis.call('HMGET', conn, 'rejected_since_event', 'last_event_at', 'expected_interval_s')
+  local h = redis.call('HMGET', conn, 'rejected_since_event', 'last_event_at', 'expected_interval_s',
+    'quiet_after_ms')
   local last_event = tonumber(h[2] or '0') or 0
   -- Failing: sustained rejection without verified traffic (so one forgery per real event never shows it).
   failing = (tonumber(h[1] or '0') or 0) >= failing_after
-  local expected = tonumber(h[3] or '0') or 0
-  silent = expected > 0 and last_event > 0 and tonumber(at) - last_event > expected * 1000
+  local limit = quiet_limit(h[3], h[4])
+  silent = limit > 0 and last_event > 0 and tonumber(at) - last_event > limit
 end
 -- A test window counts what arrives after it opened (what was seen decides why it fails at expiry).
 local test = redis.call('HMGET', conn, 'test_state', 'test_started_at', 'test_id', 'test_hops')
@@ -56,7 +93,11 @@ if outcome == 'verified' then
   if ARGV[8] == '1' then redis.call('SET', seen_e, '1', 'EX', ARGV[6]) end
   if ARGV[13] == '1' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[6]) end
   redis.call('HINCRBY', conn, 'events_received', 1)
-  redis.call('HSET', conn, 'last_event_at', at, 'last_verified_slot', ARGV[9], 'rejected_since_event', 0)
+  local last_event = tonumber(redis.call('HGET', conn, 'last_event_at') or '0') or 0
+  learn(last_event, tonumber(at))
+  -- The latest verified event's time: never moved back by one applied out of order.
+  if tonumber(at) > last_event then redis.call('HSET', conn, 'last_event_at', at) end
+  redis.call('HSET', conn, 'last_verified_slot', ARGV[9], 'rejected_since_event', 0)
   if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
   if test_open then  -- an open test window passes with the first verified event or handshake
     local passed = 'test_event_verified'
