@@ -5,6 +5,8 @@ plain words when the test fails."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +23,11 @@ from tests.system import TOKEN, System
 EVENT = orjson.dumps({"type": "ping"})
 GUARD_S = 20  # against hanging only
 ORDER = ("received", "verified", "queued", "consumed", "stored", "pushed")
+
+
+def _stranger_secret() -> str:
+    """A well-formed signing secret no connection has."""
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
 
 
 async def _post(system: System, conn: dict[str, Any], secret: str | None = None) -> int:
@@ -102,7 +109,7 @@ async def test_with_the_verifier_stopped_the_test_shows_it_was_queued_but_not_co
 
 async def test_a_failed_test_says_it_reached_the_receiver_and_was_rejected(system: System) -> None:
     conn = await system.create()
-    wrong = (await system.create())["secret"]
+    wrong = _stranger_secret()
     status, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests", json={"timeout_s": 2})
     assert status == 201
     assert await _post(system, conn, secret=wrong) == 401
@@ -128,7 +135,7 @@ async def test_a_failed_test_says_nothing_reached_the_receiver(system: System) -
 
 async def test_the_window_follows_the_verified_delivery_after_a_rejected_one(system: System) -> None:
     conn = await system.create()
-    wrong = (await system.create())["secret"]
+    wrong = _stranger_secret()
     _, first = await system.api("POST", f"/v1/connections/{conn['id']}/tests")
     assert await _post(system, conn, secret=wrong) == 401
     rejected = await _hops(system, conn["id"], "pushed")
