@@ -266,3 +266,29 @@ async def test_the_python_client_lists_and_reverifies(system: System) -> None:
         await client.reconnect(conn["id"], secret=provider_secret)
         await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
         assert await client.held(conn["id"]) == []
+
+
+async def test_held_requests_expire(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    import asyncio
+
+    async with start_system(amqp_url, redis_url, prefix, receiver={"held_max_age_s": 1},
+                            status_api={"held_max_age_s": 1}) as system:
+        conn = await system.create()
+        provider_secret = new_secret()
+        expired_before = await _dropped(system, "expired")
+        assert await send(system, conn, provider_secret, event(), "msg_old") == 401
+        await asyncio.sleep(1.2)
+        assert await held(system, conn["id"]) == []  # past its time: not listed, not verified again
+        assert await send(system, conn, provider_secret, event(), "msg_new") == 401  # the old one goes now
+        assert [h["id"] for h in await held(system, conn["id"])] != []
+        assert await redis_client.zcard(f"{prefix}:{{{conn['id']}}}:held") == 1
+        assert await redis_client.zcard(f"{prefix}:held") == 1
+        assert await _dropped(system, "expired") - expired_before == 1
+        status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect",
+                                     json={"secret": provider_secret})
+        assert status == 200
+        await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+        recovered = [d["event_id"] for d in await deliveries(system, conn["id"]) if d.get("recovered")]
+        assert recovered == ["msg_new"]
