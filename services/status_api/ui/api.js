@@ -78,6 +78,14 @@ export class StatusApi {
       .then((data) => data.deliveries);
   }
 
+  held(connectionId) {
+    return this.call('GET', `/v1/connections/${encodeURIComponent(connectionId)}/held`).then((data) => data.held);
+  }
+
+  reverify(connectionId) {
+    return this.call('POST', `/v1/connections/${encodeURIComponent(connectionId)}/reverify`);
+  }
+
   startTest(connectionId) {
     return this.call('POST', `/v1/connections/${encodeURIComponent(connectionId)}/tests`, { body: {} });
   }

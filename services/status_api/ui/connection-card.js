@@ -2,7 +2,7 @@
 // position survive every live update.
 
 import {
-  DISPLAYS, TESTS, ago, clockTime, detailOf, displayOf, fullTime, h, icon, summaryOf, timeEl,
+  DISPLAYS, TESTS, ago, clockTime, detailOf, displayOf, fullTime, h, icon, plural, summaryOf, timeEl,
 } from './view.js';
 
 const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect', Connect: 'connect' };
@@ -60,6 +60,19 @@ export class ConnectionCard {
     this.noteEl = h('p', { class: 'note', hidden: true });
     this.testEl = h('div', { class: 'test', role: 'group', 'aria-label': `Test event for ${title}`, hidden: true });
     this.deliveriesEl = h('ol', { class: 'deliveries' });
+    // Rejected deliveries the receiver holds: a fix (reconnect with the right secret) or "Re-verify"
+    // checks them again, so the provider need not send them again. Never their content.
+    this.otherEl = h('p', { class: 'other-connection', hidden: true });
+    this.heldListEl = h('ul', { class: 'held-list' });
+    this.reverifyButton = h('button', { type: 'button', class: 'cta tertiary', 'data-action': 'reverify' },
+      'Re-verify');
+    this.reverifyButton.addEventListener('click', () => this.press(this.reverifyButton));
+    this.heldEl = h('section', { class: 'held', 'aria-label': `Held deliveries for ${title}`, hidden: true },
+      h('h4', {}, 'Held deliveries'),
+      h('p', { class: 'held-why' }, 'Rejected deliveries are kept for a while. Once the signing secret is '
+        + 'fixed (reconnect with it), they are checked again, and those that verify count, without the '
+        + 'provider sending them again. Re-verify checks them now.'),
+      this.heldListEl, this.reverifyButton);
     this.el = h('article', { class: 'card', 'data-connection-id': id, 'aria-labelledby': titleId, part: 'card' },
       h('div', { class: 'head' }, this.titleEl, this.badgeEl),
       this.summaryEl, this.detailEl, this.deadlineEl,
@@ -68,9 +81,10 @@ export class ConnectionCard {
         h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
         h('div', {}, h('dt', {}, 'Events received'), this.countEl)),
       h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton, this.extraButton),
-      this.noteEl, this.testEl,
+      this.noteEl, this.testEl, this.otherEl,
       h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
-        h('h4', {}, 'Recent deliveries'), this.deliveriesEl));
+        h('h4', {}, 'Recent deliveries'), this.deliveriesEl),
+      this.heldEl);
     this.deliveriesEl.replaceChildren(h('li', { class: 'empty' }, 'Loading…'));
   }
 
@@ -201,6 +215,22 @@ export class ConnectionCard {
       return;
     }
     this.deliveriesEl.replaceChildren(...shown.map(deliveryItem));
+  }
+
+  /** The held deliveries (when, why, how large; never their content), with the Re-verify button. */
+  setHeld(items) {
+    this.heldEl.hidden = !items.length;
+    this.heldListEl.replaceChildren(...items.map((held) => h('li', { class: 'held-item' },
+      h('span', { class: 'why' }, `Rejected: ${held.reason.replaceAll('_', ' ')}`),
+      held.received_at ? h('time', { datetime: held.received_at, title: fullTime(held.received_at),
+        'data-relative': '' }, ago(held.received_at)) : null,
+      h('span', { class: 'size' }, plural(held.size, 'byte')))));
+  }
+
+  /** Says so when the latest deliveries are signed with another connection's secret (``text``). */
+  setOtherConnection(text) {
+    this.otherEl.hidden = !text;
+    this.otherEl.textContent = text || '';
   }
 
   /** Keep relative times and countdowns current. */

@@ -277,11 +277,26 @@ class IntegrationStatus extends HTMLElement {
     card.stale = false;
     card.lastRead = Date.now();
     try {
-      card.setDeliveries(await this.api.deliveries(card.id));
+      const [items, held] = await Promise.all([
+        this.api.deliveries(card.id), this.api.held(card.id).catch(() => [])]);
+      card.setDeliveries(items);
+      card.setHeld(held);
+      card.setOtherConnection(this.otherConnectionWords(card, items[0]));
     } catch (error) {
       card.stale = true;
       if (error.isAuth) this.onError(error);
     }
+  }
+
+  /** When the latest delivery was signed with another connection's secret: which, in words. */
+  otherConnectionWords(card, latest) {
+    if (!latest || latest.outcome !== 'rejected' || !latest.other_connection_id) return null;
+    const title = card.titleEl.textContent;
+    const other = this.cards.get(latest.other_connection_id);
+    const which = other ? ` (its webhook URL is ${other.view.webhook_url})` : '';
+    return `Deliveries here are signed with the secret of your other ${title} connection${which}: the URL `
+      + `of one connection is pasted in the other’s settings in ${title}. Paste each connection’s own `
+      + 'webhook URL there.';
   }
 
   onSeen(entries) {
@@ -322,6 +337,7 @@ class IntegrationStatus extends HTMLElement {
       if (action === 'send_test') await this.sendTest(card);
       else if (action === 'reconnect') await this.reconnect(card);
       else if (action === 'connect') this.connect(card);
+      else if (action === 'reverify') await this.reverify(card);
     } catch (error) {
       if (error.isAuth) return this.onError(error);
       card.note(error.message);
@@ -338,6 +354,17 @@ class IntegrationStatus extends HTMLElement {
   async reconnect(card) {
     if (!this.emit('reconnect', { connection: card.view }, true)) return;
     this.upsert(await this.api.reconnect(card.id));
+  }
+
+  /** Check the held deliveries again now; those that verify count (the stream shows the change). */
+  async reverify(card) {
+    const result = await this.api.reverify(card.id);
+    const text = result.checked === 0 ? 'No held deliveries to check.'
+      : `${result.recovered} of ${result.checked} held ${result.checked === 1 ? 'delivery' : 'deliveries'} verified now`
+        + (result.still_rejected ? `; ${result.still_rejected} still do not.` : '.');
+    card.note(text);
+    this.announce(`${card.titleEl.textContent}: ${text}`);
+    this.refreshDeliveries(card);
   }
 
   connect(card) {
