@@ -264,6 +264,13 @@ async def reverify(held: HeldStore, cid: str, publish: Publish, now: int) -> Rev
         except VerificationError:
             metrics.REVERIFIED.labels("still_rejected").inc()
             continue
+        except Exception as exc:  # noqa: BLE001 - one request an adapter cannot read must not stop the others
+            # The error's type only: its text could quote the held body.
+            log.warning("a held delivery could not be verified again", extra={
+                "connection_id": cid, "delivery_id": request.id, "provider": stored.provider,
+                "error": type(exc).__name__})
+            metrics.REVERIFIED.labels("still_rejected").inc()
+            continue
         if verified.handshake or verified.reachable_only or verified.learnt_secret is not None:
             continue
         await publish(DeliveryMessage(

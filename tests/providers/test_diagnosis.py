@@ -132,3 +132,26 @@ def test_diagnosis_is_only_reached_for_failures_and_never_raises_something_else(
             verify_with_rotation(provider, request, (STRIPE_LIKE, None), {}, time.time())
         except VerificationError as exc:
             assert exc.code and exc.message
+
+
+def test_other_connection_names_the_sibling_whose_secret_signed_it() -> None:
+    from shared.providers.diagnosis import MAX_BODY_BYTES, OTHER_CONNECTION, Sibling, other_connection
+
+    stripe_provider = PROVIDERS["stripe"]
+    mine, theirs = "whsec_" + uuid.uuid4().hex, "whsec_" + uuid.uuid4().hex
+
+    def request(secret: str, skew_s: int = 0, body: bytes = EVENT) -> InboundRequest:
+        header = stripe.WebhookSignature.generate_signature_header(body.decode(), secret, int(time.time()) + skew_s)
+        return InboundRequest("POST", "https://hooks.example/h", {"Stripe-Signature": header}, {}, body)
+
+    siblings = [Sibling("a" * 32, "whsec_" + uuid.uuid4().hex), Sibling("b" * 32, theirs)]
+    found = other_connection(stripe_provider, request(theirs), siblings, time.time())
+    assert found is not None and found.code == OTHER_CONNECTION
+    assert found.detail == {"connection_id": "b" * 32} and "b" * 32 in found.message
+    assert theirs not in found.message
+    # Signed by the sibling an hour ago: the signature matched, so it is still the sibling's secret.
+    assert other_connection(stripe_provider, request(theirs, skew_s=-3600), siblings, time.time()) is not None
+    assert other_connection(stripe_provider, request(mine), siblings, time.time()) is None
+    assert other_connection(stripe_provider, request(theirs), [], time.time()) is None
+    big = orjson.dumps({"id": "evt_big", "pad": "x" * MAX_BODY_BYTES})
+    assert other_connection(stripe_provider, request(theirs, body=big), siblings, time.time()) is None
