@@ -9,6 +9,10 @@ const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect'
 const ACTION_WORDS = { reconnect: 'Reconnect', send_test: 'Send test event', connect: 'Connect' };
 const STATE_LABELS = new Set(['Connected', 'Waiting for first event…', 'Testing…']);
 const DELIVERIES_SHOWN = 5;
+const HOP_LABELS = {
+  received: 'Received', verified: 'Verified', rejected: 'Rejected', queued: 'Queued',
+  consumed: 'Consumed', stored: 'Stored', pushed: 'Pushed to live pages',
+};
 
 /**
  * Whether the cta's label names the state ("Connected", "Testing…") rather than an action. Such a
@@ -200,6 +204,7 @@ export class ConnectionCard {
     } else {
       lines.push(h('p', {}, test.reason_message || 'No verified event arrived before the test window closed.'));
     }
+    if (test.hops) lines.push(hopList(test.hops), h('p', { class: 'hops-message' }, test.hops.message || ''));
     this.testEl.replaceChildren(...lines);
   }
 
@@ -246,6 +251,18 @@ export class ConnectionCard {
     const until = window_ && window_.dataset.until;
     if (until) window_.textContent = `The test window closes at ${clockTime(until)} (${ago(until, now)}).`;
   }
+}
+
+/** The test event's way through the system, a hop per line, checked as each is reached (live). */
+function hopList(hops) {
+  const names = ['received', hops.rejected ? 'rejected' : 'verified', 'queued', 'consumed', 'stored', 'pushed'];
+  return h('ol', { class: 'hops', 'aria-label': 'How far the test event got' }, ...names.map((name) => {
+    const at = hops[name];
+    return h('li', { class: 'hop', 'data-hop': name, 'data-reached': at ? 'true' : 'false' },
+      icon(!at ? 'dot' : name === 'rejected' ? 'cross' : 'check'),
+      h('span', { class: 'hop-name' }, HOP_LABELS[name]),
+      at ? h('time', { datetime: at, title: fullTime(at) }, clockTime(at)) : h('span', { class: 'hop-when' }, 'not yet'));
+  }));
 }
 
 function deliveryItem(d) {

@@ -109,7 +109,9 @@ export function summaryOf(view, display) {
       return 'Connected, but the latest deliveries were rejected: '
         + ((view.last_error && view.last_error.message) || 'see the recent deliveries for why.');
     case 'silent':
-      return 'Connected, but no event has arrived for longer than expected. Check that the provider still sends.';
+      // The API says why: the expected interval, or the rhythm the connection learnt, passed.
+      return (view.silence && view.silence.message)
+        || 'Connected, but no event has arrived for longer than expected. Check that the provider still sends.';
     case 'failed':
       // Past its deadline but not yet swept: the stored reason still says "waiting"; the cta's hint
       // already says what failing means.
