@@ -292,3 +292,25 @@ async def test_held_requests_expire(
         await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
         recovered = [d["event_id"] for d in await deliveries(system, conn["id"]) if d.get("recovered")]
         assert recovered == ["msg_new"]
+
+
+async def test_a_settings_fix_verifies_the_held_request_too(system: System) -> None:
+    import hashlib
+    import hmac
+
+    secret = "s3cret-" + uuid.uuid4().hex
+    conn = await system.create("generic-hmac", secret=secret, settings={"header": "X-Signature"})
+    body = orjson.dumps({"id": "evt_settings", "type": "order.created"})
+    # The sender signs as documented (hex HMAC-SHA256 of the body) but in a header of its own name.
+    headers = {"X-Hub-Sig": hmac.new(secret.encode(), body, hashlib.sha256).hexdigest(),
+               "content-type": "application/json"}
+    status, reply = await system.post_hook(conn["webhook_url"], body, headers)
+    assert status == 401 and reply["error"]["code"] == "missing_header"
+    [entry] = await held(system, conn["id"])
+    assert entry["reason"] == "missing_header"
+    status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect",
+                                 json={"settings": {"header": "X-Hub-Sig"}})
+    assert status == 200
+    view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    assert view["events_received"] == 1
+    assert await held(system, conn["id"]) == []
