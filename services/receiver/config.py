@@ -37,7 +37,7 @@ class Settings(CommonSettings):
     # yet (waiting for the broker's confirm, mostly), or while its oldest unconfirmed publish has waited
     # this long. 0 turns a bound off.
     shed_in_flight: int = 256
-    shed_confirm_wait_s: float = 0.5
+    shed_confirm_wait_s: float = 1.0
 
     # Rejected requests held (sealed) to verify again after a fix: per connection this many and bytes,
     # in total these bytes, each at most this long; the oldest go first (shared/held.py).
