@@ -105,13 +105,14 @@ class Verifier:
 
     async def _with_store_retry(self, op: Callable[[], Awaitable[T]]) -> T | None:
         """Run ``op``; while Redis is away, hold on and retry with backoff. ``None`` when stopping."""
-        retry = Backoff(min(0.05, self.retry_max_s), self.retry_max_s)
+        retry = None  # made on the first failure only: a Backoff seeds its own random generator
         while True:
             try:
                 return await op()
             except StoreUnavailable:
                 if self.stopping.is_set():
                     return None
+                retry = retry or Backoff(min(0.05, self.retry_max_s), self.retry_max_s)
                 delay = retry.next_s()
                 log.warning("redis unavailable; holding the delivery", extra={"retry_in_s": round(delay, 3)})
                 await sleep_unless(self.stopping, delay)
