@@ -7,8 +7,10 @@ body, and returns a more precise ``VerificationError`` when one explains the fai
 - ``previous_secret``   the request verifies with a secret replaced by a reconnect whose window ended;
 - ``secret_format``     it verifies with the stored secret in another format (``whsec_`` added or
                         removed, a ``v1,`` prefix removed, hex <-> base64, quotes or spaces removed);
-- ``wrong_provider``    it verifies under another registered provider's scheme with the same secret,
-                        or carries another provider's signature headers and none of this one's.
+- ``wrong_provider``    it verifies under another registered provider's scheme with the same secret
+                        (every provider whose headers the request carries is tried, and all that
+                        verify are named: some sign exactly alike), or carries another provider's
+                        signature headers and none of this one's.
 
 Otherwise the original error stands. Cost: at most ``1 + len(variants) + len(PROVIDERS)`` checks, and
 only headers are looked at for bodies over ``MAX_BODY_BYTES`` (a flood of junk stays cheap).
@@ -26,6 +28,7 @@ import binascii
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from shared.errors import VerificationError
@@ -39,6 +42,7 @@ SECRET_FORMAT = "secret_format"
 WRONG_PROVIDER = "wrong_provider"
 OTHER_CONNECTION = "secret_of_other_connection"
 MAX_BODY_BYTES = 256 * 1024
+MAX_ALIKE = 12  # other providers named when several verify a request alike
 # Codes that mean "not this provider's request, or not readable as one".
 _SHAPE_CODES = frozenset({core.MISSING_HEADER, core.MALFORMED_SIGNATURE, core.MALFORMED_TIMESTAMP})
 # Adapters of one scheme under different names: never "wrong" for each other.
@@ -178,24 +182,68 @@ def other_provider(
     by_headers: bool = True,
 ) -> VerificationError | None:
     """Another registered provider this request verifies under, or (``by_headers``) looks like."""
-    candidates = _lookalikes(provider, request, registered)
+    others = tuple(registered)
+    candidates = _lookalikes(provider, request, others)
     if verify and secret:
-        for other, _ in candidates:
-            if _verifies(other, request, secret, {}, now):
-                return _wrong(provider, other, verified=True)
+        signers = [other for other in _signers(provider, request, others, candidates)
+                   if _verifies(other, request, secret, {}, now)]
+        if signers:
+            return _wrong(provider, signers[0], verified=True, alike=signers[1:])
     if by_headers and candidates:
         other, present = candidates[0]
         return _wrong(provider, other, verified=False, present=present)
     return None
 
 
-def _lookalikes(provider: Provider, request: InboundRequest, registered: Iterable[Provider]
+def _signers(provider: Provider, request: InboundRequest, registered: tuple[Provider, ...],
+             lookalikes: list[tuple[Provider, list[str]]]) -> list[Provider]:
+    """The providers a check with this connection's secret may find, best first: the lookalikes, then
+    every other provider that reads one of the request's headers, or none (a scheme under generic
+    names, ``Authorization`` or ``X-Signature``, or in the body, shows itself only by verifying)."""
+    family = _family(provider)
+    ordered = [other for other, _ in lookalikes]
+    seen = {other.name for other in ordered} | {provider.name}
+    for other in (*_readers(request, registered), *_index(registered).headerless):
+        if other.name in seen or _family(other) == family or request.method not in other.methods:
+            continue
+        seen.add(other.name)
+        ordered.append(other)
+    return ordered
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    by_header: Mapping[str, tuple[Provider, ...]]  # lower-case header name -> the providers reading it
+    headerless: tuple[Provider, ...]  # providers that read no header (a body or query signature)
+    position: Mapping[str, int]  # registry order
+
+
+@lru_cache(maxsize=8)
+def _index(registered: tuple[Provider, ...]) -> _Index:
+    by_header: dict[str, list[Provider]] = {}
+    for provider in registered:
+        for name in provider.info.headers:
+            by_header.setdefault(name.lower(), []).append(provider)
+    return _Index({name: tuple(found) for name, found in by_header.items()},
+                  tuple(p for p in registered if not p.info.headers),
+                  {p.name: i for i, p in enumerate(registered)})
+
+
+def _readers(request: InboundRequest, registered: tuple[Provider, ...]) -> list[Provider]:
+    """The providers that read one of the request's headers, in registry order: looking up the few
+    headers a request has is cheaper than going through every provider."""
+    index = _index(registered)
+    found = {p.name: p for name in request.headers for p in index.by_header.get(name.lower(), ())}
+    return sorted(found.values(), key=lambda p: index.position[p.name])
+
+
+def _lookalikes(provider: Provider, request: InboundRequest, registered: tuple[Provider, ...]
                 ) -> list[tuple[Provider, list[str]]]:
     """Other providers whose headers (and not this provider's) the request carries, best match first."""
     own = {h.lower() for h in provider.info.headers}
     family = _family(provider)
     found: list[tuple[Provider, list[str]]] = []
-    for other in registered:
+    for other in _readers(request, registered):  # a lookalike's telling headers are among those it reads
         if other.name == provider.name or _family(other) == family:
             continue
         if request.method not in other.methods:
@@ -214,11 +262,16 @@ def _family(provider: Provider) -> str:
     return getattr(provider, "scheme_family", None) or _FAMILIES.get(provider.name, provider.name)
 
 
-def _wrong(provider: Provider, other: Provider, *, verified: bool, present: list[str] | None = None
-           ) -> VerificationError:
+def _wrong(provider: Provider, other: Provider, *, verified: bool, present: list[str] | None = None,
+           alike: list[Provider] | None = None) -> VerificationError:
     mine, theirs = provider.info.title, other.info.title
     if verified:
-        what = f"This is a {theirs} signature (it verifies with this connection's secret)"
+        same = ""
+        if alike:  # several senders sign exactly alike: the request cannot tell which of them it is
+            titles = [p.info.title for p in alike[:MAX_ALIKE]]
+            more = f" and {len(alike) - MAX_ALIKE} more" if len(alike) > MAX_ALIKE else ""
+            same = f"; {', '.join(titles)}{more} sign the same way"
+        what = f"This is a {theirs} signature (it verifies with this connection's secret{same})"
     else:
         what = f"This request carries {theirs}'s headers ({', '.join(present or [])})"
     return VerificationError(

@@ -22,7 +22,6 @@ import base64
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,8 @@ import pytest
 
 from shared.providers.catalog import load
 from tests.providers.catalog_signer import Request, Signer
-from tests.providers.flow import accepted, connection, hmac_sha, rejected
+from tests.providers.code_signer import CodeSigner
+from tests.providers.flow import accepted, connection, rejected
 from tests.system import System
 
 ENTRIES = {e.id: e for e in load("").entries}
@@ -175,50 +175,6 @@ def node_accepts(package: str) -> Callable[[Request, str, str], bool]:
     return accepts
 
 
-# -- building requests for adapters written in code (catalog presets use catalog_signer) -----------
-
-
-@dataclass
-class CodeSigner:
-    """Signs the way one adapter's provider documents it; the same knobs as ``catalog_signer.Signer``."""
-
-    provider: str
-    url: str = "http://127.0.0.1/hooks/x"
-    conn_secret: str = field(default_factory=lambda: "sk_" + uuid.uuid4().hex)
-
-    def with_url(self, url: str) -> CodeSigner:
-        self.url = url
-        return self
-
-    def request(self, body: dict[str, Any] | None = None, *, skew_s: float = 0,
-                signed_with: CodeSigner | None = None, headers: dict[str, str] | None = None,
-                stamped: bool = True) -> Request:
-        data = dict(body or {"id": f"evt_{uuid.uuid4().hex[:12]}", "type": "catalog.test"})
-        key = (signed_with or self).conn_secret
-        if self.provider == "linear" and stamped:
-            data["webhookTimestamp"] = int((time.time() + skew_s) * 1000)
-        raw = orjson.dumps(data)
-        mac = hmac_sha(key, (self.url.encode() + raw) if self.provider == "square" else raw)
-        out: dict[str, str] = {"Content-Type": "application/json"}
-        if self.provider == "github":
-            out |= {"X-Hub-Signature-256": "sha256=" + mac.hex(), "X-GitHub-Event": "push",
-                    "X-GitHub-Delivery": str(uuid.uuid4())}
-        elif self.provider == "shopify":
-            out |= {"X-Shopify-Hmac-Sha256": base64.b64encode(mac).decode(), "X-Shopify-Topic": "orders/create",
-                    "X-Shopify-Shop-Domain": "hookstatus-test.myshopify.com", "X-Shopify-API-Version": "2024-10",
-                    "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Event-Id": str(uuid.uuid4())}
-        elif self.provider == "square":
-            out["x-square-hmacsha256-signature"] = base64.b64encode(mac).decode()
-        elif self.provider == "linear":
-            out |= {"Linear-Signature": mac.hex(), "Linear-Delivery": str(uuid.uuid4()), "Linear-Event": "Issue"}
-        out.update(headers or {})
-        return Request(raw, out)
-
-
-SIGNATURE_HEADERS = {"github": "X-Hub-Signature-256", "shopify": "X-Shopify-Hmac-Sha256",
-                     "square": "x-square-hmacsha256-signature", "linear": "Linear-Signature"}
-
-
 # -- the table --------------------------------------------------------------------------------------
 
 
@@ -294,7 +250,7 @@ def other_signer(provider: str, signer: Signer | CodeSigner) -> Signer | CodeSig
 
 def signature_header(provider: str, signer: Signer | CodeSigner) -> str:
     if isinstance(signer, CodeSigner):
-        return SIGNATURE_HEADERS[provider]
+        return signer.signature_header
     return signer.signature_location().name
 
 
