@@ -36,6 +36,9 @@ def _json(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[str]:
 
 
 LAST_ERROR = st.fixed_dictionaries({"code": REASONS, "message": st.text(min_size=1, max_size=40), "at": MS})
+HOPS = st.fixed_dictionaries({"delivery_id": HEX_ID, "outcome": st.sampled_from(["verified", "rejected", "reachable"])},
+                             optional={"reason": REASONS, **{name: MS for name in ("received", "checked", "queued",
+                                                                                  "consumed", "stored", "pushed")}})
 TEST = st.fixed_dictionaries({
     "test_id": HEX_ID,
     "test_state": st.sampled_from(["waiting", "passed", "failed"]),
@@ -45,6 +48,7 @@ TEST = st.fixed_dictionaries({
     "test_reason": st.sampled_from(sorted(TEST_REASON_WORDS)),
     "test_seen": _json(COUNTS),
     "test_finished_at": MS.map(str),
+    "test_hops": _json(st.one_of(st.just({}), HOPS)),
 })
 
 
@@ -77,6 +81,11 @@ def stored_connections(draw: st.DrawFn) -> dict[str, str]:
         "prev_secret": st.just("whsec_b2xk"),
         "prev_secret_until": MS,
         "prev_secret_used_at": MS,
+        # The learned rhythm (apply_delivery.lua).
+        "gap_count": st.integers(min_value=0, max_value=10**6),
+        "gap_mean_ms": st.floats(min_value=0, max_value=7 * 24 * 3600_000.0).map(lambda x: f"{x:.3f}"),
+        "gap_var_ms2": st.floats(min_value=0, max_value=1e14).map(lambda x: f"{x:.3f}"),
+        "quiet_after_ms": st.integers(min_value=0, max_value=30 * 24 * 3600_000),
     })))
     if draw(st.booleans()):
         raw["last_error"] = draw(_json(LAST_ERROR))
@@ -110,6 +119,8 @@ HOUR_AGO = str(NOW_MS - 3600 * 1000)
     ({"state": "connected", "last_event_at": HOUR_AGO}, "connected"),
     ({"state": "connected", "last_event_at": HOUR_AGO, "rejected_since_event": "3"}, "failing"),
     ({"state": "connected", "last_event_at": HOUR_AGO, "expected_interval_s": "60"}, "silent"),
+    ({"state": "connected", "last_event_at": HOUR_AGO, "gap_count": "40", "gap_mean_ms": "240000.000",
+      "quiet_after_ms": "1920000"}, "silent"),  # by its learned rhythm
     ({"state": "disconnected", "reason": "disconnected_by_user"}, "disconnected"),
 ])
 def test_each_badge_conforms(fields: dict[str, str], display: str) -> None:
