@@ -10,7 +10,7 @@ NODE_SDKS := tests/providers/node
 $(STAMP): pyproject.toml $(NODE_SDKS)/package-lock.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	@# The browser tests drive Debian's Chromium (Playwright's own browser download is not reachable).
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	@# promtool (the alert-rule tests) and redis-server (the local Redis Cluster tests), from Debian too.

@@ -20,6 +20,7 @@ from bench.system import System
 from shared.runner import die_with_parent
 
 Load = Callable[[str, dict[str, Any]], Awaitable[LoadResult]]
+HookKw = Callable[[list[str], str | None], dict[str, Any]]  # (bases, secret) -> the spec's targets
 
 
 class Limits:
@@ -29,9 +30,11 @@ class Limits:
         self.load = load  # runs a spec and records what was refused or lost
         self.urls: dict[str, str] = {}
         self.secret = ""
+        self.pipeline_queue = f"{self.plan.prefix}.limit.pipeline"
+        self.pipeline_counter = f"{self.plan.prefix}:limit:pipeline"
 
-    def start(self, name: str, port: int, *extra: str, workers: int = 1) -> None:
-        self.system.procs.start(name, [PY, "-m", "bench.limits", name, "--port", str(port), "--workers", str(workers),
+    def start(self, proc: str, name: str, port: int, *extra: str, workers: int = 1) -> None:
+        self.system.procs.start(proc, [PY, "-m", "bench.limits", name, "--port", str(port), "--workers", str(workers),
                                 "--amqp-url", self.plan.amqp_url, "--redis-url", self.plan.redis_url,
                                 "--prefix", self.plan.prefix, *extra])
 
@@ -40,30 +43,46 @@ class Limits:
         workers = self.plan.receiver_workers
         self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
         servers = {
-            "bare": ((), workers),
-            "minimal-receiver": (("--secret", self.secret, "--queue", f"{self.plan.prefix}.limit.receiver"),
-                                 workers),
-            "json-redis": ((), 1),  # like the status API: one process
+            "bare": ("bare", (), workers),
+            "minimal-receiver": ("minimal-receiver", ("--secret", self.secret, "--queue",
+                                                      f"{self.plan.prefix}.limit.receiver"), workers),
+            # The minimal pipeline: the same minimal receiver, publishing to a queue that a minimal
+            # consumer drains (one Redis write per message, then the ack).
+            "pipeline-receiver": ("minimal-receiver", ("--secret", self.secret, "--queue", self.pipeline_queue),
+                                  workers),
+            "json-redis": ("json-redis", (), 1),  # like the status API: one process
         }
-        for name, (extra, n) in servers.items():
+        for proc, (name, extra, n) in servers.items():
             port = free_port()
-            self.start(name, port, *extra, workers=n)
-            self.urls[name] = f"http://127.0.0.1:{port}"
+            self.start(proc, name, port, *extra, workers=n)
+            self.urls[proc] = f"http://127.0.0.1:{port}"
+        self.start("pipeline-consumer", "pipeline-consumer", 0, "--queue", self.pipeline_queue)
         for url in self.urls.values():
             await wait_port(int(url.rsplit(":", 1)[1]))
         await asyncio.sleep(0.5 * workers)
 
-    async def measure(self, name: str, mode: str) -> LoadResult:
-        base, ids = self.urls[name], [c.id for c in self.system.conns]
+    async def measure(self, name: str, mode: str, hook_kw: HookKw, get_kw: dict[str, Any] | None = None,
+                      **kw: Any) -> LoadResult:
+        """One load against limit server ``name``; ``hook_kw`` gives the webhooks' targets (with the
+        limit's own secret for the minimal receivers), ``get_kw`` the GETs' for ``json-redis``."""
+        base = self.urls[name]
         if name == "json-redis":
-            spec = get_spec(self.plan, mode, [f"{base}/v1/connections/{i}" for i in ids], {})
+            spec = get_spec(self.plan, mode, [], {}, **(get_kw or {}), **kw)
         else:
-            keys = [self.secret] * len(ids) if name == "minimal-receiver" else [c.secret for c in self.system.conns]
-            spec = hook_spec(self.plan, mode, [f"{base}/hooks/{i}" for i in ids], keys)
+            secret = self.secret if name in ("minimal-receiver", "pipeline-receiver") else None
+            spec = hook_spec(self.plan, mode, [], [], **hook_kw([base], secret), **kw)
         result = await self.load(f"limit {name} {mode}", spec)
         if name == "minimal-receiver":
             await self.system.purge_queue(f"{self.plan.prefix}.limit.receiver")
         return result
+
+    async def pipeline_counted(self) -> int:
+        """Messages the minimal pipeline's consumer has stored (its Redis counter)."""
+        return int(await self.system.redis.hget(self.pipeline_counter, "n") or 0)
+
+    def pipeline_cpu_groups(self) -> dict[str, list[int]]:
+        return {"receiver": self.system.tree("pipeline-receiver"), "verifier": self.system.tree("pipeline-consumer"),
+                **self.system.server_groups()}
 
     async def loop(self, name: str, queue: str, count: int) -> float:
         out = subprocess.run(
@@ -86,5 +105,5 @@ class Limits:
         return float(cells[1]), float(cells[6])
 
     def stop_all(self) -> None:
-        for name in self.urls:
+        for name in [*self.urls, "pipeline-consumer"]:
             self.system.procs.stop(name)

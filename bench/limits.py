@@ -12,6 +12,9 @@ Each is its own process (``python -m bench.limits NAME ...``):
 - ``consume-loop``: consume from a quorum queue, store each message (one HINCRBY, pipelined per burst),
   then ack (one multiple-ack per burst); prints JSON: the least a verifier that stores each delivery
   before acking must do.
+- ``pipeline-consumer``: the same consumer, running until stopped; with a ``minimal-receiver`` publishing
+  to its queue it makes the *minimal pipeline* (webhook -> HMAC -> confirmed publish -> consume -> one
+  Redis write -> ack), counted in Redis so nothing lost shows.
 
 The HTTP ones take ``--workers N`` (SO_REUSEPORT), so they can run with as many processes as ours.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import multiprocessing
@@ -183,56 +187,88 @@ async def publish_loop(args: argparse.Namespace) -> dict[str, Any]:
     return {"count": args.count, "elapsed_s": elapsed, "rate": args.count / elapsed}
 
 
-async def consume_loop(args: argparse.Namespace) -> dict[str, Any]:
-    """Drain ``count`` messages storing each before acking it, as cheaply as that can be done: the
-    messages of one burst get one pipeline of HINCRBYs, then one multiple-ack (bursts in order)."""
-    client = aioredis.Redis.from_url(args.redis_url)
-    counter = f"{args.prefix}:limit:consumed"
-    connection = await aio_pika.connect(args.amqp_url)
-    done = asyncio.Event()
-    waiting: list[aio_pika.abc.AbstractIncomingMessage] = []
-    in_order = asyncio.Lock()
-    handled = 0
-    started = 0.0
+class BurstStore:
+    """Stores each message before acking it, as cheaply as that can be done: the messages of one burst
+    (those that arrive before the event loop turns) get one pipeline of HINCRBYs on ``counter``, then
+    one multiple-ack; bursts are stored and acked in order."""
 
-    async def flush() -> None:
-        nonlocal handled
-        async with in_order:
-            batch = waiting[:]
-            waiting.clear()
+    def __init__(self, client: aioredis.Redis, counter: str) -> None:
+        self.client = client
+        self.counter = counter
+        self.waiting: list[aio_pika.abc.AbstractIncomingMessage] = []
+        self.in_order = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.handled = 0
+        self.started = 0.0
+        self.progress = asyncio.Event()
+
+    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        if not self.started:
+            self.started = time.perf_counter()
+        self.waiting.append(message)
+        if len(self.waiting) == 1:
+            task = asyncio.create_task(self.flush())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def flush(self) -> None:
+        async with self.in_order:
+            batch = self.waiting[:]
+            self.waiting.clear()
             if not batch:
                 return
-            async with client.pipeline(transaction=False) as pipe:
+            async with self.client.pipeline(transaction=False) as pipe:
                 for _ in batch:
-                    pipe.hincrby(counter, "n", 1)
+                    pipe.hincrby(self.counter, "n", 1)
                 await pipe.execute()
             await batch[-1].ack(multiple=True)
-            handled += len(batch)
-            if handled >= args.count:
-                done.set()
+            self.handled += len(batch)
+            self.progress.set()
 
+
+async def consume_loop(args: argparse.Namespace) -> dict[str, Any]:
+    """Drain ``count`` messages, storing each before acking it (``BurstStore``)."""
+    client = aioredis.Redis.from_url(args.redis_url)
+    counter = f"{args.prefix}:limit:consumed"
+    store = BurstStore(client, counter)
+    connection = await aio_pika.connect(args.amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.set_qos(prefetch_count=256)
         queue = await channel.declare_queue(args.queue, durable=True, arguments=QUEUE_ARGS)
-        tasks: set[asyncio.Task[None]] = set()
-
-        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-            nonlocal started
-            if not started:
-                started = time.perf_counter()
-            waiting.append(message)
-            if len(waiting) == 1:
-                task = asyncio.create_task(flush())
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-
-        await queue.consume(on_message)
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - started
+        await queue.consume(store.on_message)
+        deadline = time.monotonic() + 120
+        while store.handled < args.count and time.monotonic() < deadline:
+            store.progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(store.progress.wait(), 1)
+        elapsed = time.perf_counter() - store.started
     await client.delete(counter)
     await client.aclose()
-    return {"count": handled, "elapsed_s": elapsed, "rate": handled / elapsed}
+    return {"count": store.handled, "elapsed_s": elapsed, "rate": store.handled / elapsed}
+
+
+def pipeline_consumer(args: argparse.Namespace) -> None:
+    """The minimal pipeline's consumer, until SIGTERM: consumes ``args.queue`` and counts every message
+    in Redis (``PREFIX:limit:pipeline``, field ``n``) before acking it, as ``BurstStore`` does."""
+
+    async def main() -> None:
+        client = aioredis.Redis.from_url(args.redis_url)
+        store = BurstStore(client, f"{args.prefix}:limit:pipeline")
+        connection = await aio_pika.connect(args.amqp_url)
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        async with connection:
+            channel = await connection.channel()
+            await channel.set_qos(prefetch_count=256)
+            queue = await channel.declare_queue(args.queue, durable=True, arguments=QUEUE_ARGS)
+            await queue.consume(store.on_message)
+            print("ready", flush=True)
+            await stop.wait()
+        await client.aclose()
+
+    run_loop(main())
 
 
 LOOPS = {"publish-loop": publish_loop, "consume-loop": consume_loop}
@@ -240,7 +276,7 @@ LOOPS = {"publish-loop": publish_loop, "consume-loop": consume_loop}
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("name", choices=sorted([*APPS, *LOOPS]))
+    parser.add_argument("name", choices=sorted([*APPS, *LOOPS, "pipeline-consumer"]))
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672/")
@@ -251,7 +287,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    if args.name in LOOPS:
+    if args.name == "pipeline-consumer":
+        pipeline_consumer(args)
+    elif args.name in LOOPS:
         result = run_loop(LOOPS[args.name](args))
         sys.stdout.buffer.write(orjson.dumps(result))
     else:

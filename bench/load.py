@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -30,6 +30,12 @@ class LoadResult:
     start_at: float
     duration_s: float
     cpu_s: float = 0.0  # CPU time the load generators used
+    accepted_ms: list[float] = field(default_factory=list)  # latencies of the accepted requests alone
+    retry_after: int = 0  # refusals that carried a Retry-After
+
+    @classmethod
+    def empty(cls, start_at: float = 0.0, duration_s: float = 0.0) -> LoadResult:
+        return cls(0, 0, 0, 0, 0, {}, [], [], start_at, duration_s)
 
     @property
     def void(self) -> bool:
@@ -41,6 +47,15 @@ class LoadResult:
 
     def p(self, q: float) -> float:
         return percentile(self.latencies_ms, q)
+
+    def p_accepted(self, q: float) -> float:
+        return percentile(self.accepted_ms, q)
+
+    def ledger(self) -> str:
+        """sent = accepted + refused (+ unanswered), as one line."""
+        unanswered = self.sent - self.accepted - self.refused
+        return (f"sent {self.sent:,} = accepted {self.accepted:,} + refused {self.refused:,}"
+                + (f" + UNANSWERED {unanswered:,}" if unanswered else ""))
 
 
 async def run_load(spec: dict[str, Any], processes: int, tmp: str) -> LoadResult:
@@ -62,9 +77,10 @@ async def run_load(spec: dict[str, Any], processes: int, tmp: str) -> LoadResult
     start_at = time.time() + 0.3
     outputs = await asyncio.gather(*(p.communicate(f"{start_at}\n".encode()) for p in procs))
     parts = [orjson.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
-    merged = LoadResult(0, 0, 0, 0, 0, {}, [], [], start_at, float(spec["duration_s"]))
+    merged = LoadResult.empty(start_at, float(spec["duration_s"]))
     for part in parts:
-        for key in ("sent", "accepted", "refused", "errors", "in_window"):
+        merged.accepted_ms.extend(part["accepted_ms"])
+        for key in ("sent", "accepted", "refused", "errors", "in_window", "retry_after"):
             setattr(merged, key, getattr(merged, key) + part[key])
         for status, n in part["statuses"].items():
             merged.statuses[status] = merged.statuses.get(status, 0) + n
@@ -75,23 +91,29 @@ async def run_load(spec: dict[str, Any], processes: int, tmp: str) -> LoadResult
 
 
 def hook_spec(plan: Plan, mode: str, urls: Sequence[str], secrets_: Sequence[str], **kw: Any) -> dict[str, Any]:
-    """Signed webhooks to ``urls`` (one secret each): at ``plan.rate`` or as fast as they are answered."""
-    per_proc = int(6000 * plan.duration_s / plan.load_procs) if mode == "saturate" else \
-        int(plan.rate * plan.duration_s / plan.load_procs) + 1
+    """Signed webhooks to ``urls`` (one secret each): at ``plan.rate`` (or ``rate=``) or as fast as they
+    are answered. ``seeded=`` (see ``bench.loadgen.Requests``) replaces the listed targets; ``body_bytes=``
+    sets the body's size (default ``plan.body_bytes``)."""
+    rate = float(kw.get("rate", plan.rate))
+    duration = float(kw.get("duration_s", plan.duration_s))
+    per_proc = int(6000 * duration / plan.load_procs) if mode == "saturate" else \
+        int(rate * duration / plan.load_procs) + 1
     spec: dict[str, Any] = {
-        "mode": mode, "kind": "webhook", "duration_s": plan.duration_s,
+        "mode": mode, "kind": "webhook", "duration_s": duration,
         "targets": [{"url": u, "secret": s} for u, s in zip(urls, secrets_, strict=True)],
         "concurrency": max(1, plan.concurrency // plan.load_procs),
-        "rate": plan.rate, "presign": per_proc,
+        "rate": rate, "presign": per_proc, "body_bytes": plan.body_bytes,
     }
     spec.update(kw)
     return spec
 
 
-def get_spec(plan: Plan, mode: str, urls: Sequence[str], headers: dict[str, str]) -> dict[str, Any]:
+def get_spec(plan: Plan, mode: str, urls: Sequence[str], headers: dict[str, str], **kw: Any) -> dict[str, Any]:
     """GETs of ``urls`` with ``headers``: at ``plan.rate`` or as fast as they are answered."""
-    return {
+    spec: dict[str, Any] = {
         "mode": mode, "kind": "get", "duration_s": plan.duration_s, "headers": headers,
         "targets": [{"url": u} for u in urls], "rate": plan.rate,
         "concurrency": max(1, plan.concurrency // plan.load_procs),
     }
+    spec.update(kw)
+    return spec

@@ -19,6 +19,7 @@ the common start time (Unix seconds) from stdin, and prints its JSON result on t
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import time
 import uuid
@@ -57,19 +58,30 @@ class Tally:
     refused: int = 0
     errors: int = 0
     in_window: int = 0
+    retry_after: int = 0  # refusals (429, 503) that said when to come back
     statuses: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
+    accepted_ms: list[float] = field(default_factory=list)  # the accepted ones' latencies alone
     records: list[tuple[int, float, int]] = field(default_factory=list)  # target, scheduled wall, status
 
 
-def event_body(seq: int) -> bytes:
-    return orjson.dumps(
-        {"type": "invoice.paid", "id": f"evt_{seq}", "data": {"amount": 1200, "currency": "eur", "n": seq}}
-    )
+PRESIGN_BYTES = 256 * 2**20  # bodies signed ahead per process at most; past that, signed on demand
+SPREAD = 7919  # seeded targets are visited n * SPREAD mod count: spread over all, none twice in a cycle
 
 
-def sign(target: dict[str, str], seq: int, hook: Webhook) -> Prepared:
-    body = event_body(seq)
+def event_body(seq: int, size: int = 0) -> bytes:
+    """A JSON event of ``size`` bytes (at least its fields' own length), with a pad field to fill it."""
+    event = {"type": "invoice.paid", "id": f"evt_{seq}", "data": {"amount": 1200, "currency": "eur", "n": seq},
+             "pad": ""}
+    bare = orjson.dumps(event)
+    if size > len(bare):
+        event["pad"] = "x" * (size - len(bare))
+        return orjson.dumps(event)
+    return bare
+
+
+def sign(target: dict[str, str], seq: int, hook: Webhook, size: int = 0) -> Prepared:
+    body = event_body(seq, size)
     msg_id = f"msg_{uuid.uuid4().hex}"
     at = datetime.now(tz=UTC)
     headers = {
@@ -81,53 +93,81 @@ def sign(target: dict[str, str], seq: int, hook: Webhook) -> Prepared:
     return Prepared(target["url"], body, headers, int(target.get("index", 0)))
 
 
+def seeded_url(seeded: dict[str, Any], n: int) -> tuple[str, int]:
+    """The URL of the n-th request to seeded connections (``stem`` + 16 hex digits of its number), and
+    that number. Requests visit the connections ``SPREAD`` apart and alternate over ``bases``."""
+    count = int(seeded["count"])
+    step = SPREAD if math.gcd(SPREAD, count) == 1 else 1
+    t = (n * step) % count
+    bases = seeded["bases"]
+    return f"{bases[n % len(bases)]}{seeded['stem']}{t:016x}{seeded.get('suffix', '')}", t
+
+
 class Requests:
-    """The i-th request of this process: pre-signed up to ``presign``, signed on demand after that."""
+    """The i-th request of this process: pre-signed up to ``presign``, signed on demand after that.
+
+    Targets are either listed (``targets``: url and secret each) or ``seeded``: ``count`` connections
+    whose ids are a stem and a number, all with one secret (a million targets stay a small spec)."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.kind = spec["kind"]
-        self.targets: list[dict[str, str]] = spec["targets"]
+        self.seeded: dict[str, Any] | None = spec.get("seeded")
+        self.targets: list[dict[str, str]] = spec.get("targets", [])
         for i, t in enumerate(self.targets):
             t.setdefault("index", str(i))
         self.headers: dict[str, str] = spec.get("headers", {})
         self.offset = int(spec.get("process_index", 0))
         self.stride = int(spec.get("processes", 1))
-        self.hooks = [Webhook(t["secret"]) for t in self.targets] if self.kind == "webhook" else []
-        self.pool = [self._make(i) for i in range(int(spec.get("presign", 0)))]
+        self.size = int(spec.get("body_bytes", 0))
+        self.hooks: list[Webhook] = []
+        if self.kind == "webhook":
+            secrets_ = [self.seeded["secret"]] if self.seeded else [t["secret"] for t in self.targets]
+            self.hooks = [Webhook(x) for x in secrets_]
+        presign = int(spec.get("presign", 0))
+        if self.size:
+            presign = min(presign, max(64, PRESIGN_BYTES // self.size))
+        self.pool = [self._make(i) for i in range(presign)]
 
     def _make(self, i: int) -> Prepared:
         n = i * self.stride + self.offset
-        t = n % len(self.targets)
-        if self.kind == "webhook":
-            return sign(self.targets[t], n, self.hooks[t])
-        return Prepared(self.targets[t]["url"], None, self.headers, t)
+        if self.seeded is not None:
+            url, t = seeded_url(self.seeded, n)
+            target, hook = {"url": url, "index": str(t)}, self.hooks[0] if self.hooks else None
+        else:
+            t = n % len(self.targets)
+            target, hook = self.targets[t], self.hooks[t] if self.hooks else None
+        if hook is not None:
+            return sign(target, n, hook, self.size)
+        return Prepared(target["url"], None, self.headers, t)
 
     def get(self, i: int) -> Prepared:
         return self.pool[i] if i < len(self.pool) else self._make(i)
 
 
-async def send(session: aiohttp.ClientSession, req: Prepared, tally: Tally) -> int:
+async def send(session: aiohttp.ClientSession, req: Prepared, tally: Tally) -> tuple[int, float]:
+    """Send one request; its status (0 for no answer) and when its answer was read (perf_counter)."""
     tally.sent += 1
     try:
         if req.body is None:
             async with session.get(req.url, headers=req.headers) as resp:
                 await resp.read()
-                status = resp.status
         else:
             async with session.post(req.url, data=req.body, headers=req.headers) as resp:
                 await resp.read()
-                status = resp.status
+        status = resp.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         tally.errors += 1
         key = type(exc).__name__
         tally.statuses[key] = tally.statuses.get(key, 0) + 1
-        return 0
+        return 0, time.perf_counter()
     if status in ACCEPTED:
         tally.accepted += 1
     else:
         tally.refused += 1
+        if "Retry-After" in resp.headers:
+            tally.retry_after += 1
     tally.statuses[str(status)] = tally.statuses.get(str(status), 0) + 1
-    return status
+    return status, time.perf_counter()
 
 
 async def saturate(spec: dict[str, Any], requests: Requests, session: aiohttp.ClientSession) -> Tally:
@@ -141,10 +181,12 @@ async def saturate(spec: dict[str, Any], requests: Requests, session: aiohttp.Cl
         while time.time() < end:
             req = requests.get(next(counter))
             t0 = time.perf_counter()
-            status = await send(session, req, tally)
+            status, done = await send(session, req, tally)
             if time.time() <= end and status:
                 tally.in_window += 1
-                tally.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                tally.latencies_ms.append((done - t0) * 1000)
+                if status in ACCEPTED:
+                    tally.accepted_ms.append((done - t0) * 1000)
 
     await asyncio.gather(*(worker() for _ in range(spec["concurrency"])))
     return tally
@@ -161,10 +203,12 @@ async def fixed_rate(spec: dict[str, Any], requests: Requests, session: aiohttp.
 
     async def one(i: int, scheduled: float) -> None:
         req = requests.get(i)
-        status = await send(session, req, tally)
+        status, done = await send(session, req, tally)
         if status:
-            tally.latencies_ms.append((time.perf_counter() - scheduled) * 1000)
+            tally.latencies_ms.append((done - scheduled) * 1000)
             tally.in_window += 1
+            if status in ACCEPTED:
+                tally.accepted_ms.append((done - scheduled) * 1000)
         if spec.get("record"):
             tally.records.append((req.target, wall_start + (scheduled - mono_start), status))
 
@@ -203,6 +247,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
         "in_window": tally.in_window,
         "statuses": tally.statuses,
         "latencies_ms": tally.latencies_ms,
+        "accepted_ms": tally.accepted_ms,
+        "retry_after": tally.retry_after,
         "records": tally.records,
         "cpu_s": cpu_s,
     }

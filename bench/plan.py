@@ -21,6 +21,14 @@ def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name) or default)
 
 
+def _env_ints(name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = os.environ.get(name)
+    return tuple(int(x) for x in raw.split(",") if x.strip()) if raw else default
+
+
+KIB = 1024
+
+
 @dataclass(frozen=True)
 class Plan:
     quick: bool
@@ -36,6 +44,14 @@ class Plan:
     sse_fanout: int
     receiver_workers: int
     memory_connections: int
+    body_bytes: int  # the webhooks' body size in every row unless a row says otherwise
+    big_body_bytes: int
+    scaled_connections: int  # the rows "with many connections"
+    grow_connections: tuple[int, ...]
+    grow_bodies: tuple[int, ...]
+    grow_streams: tuple[int, ...]
+    grow_duration_s: float
+    full_list_connections: int  # connections given a full deliveries list, for memory per connection
     amqp_url: str
     redis_url: str
     prefix: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
@@ -57,7 +73,16 @@ class Plan:
             sse_fanout=_env_int("BENCH_SSE_FANOUT", 1000),
             # Two receiver processes (one per core) measured best here; the service's default is 1.
             receiver_workers=_env_int("RECEIVER_WORKERS", 2),
-            memory_connections=_env_int("BENCH_MEMORY_CONNECTIONS", 1000),
+            memory_connections=_env_int("BENCH_MEMORY_CONNECTIONS", 200 if quick else 1000),
+            body_bytes=_env_int("BENCH_BODY_BYTES", KIB),
+            big_body_bytes=_env_int("BENCH_BIG_BODY_BYTES", 64 * KIB),
+            scaled_connections=_env_int("BENCH_SCALED_CONNECTIONS", 100_000),
+            grow_connections=_env_ints("BENCH_GROW_CONNECTIONS", (1000, 10_000, 100_000) if quick
+                                       else (1000, 10_000, 100_000, 1_000_000)),
+            grow_bodies=_env_ints("BENCH_GROW_BODIES", (KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * KIB)),
+            grow_streams=_env_ints("BENCH_GROW_STREAMS", (100, 1000, 10_000)),
+            grow_duration_s=float(os.environ.get("BENCH_GROW_DURATION_S") or (1.5 if quick else 3)),
+            full_list_connections=_env_int("BENCH_FULL_LIST_CONNECTIONS", 200),
             amqp_url=os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL,
             redis_url=os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL,
         )

@@ -23,11 +23,16 @@ from importlib import metadata
 import aio_pika
 import redis.asyncio as aioredis
 
+from bench.growth import Growth
 from bench.harness import Bench
 from bench.loadgen import run_loop
-from bench.plan import Plan
+from bench.plan import ROOT, Plan
 from bench.processes import say
-from bench.table import render
+from bench.scaleout import scale_out
+from bench.sizing import size_for
+from bench.stats import median
+from bench.table import build_rows, cpu_table, render
+from shared.store import DEDUPE_TTL_S
 
 
 async def machine(plan: Plan) -> list[str]:
@@ -63,7 +68,15 @@ async def amain() -> int:
     with tempfile.TemporaryDirectory(prefix="hookstatus-bench-") as tmp:
         bench = Bench(plan, tmp)
         try:
-            rows = await bench.run()
+            await bench.start()
+            await bench.rounds()
+            growth = Growth(bench)
+            await growth.run()
+            await bench.variants()
+            await bench.finish()
+            say("scale-out: 1 receiver + 1 verifier, then 2 + 2, at one rate")
+            scale = await scale_out(bench)
+            await bench.final_check()
         except BaseException:
             say(f"failed; service logs were in {tmp}:")
             for name in sorted(os.listdir(tmp)):
@@ -81,8 +94,30 @@ async def amain() -> int:
                 shutil.copytree(tmp, keep, dirs_exist_ok=True)
     print("\n".join(await machine(plan)))
     print()
-    print(render(rows))
+    print(render(build_rows(bench)))
     print()
+    print(cpu_table({"ours": bench.cpu["ours"], "minimal pipeline": bench.cpu["minimal"]},
+                    {"minimal pipeline": {"receiver": "minimal receiver", "verifier": "minimal consumer"}}))
+    print(f"(open loop at {median(bench.m['rate']):,.0f}/s, the same rate for both; median of the rounds)")
+    print()
+    print("ledgers (every load: sent = accepted + refused; accepted = counted by what stores them):")
+    for line in bench.ledgers:
+        print(f"  {line}")
+    print()
+    print("\n".join(growth.tables()))
+    print(f"plots: {', '.join(os.path.relpath(p, ROOT) for p in growth.plots)}")
+    print()
+    if scale:
+        print(f"scale-out at {scale['rate']:,.0f}/s (open loop), CPU per webhook by process:")
+        print(cpu_table({"1 receiver + 1 verifier": [scale["1"]], "2 receivers + 2 verifiers": [scale["2"]]}))
+        print()
+    if bench.cpu["ours"]:
+        us = {k: median([run.get(k, float("nan")) for run in bench.cpu["ours"]]) for k in bench.cpu["ours"][0]}
+        per_conn, per_delivery = growth.kept_bytes()
+        for rate in (10_000, 100_000):
+            sized = size_for(rate, us, median(bench.m["publish"]), per_conn, 1_000_000, per_delivery, DEDUPE_TTL_S)
+            print(f"sizing for {rate:,}/s (1,000,000 connections): " + "; ".join(f"{k}: {v}" for k, v in sized.items()))
+        print()
     for note in bench.notes:
         print(f"note: {note}")
     for void in bench.void:

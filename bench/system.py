@@ -9,6 +9,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -22,6 +23,24 @@ from bench.sweep import delete_prefix
 from shared.broker import ROUTING_KEY, Topology
 from shared.keys import Keys
 from shared.models import DeliveryMessage, new_id, now_ms
+
+
+def listening_pids(port: int) -> list[int]:
+    """The processes holding a socket that listens on ``port`` (from /proc; those of other users unseen)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as fh:
+            for line in fh.readlines()[1:]:
+                cells = line.split()
+                if cells[3] == "0A" and int(cells[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{cells[9]}]")
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{entry}/fd")):
+                    pids.append(int(entry))
+    return pids
 
 
 @dataclass
@@ -43,6 +62,11 @@ class System:
         self.receiver = f"http://127.0.0.1:{self.ports['receiver']}"
         self.conns: list[Conn] = []
         self.redis = aioredis.Redis.from_url(plan.redis_url, decode_responses=True)
+        self.verifier_ports = [self.ports["verifier"]]  # every verifier running, for the stored count
+        self.receiver_bases = [self.receiver]
+        self._amqp: aio_pika.abc.AbstractConnection | None = None
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._servers: dict[str, list[int]] | None = None
 
     def service_env(self) -> dict[str, str]:
         p = self.plan.prefix
@@ -61,8 +85,9 @@ class System:
             "RECEIVER_WORKERS": str(self.plan.receiver_workers),
         }
 
-    def start_service(self, name: str) -> None:
-        self.procs.start(name, [PY, "-m", f"services.{name}"], self.service_env())
+    def start_service(self, name: str, module: str = "", **env: str) -> None:
+        """Start ``services.<module or name>`` as process ``name``, with ``env`` over the usual settings."""
+        self.procs.start(name, [PY, "-m", f"services.{module or name}"], {**self.service_env(), **env})
 
     async def start_system(self) -> None:
         for name in ("receiver", "status_api", "verifier"):
@@ -91,14 +116,24 @@ class System:
         return out
 
     async def verifier_applied(self, session: aiohttp.ClientSession) -> int:
-        """Deliveries the verifier has stored since it started (its own Prometheus counter)."""
-        async with session.get(f"http://127.0.0.1:{self.ports['verifier']}/metrics") as resp:
-            text = await resp.text()
+        """Deliveries the running verifiers have stored since they started (their Prometheus counters)."""
         total = 0.0
-        for line in text.splitlines():
-            if line.startswith("hookstatus_deliveries_consumed_total{") and 'result="applied"' in line:
-                total += float(line.rsplit(" ", 1)[1])
+        for port in self.verifier_ports:
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                text = await resp.text()
+            for line in text.splitlines():
+                if line.startswith("hookstatus_deliveries_consumed_total{") and 'result="applied"' in line:
+                    total += float(line.rsplit(" ", 1)[1])
         return int(total)
+
+    async def queue_depth(self, queue: str = "") -> int:
+        """Messages ready in a queue (ours by default): the backlog between the receivers and the verifiers."""
+        if self._channel is None or self._channel.is_closed:
+            self._amqp = await aio_pika.connect(self.plan.amqp_url)
+            self._channel = await self._amqp.channel()
+        declared = await self._channel.declare_queue(queue or f"{self.plan.prefix}.deliveries", passive=True)
+        result = declared.declaration_result
+        return int(result.message_count or 0) if result is not None else 0
 
     async def events_stored(self, conns: Sequence[Conn]) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -106,10 +141,10 @@ class System:
                 pipe.hget(self.keys.conn(c.id), "events_received")
             return sum(int(v or 0) for v in await pipe.execute())
 
-    async def versions(self, conns: Sequence[Conn]) -> list[int]:
+    async def versions(self, ids: Sequence[str]) -> list[int]:
         async with self.redis.pipeline(transaction=False) as pipe:
-            for c in conns:
-                pipe.hget(self.keys.conn(c.id), "version")
+            for cid in ids:
+                pipe.hget(self.keys.conn(cid), "version")
             return [int(v or 0) for v in await pipe.execute()]
 
     async def sse_available(self) -> bool:
@@ -156,28 +191,36 @@ class System:
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await (await channel.get_queue(queue)).purge()
 
-    def cpu_groups(self) -> dict[str, list[int]]:
-        """The processes whose CPU time the whole-path row accounts for (the servers by their name)."""
-        receiver = self.procs.pid("receiver")
-        groups = {"receiver": [receiver, *children(receiver)], "verifier": [self.procs.pid("verifier")],
-                  "status API": [self.procs.pid("status_api")], "RabbitMQ": [], "Redis": []}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as fh:
-                    comm = fh.read().strip()
-                if comm == "beam.smp":
-                    groups["RabbitMQ"].append(int(entry))
-                elif comm == "redis-server":
-                    groups["Redis"].append(int(entry))
+    def tree(self, *names: str) -> list[int]:
+        """The pids of the named processes and of their children (a service's workers)."""
+        return [p for n in names if n in self.procs.running for p in (self.procs.pid(n), *children(self.procs.pid(n)))]
+
+    def cpu_groups(self, receivers: tuple[str, ...] = ("receiver",), verifiers: tuple[str, ...] = ("verifier",),
+                   ) -> dict[str, list[int]]:
+        """The processes whose CPU time a row accounts for (RabbitMQ and Redis by their process name)."""
+        groups = {"receiver": self.tree(*receivers), "verifier": self.tree(*verifiers),
+                  "status API": self.tree("status_api"), **self.server_groups()}
         return groups
+
+    def server_groups(self) -> dict[str, list[int]]:
+        """RabbitMQ and Redis: the processes listening on the ports of ``AMQP_URL`` and ``REDIS_URL``
+        (not the other brokers and Redis servers that may run on the box), found once."""
+        if self._servers is None:
+            amqp, red = urlsplit(self.plan.amqp_url).port or 5672, urlsplit(self.plan.redis_url).port or 6379
+            self._servers = {"RabbitMQ": listening_pids(amqp), "Redis": listening_pids(red)}
+        return self._servers
 
     async def cleanup(self) -> None:
         self.procs.stop_all()
+        if self._amqp is not None:
+            with contextlib.suppress(Exception):
+                await self._amqp.close()
         await delete_prefix(self.redis, f"{self.plan.prefix}:")
         connection = await aio_pika.connect(self.plan.amqp_url)
         async with connection:
             p = self.plan.prefix
-            for queue in (f"{p}.deliveries", f"{p}.deliveries.dead", f"{p}.limit", f"{p}.limit.receiver"):
+            for queue in (f"{p}.deliveries", f"{p}.deliveries.dead", f"{p}.limit", f"{p}.limit.receiver",
+                          f"{p}.limit.pipeline"):
                 channel = await connection.channel()
                 with contextlib.suppress(aio_pika.exceptions.AMQPError):
                     await channel.queue_delete(queue)
