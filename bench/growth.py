@@ -122,8 +122,7 @@ class Growth:
                 await asyncio.sleep(0.2)
 
             fixed = await self.point(self.streams, n, w, record=True, before_fixed=go)
-            await asyncio.sleep(0.5)
-            out, _ = await asyncio.wait_for(proc.communicate(b"stop\n"), 120)
+            out, _ = await asyncio.wait_for(proc.communicate(f"{fixed.accepted}\n".encode()), 120)
             changes = orjson.loads(out.strip().splitlines()[-1])["changes"]
         finally:
             if proc.returncode is None:

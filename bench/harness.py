@@ -243,7 +243,8 @@ class Bench:
     async def overload(self, w: Workload, rate: float) -> None:
         """Open loop well past capacity: what the receiver does (sheds with 503 + Retry-After, or queues)."""
         before = await self.applied()
-        result = await self.load(f"overload at {rate:,.0f}/s", self.ours(w, "rate", rate=rate))
+        # Many connections at once, as many providers would open: the client must not be what queues.
+        result = await self.load(f"overload at {rate:,.0f}/s", self.ours(w, "rate", rate=rate, max_connections=2048))
         await self.settled(self.applied, before, result, f"overload at {rate:,.0f}/s ({w.label})")
         self.counts_for_final_check(w, result.accepted)
         self.m["over_rate"].append(rate)
@@ -375,15 +376,19 @@ class Bench:
             await self.status_api(w)
             self.first_round = False
 
-    async def finish(self) -> None:
-        """The rows that need no limit server: SSE streams, the sweep, memory per idle connection."""
-        plan = self.plan
-        self.limits.stop_all()
+    async def streams(self) -> None:
+        """Streams held by one status API process and their memory: measured before anything else opens
+        many streams in that process (its allocator would keep and reuse their memory)."""
         say("ours: SSE streams")
         try:
             self.sse = await asyncio.wait_for(self.sse_rows(), 240) if self.use_sse else None
         except (TimeoutError, RuntimeError, OSError) as exc:
             self.notes.append(f"SSE: the measurement failed ({type(exc).__name__}: {exc})")
+
+    async def finish(self) -> None:
+        """The rows that need no limit server: the sweep, memory per idle connection."""
+        plan = self.plan
+        self.limits.stop_all()
         say(f"ours: timeout sweep with {plan.sweep_pending:,} pending")
         self.sweep = await sweep_cost(plan, self.void)
         say("ours: Redis memory per idle connection")

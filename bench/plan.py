@@ -80,7 +80,7 @@ class Plan:
             grow_connections=_env_ints("BENCH_GROW_CONNECTIONS", (1000, 10_000, 100_000) if quick
                                        else (1000, 10_000, 100_000, 1_000_000)),
             grow_bodies=_env_ints("BENCH_GROW_BODIES", (KIB, 16 * KIB, 64 * KIB, 256 * KIB, 1024 * KIB)),
-            grow_streams=_env_ints("BENCH_GROW_STREAMS", (100, 1000, 10_000)),
+            grow_streams=_env_ints("BENCH_GROW_STREAMS", (100, 1000) if quick else (100, 1000, 10_000)),
             grow_duration_s=float(os.environ.get("BENCH_GROW_DURATION_S") or (1.5 if quick else 3)),
             full_list_connections=_env_int("BENCH_FULL_LIST_CONNECTIONS", 200),
             amqp_url=os.environ.get("AMQP_URL") or DEFAULT_AMQP_URL,

@@ -70,6 +70,7 @@ async def amain() -> int:
         try:
             await bench.start()
             await bench.rounds()
+            await bench.streams()
             growth = Growth(bench)
             await growth.run()
             await bench.variants()

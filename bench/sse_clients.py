@@ -4,8 +4,9 @@
 ``ready <opened> <failed>`` once each has shown its first event, then waits for a line on stdin; from
 then on it notes when each stream receives its next event, and after ``wait_s`` (or once all have)
 prints ``{"received": [...arrival wall times...]}``. With ``"record": true`` in the spec it instead notes
-``[connection id, version, arrival]`` of every event on any stream until a second line on stdin, and
-prints ``{"changes": [...]}`` (the streams rows of ``bench.growth``).
+``[connection id, version, arrival]`` of every event on any stream until a second line on stdin (a
+number: it waits, up to ``settle_s``, until that many have arrived), and prints ``{"changes": [...]}``
+(the streams series of ``bench.growth``).
 
 ``bench.sse_measure`` is the harness side: streams held, RSS per stream, and one change fanned out.
 """
@@ -109,7 +110,10 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     if changes is not None:  # record every change until told to stop
         for s in streams:
             s.mark = s.events
-        await asyncio.to_thread(sys.stdin.readline)
+        expected = int((await asyncio.to_thread(sys.stdin.readline)).strip() or 0)
+        deadline = time.monotonic() + spec.get("settle_s", 15)
+        while len(changes) < expected and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         return {"changes": changes, "streams": len(streams)}
     watched = streams[: spec["fanout"]]
     for s in watched:
