@@ -1,11 +1,15 @@
-"""One change is read from Redis once, however many streams show it (the SSE fan-out's cost)."""
+"""One change is read from Redis once, and its status object rendered once, however many streams show
+it (the SSE fan-out's cost)."""
 
 from __future__ import annotations
 
 import asyncio
 
+import pytest
 import redis.asyncio as aioredis
 
+from services.status_api import presentation
+from services.status_api import stream as stream_module
 from services.status_api.hub import Change, ChangeHub
 from shared.records import ConnectionRecord
 from shared.store import Store
@@ -18,9 +22,9 @@ class CountingStore:
         self.store = store
         self.reads = 0
 
-    async def get(self, cid: str) -> ConnectionRecord | None:
+    async def get(self, cid: str, *, opened: bool = True) -> ConnectionRecord | None:
         self.reads += 1
-        return await self.store.get(cid)
+        return await self.store.get(cid, opened=opened)
 
 
 async def test_many_streams_share_one_read_per_change(redis_client: aioredis.Redis, prefix: str) -> None:
@@ -50,3 +54,36 @@ async def test_a_stream_going_away_does_not_cancel_the_shared_read(
     staying = hub.read(store, change)
     leaving.cancel()
     assert (await staying) is not None
+
+
+class Sink:
+    """Where an ``EventStream`` writes its frames (our seam: it only needs ``write``)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    async def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+
+async def test_many_streams_share_one_rendering_per_change(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(redis_client, prefix)
+    await redis_client.hset(store.keys.conn("c3"), mapping={"id": "c3", "account_id": "a", "state": "connected",
+                                                                 "version": "7"})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    made = []
+    monkeypatch.setattr(stream_module, "connection_view", lambda record: made.append(record.id) or
+                        presentation.connection_view(record))
+    record = await hub.read(store, Change("c3", "a", 7))
+    assert record is not None
+    sinks = [Sink() for _ in range(300)]
+    streams = [stream_module.EventStream(sink, 1.0) for sink in sinks]  # type: ignore[arg-type]
+    await asyncio.gather(*(s.connection(record, hub.rendered) for s in streams))
+    assert made == ["c3"]  # one status object for the 300 streams
+    bodies = {sink.frames[0].split(b"\ndata: ", 1)[1] for sink in sinks}
+    assert len(bodies) == 1 and b'"version":7' in bodies.pop()
+    assert all(s.shown == {"c3": 7} for s in streams)
+    await streams[0].connection(record)  # without the hub's share (a snapshot, a resync): rendered again
+    assert made == ["c3", "c3"]

@@ -10,9 +10,10 @@ from services.status_api.state import api
 from shared.records import ConnectionRecord
 
 
-async def visible(request: web.Request) -> ConnectionRecord:
-    """The connection named in the path, if the caller may see it; else 404 (never 403)."""
-    record = await api(request).connections.get(request.match_info["connection_id"])
+async def visible(request: web.Request, *, opened: bool = True) -> ConnectionRecord:
+    """The connection named in the path, if the caller may see it; else 404 (never 403). ``opened``
+    False: only to be shown, its secret and settings not decrypted (``Store.get``)."""
+    record = await api(request).connections.get(request.match_info["connection_id"], opened=opened)
     if not require(request).can_see(record.account_id):
         raise not_found()
     return record

@@ -76,8 +76,8 @@ class Connections:
         view["secret"] = secret
         return view
 
-    async def get(self, cid: str) -> ConnectionRecord:
-        record = await self.store.get(cid) if _plausible_id(cid) else None
+    async def get(self, cid: str, *, opened: bool = True) -> ConnectionRecord:
+        record = await self.store.get(cid, opened=opened) if _plausible_id(cid) else None
         if record is None:
             raise not_found()
         return record

@@ -19,6 +19,7 @@ import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
@@ -83,6 +84,9 @@ class ChangeHub:
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
         self.closing = False
         self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
+        # The SSE frame body of a changed connection, rendered once for all the streams that show it
+        # (kept as long as its read; stream.py fills it).
+        self.rendered: dict[tuple[str, int], tuple[dict[str, Any], str]] = {}
 
     def read(self, store: Store, change: Change) -> Awaitable[ConnectionRecord | None]:
         """The changed connection, read once per change for all the streams that show it (not once
@@ -90,7 +94,7 @@ class ChangeHub:
         key = (change.id, change.version)
         pending = self._reads.get(key)
         if pending is None:
-            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id))
+            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id, opened=False))
             pending.add_done_callback(lambda done: self._settled(key, done))
         return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
 
@@ -98,7 +102,11 @@ class ChangeHub:
         if not done.cancelled():
             done.exception()  # retrieved here, so a failure nobody waited for is not logged as lost
         # Keep the result a moment for streams that wake late, then let it go.
-        asyncio.get_running_loop().call_later(READ_SHARE_S, self._reads.pop, key, None)
+        asyncio.get_running_loop().call_later(READ_SHARE_S, self._forget_read, key)
+
+    def _forget_read(self, key: tuple[str, int]) -> None:
+        self._reads.pop(key, None)
+        self.rendered.pop(key, None)
 
     def listen(self, account_id: str, connection_id: str | None) -> Listener:
         listener = Listener(account_id, connection_id, self._queue_size)

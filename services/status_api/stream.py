@@ -113,11 +113,20 @@ class EventStream:
         else:
             self.due[record.id] = at
 
-    async def connection(self, record: ConnectionRecord) -> dict[str, Any]:
-        view = connection_view(record)
+    async def connection(self, record: ConnectionRecord,
+                         shared: dict[tuple[str, int], tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
+        """Send the connection's status; ``shared`` (the hub's): rendered once per change for every
+        stream that shows it, not once per stream."""
+        key = (record.id, record.version)
+        rendered = shared.get(key) if shared is not None else None
+        if rendered is None:
+            view = connection_view(record)
+            rendered = (view, orjson.dumps(view).decode())
+            if shared is not None:
+                shared[key] = rendered
+        view, body = rendered
         self.shown[record.id] = max(record.version, self.shown.get(record.id, 0))
         self.watch(record)
-        body = orjson.dumps(view).decode()
         await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {body}\n\n")
         return view
 
@@ -148,9 +157,9 @@ SSE_HEADERS = {
 async def _load(request: web.Request, scope: Scope) -> list[ConnectionRecord]:
     store = api(request).store
     if scope.connection_id is not None:
-        record = await store.get(scope.connection_id)
+        record = await store.get(scope.connection_id, opened=False)
         return [record] if record else []
-    return await store.list_for_account(scope.account_id)
+    return await store.list_for_account(scope.account_id, opened=False)
 
 
 def _changed(
@@ -179,7 +188,7 @@ async def _on_change(request: web.Request, scope: Scope, stream: EventStream, ch
     state = api(request)
     record = await state.hub.read(state.store, change)
     if record and record.account_id == scope.account_id and stream.is_new(record.id, record.version):
-        await stream.connection(record)
+        await stream.connection(record, state.hub.rendered)
 
 
 async def _on_time(request: web.Request, stream: EventStream) -> bool:
@@ -188,7 +197,7 @@ async def _on_time(request: web.Request, stream: EventStream) -> bool:
     due = [cid for cid, at in stream.due.items() if at <= now]
     for cid in due:
         del stream.due[cid]
-        record = await api(request).store.get(cid)
+        record = await api(request).store.get(cid, opened=False)
         if record:
             await stream.connection(record)
     return bool(due)
@@ -263,7 +272,7 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
 
 
 async def connection_stream(request: web.Request) -> web.StreamResponse:
-    record = await visible(request)
+    record = await visible(request, opened=False)
     return await serve(request, Scope(record.account_id, record.id))
 
 

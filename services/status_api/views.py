@@ -96,7 +96,7 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def get_connection(request: web.Request) -> web.Response:
-    view = connection_view(await visible(request))
+    view = connection_view(await visible(request, opened=False))
     analytics.status_shown(api(request).analytics, request.get(PRINCIPAL), [view], via="api")
     return json_response(view)
 
@@ -106,7 +106,7 @@ async def list_connections(request: web.Request) -> web.Response:
     account = v.account_id(request.query.get("account_id") or principal.account_id)
     if not principal.can_see(account):
         return json_response({"connections": []})
-    records = await api(request).store.list_for_account(account)
+    records = await api(request).store.list_for_account(account, opened=False)
     return json_response({"connections": [connection_view(r) for r in records]})
 
 
