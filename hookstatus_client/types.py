@@ -62,6 +62,9 @@ class Hops(TypedDict):
     # A status API pushed the change to its live streams
     pushed: str | None
     rejected_reason: str | None
+    # It repeats an event already received (a provider's retry): the verifier took it but stored nothing, so
+    # it cannot pass the test
+    duplicate: bool
     # The furthest hop reached; null: nothing reached the receiver
     last: HopName | None
     # The furthest hop reached, in plain words

@@ -153,6 +153,31 @@ async def test_the_window_follows_the_verified_delivery_after_a_rejected_one(sys
     assert second["hops"]["last"] is None
 
 
+async def test_a_repeated_event_says_so_and_the_next_event_passes_the_test(system: System) -> None:
+    conn = await system.create()
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, standard_webhooks_headers(conn["secret"], EVENT, msg_id))
+    assert status == 202
+    await system.wait_for(conn["id"], lambda v: v["events_received"] == 1)
+    _, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests")
+    # The provider retries the same event (same id) while the window is open: accepted, counted once.
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, standard_webhooks_headers(conn["secret"], EVENT, msg_id))
+    assert status == 202
+    view = await system.wait_for(conn["id"], lambda v: v["last_test"]["hops"]["duplicate"])
+    repeat = view["last_test"]["hops"]
+    assert repeat["queued"] and repeat["consumed"] and repeat["stored"] is None
+    assert repeat["last"] == "consumed"
+    assert "repeats an event already received" in repeat["message"]
+    assert view["last_test"]["state"] == "waiting" and view["events_received"] == 1
+
+    assert await _post(system, conn) == 202  # a new event passes, and the hops follow it
+    view = await system.wait_for(conn["id"], lambda v: v["last_test"]["state"] == "passed"
+                                 and v["last_test"]["hops"]["last"] == "pushed")
+    hops = view["last_test"]["hops"]
+    assert hops["delivery_id"] != repeat["delivery_id"] and not hops["duplicate"]
+    assert view["last_test"]["id"] == test["id"]
+
+
 async def test_no_redis_call_for_hops_when_no_test_window_is_open(
     system: System, redis_url: str, redis_client: aioredis.Redis
 ) -> None:

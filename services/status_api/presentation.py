@@ -214,6 +214,9 @@ def hops_message(hops: dict[str, Any], reached: list[str], waiting: bool) -> str
         code = str(reason or "rejected")
         words = REASON_WORDS.get(code)
         return f"Reached the receiver, but was rejected: {code.replace('_', ' ')}." + (f" {words}" if words else "")
+    if hops.get("duplicate"):
+        return ("Received, verified, queued and consumed, but it repeats an event already received (the provider "
+                "retried it), so it is not counted again and cannot pass the test.")
     if hops.get("outcome") == "reachable":
         return ("Reached the receiver: a handshake that proves the URL, not the signing secret; no signed event "
                 "yet.")
@@ -236,6 +239,7 @@ def view_of_hops(hops: dict[str, Any], waiting: bool) -> dict[str, Any]:
         "delivery_id": hops.get("delivery_id"),
         **{name: iso(at[name]) for name in HOPS},
         "rejected_reason": hops.get("reason") if outcome == "rejected" else None,
+        "duplicate": bool(hops.get("duplicate")),
         "last": reached[-1] if reached else None,
         "message": hops_message(hops, reached, waiting),
     }

@@ -159,6 +159,8 @@ class Hops(ResponseModel):
     stored: Timestamp | None = Field(description="It was stored and matched to the test")
     pushed: Timestamp | None = Field(description="A status API pushed the change to its live streams")
     rejected_reason: str | None
+    duplicate: bool = Field(description="It repeats an event already received (a provider's retry): the "
+                            "verifier took it but stored nothing, so it cannot pass the test")
     last: HopName | None = Field(description="The furthest hop reached; null: nothing reached the receiver")
     message: str = Field(description="The furthest hop reached, in plain words")
 

@@ -88,6 +88,17 @@ if outcome == 'verified' then
   -- A duplicate when its event id or (for an unsigned id) its signed content was seen before.
   if (ARGV[8] == '1' and redis.call('EXISTS', seen_e) == 1)
       or (ARGV[13] == '1' and redis.call('EXISTS', KEYS[6]) == 1) then
+    -- A test window whose hops the receiver pointed at this repeat: say it repeats, and let the next
+    -- delivery take its place (it cannot pass the test).
+    local hops = test[3] and cjson.decode(test[4] or '{}')
+    if type(hops) == 'table' and hops.delivery_id == ARGV[16] and not hops.duplicate then
+      hops.duplicate = true
+      if not hops.consumed and (tonumber(ARGV[15]) or 0) > 0 then hops.consumed = tonumber(ARGV[15]) end
+      redis.call('HSET', conn, 'test_hops', cjson.encode(hops))
+      redis.call('PUBLISH', ARGV[7], cjson.encode({id = redis.call('HGET', conn, 'id'),
+        account_id = redis.call('HGET', conn, 'account_id'), version = redis.call('HINCRBY', conn, 'version', 1),
+        state = state}))
+    end
     return {'duplicate', state, state, 0, redis.call('LLEN', outbox), silent_at()}
   end
   if ARGV[8] == '1' then redis.call('SET', seen_e, '1', 'EX', ARGV[6]) end
@@ -139,14 +150,15 @@ else
   end
 end
 
--- The test window's hops follow one delivery: the first verified one, else the latest to arrive (the
--- same rule as test_hop.lua, which the receiver and the status API record theirs with).
+-- The test window's hops follow one delivery: the one that passed it, else the first verified one,
+-- else the latest to arrive (the same rule as test_hop.lua, which the receiver and the status API
+-- record theirs with; a repeated event does not count as verified).
 if test[3] then
   local hops = cjson.decode(test[4] or '{}')
   if type(hops) ~= 'table' then hops = {} end
   local follows = hops.delivery_id == ARGV[16]
-  if not follows and test_open and (not hops.delivery_id or (hops.outcome ~= 'verified'
-      and (outcome == 'verified' or tonumber(at) >= (tonumber(hops.received or '0') or 0)))) then
+  if not follows and test_open and (outcome == 'verified' or not hops.delivery_id
+      or ((hops.outcome ~= 'verified' or hops.duplicate) and tonumber(at) >= (tonumber(hops.received or '0') or 0))) then
     follows, hops = true, {delivery_id = ARGV[16], outcome = outcome}
     if outcome == 'rejected' then hops.reason = reason end
   end

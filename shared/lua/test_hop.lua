@@ -4,9 +4,10 @@
 -- KEYS: 1 conn hash
 -- ARGV: 1 test id ('' = whatever window is current), 2 delivery id, 3 outcome, 4 reason code,
 --       5 hops to add (JSON object: hop name -> ms), 6 changes channel
--- The window follows one delivery: the first verified one, else the latest to arrive (see
--- apply_delivery.lua, which applies the same rule). A delivery it does not follow is only taken up while
--- the window is open and if it arrived after it opened.
+-- The window follows one delivery: the one that passed it, else the first verified one (a repeated
+-- event does not count), else the latest to arrive (see apply_delivery.lua, which applies the same
+-- rule). A delivery it does not follow is only taken up while the window is open and if it arrived
+-- after it opened.
 -- Returns 1 when a hop was recorded (the change is published), else 0.
 local conn = KEYS[1]
 local t = redis.call('HMGET', conn, 'test_id', 'test_state', 'test_started_at', 'test_hops', 'state')
@@ -18,7 +19,7 @@ local add = cjson.decode(ARGV[5])
 if hops.delivery_id ~= ARGV[2] then
   local received = tonumber(add.received or '0') or 0
   if ARGV[1] ~= '' or t[2] ~= 'waiting' or received < (tonumber(t[3] or '0') or 0) then return 0 end
-  local follows = not hops.delivery_id or (hops.outcome ~= 'verified'
+  local follows = not hops.delivery_id or ((hops.outcome ~= 'verified' or hops.duplicate)
     and (ARGV[3] == 'verified' or received >= (tonumber(hops.received or '0') or 0)))
   if not follows then return 0 end
   hops = {delivery_id = ARGV[2], outcome = ARGV[3]}
