@@ -37,8 +37,9 @@ def _json(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[str]:
 
 LAST_ERROR = st.fixed_dictionaries({"code": REASONS, "message": st.text(min_size=1, max_size=40), "at": MS})
 HOPS = st.fixed_dictionaries({"delivery_id": HEX_ID, "outcome": st.sampled_from(["verified", "rejected", "reachable"])},
-                             optional={"reason": REASONS, "duplicate": st.booleans(), **{name: MS for name in ("received", "checked", "queued",
-                                                                                  "consumed", "stored", "pushed")}})
+                             optional={"reason": REASONS, "duplicate": st.booleans(),
+                                       **{name: MS for name in ("received", "checked", "queued", "consumed", "stored",
+                                                                "pushed")}})
 TEST = st.fixed_dictionaries({
     "test_id": HEX_ID,
     "test_state": st.sampled_from(["waiting", "passed", "failed"]),

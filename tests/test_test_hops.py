@@ -156,12 +156,14 @@ async def test_the_window_follows_the_verified_delivery_after_a_rejected_one(sys
 async def test_a_repeated_event_says_so_and_the_next_event_passes_the_test(system: System) -> None:
     conn = await system.create()
     msg_id = f"msg_{uuid.uuid4().hex}"
-    status, _ = await system.post_hook(conn["webhook_url"], EVENT, standard_webhooks_headers(conn["secret"], EVENT, msg_id))
+    signed = standard_webhooks_headers(conn["secret"], EVENT, msg_id)
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, signed)
     assert status == 202
     await system.wait_for(conn["id"], lambda v: v["events_received"] == 1)
     _, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests")
     # The provider retries the same event (same id) while the window is open: accepted, counted once.
-    status, _ = await system.post_hook(conn["webhook_url"], EVENT, standard_webhooks_headers(conn["secret"], EVENT, msg_id))
+    again = standard_webhooks_headers(conn["secret"], EVENT, msg_id)
+    status, _ = await system.post_hook(conn["webhook_url"], EVENT, again)
     assert status == 202
     view = await system.wait_for(conn["id"], lambda v: v["last_test"]["hops"]["duplicate"])
     repeat = view["last_test"]["hops"]
