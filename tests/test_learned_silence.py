@@ -182,3 +182,12 @@ def test_the_words_for_a_rhythm_of_about_an_hour() -> None:
     view = connection_view(record, T0 + 26 * 3600_000)
     assert view["silence"]["message"] == ("Usually hears from GitHub about once an hour; nothing for a day. Check the "
                                           "provider's side.")
+
+
+def test_the_words_for_a_busy_connection() -> None:
+    record = ConnectionRecord(id="a" * 32, account_id="a", provider="stripe", state="connected", webhook_url="u",
+                              version=3, last_event_at_ms=T0, gap_count=500, gap_mean_ms=350.0,
+                              quiet_after_ms=900_000)
+    view = connection_view(record, T0 + 20 * 60_000)
+    assert view["silence"]["message"] == ("Usually hears from Stripe more than once a second; nothing for 20 minutes. "
+                                          "Check the provider's side.")

@@ -150,8 +150,10 @@ def silence_of(record: ConnectionRecord, now: int) -> dict[str, Any]:
         words = f"Expects an event from {title} at least every {_duration(expected)}"
     else:
         cause, limit = "learned_rhythm", learned
-        usual = _duration(record.gap_mean_ms)
-        words = f"Usually hears from {title} " + (f"every ~{usual}" if usual[0].isdigit() else f"about once {usual}")
+        usual = _duration(record.gap_mean_ms)  # "4 minutes", or "a minute", "an hour"
+        often = ("more than once a second" if record.gap_mean_ms < 1000
+                 else f"every ~{usual}" if usual[0].isdigit() else f"about once {usual}")
+        words = f"Usually hears from {title} {often}"
     return {
         "cause": cause,
         "since": iso(record.last_event_at_ms + limit),
