@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import os
+import statistics
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import orjson
+import pytest
 import redis.asyncio as aioredis
 
 from hookstatus_client import HookStatusClient, StreamEvent
@@ -178,6 +182,28 @@ async def test_a_repeated_event_says_so_and_the_next_event_passes_the_test(syste
     hops = view["last_test"]["hops"]
     assert hops["delivery_id"] != repeat["delivery_id"] and not hops["duplicate"]
     assert view["last_test"]["id"] == test["id"]
+
+
+async def test_the_time_between_hops_is_printed(system: System, capsys: pytest.CaptureFixture[str]) -> None:
+    """How long each step takes, from the hops of 15 test events (printed, not asserted: a loaded
+    machine is slower, and that is not a defect)."""
+    conn = await system.create()
+    steps: dict[str, list[int]] = {}
+    for _ in range(15):
+        await system.api("POST", f"/v1/connections/{conn['id']}/tests")
+        assert await _post(system, conn) == 202
+        hops = await _hops(system, conn["id"], "pushed")
+        times = [_ms(hops[name]) for name in ORDER]
+        for (before, after), (t0, t1) in zip(itertools.pairwise(ORDER), itertools.pairwise(times), strict=True):
+            steps.setdefault(f"{before}->{after}", []).append(t1 - t0)
+        steps.setdefault("received->pushed", []).append(times[-1] - times[0])
+    with capsys.disabled():
+        print("\ntest hops, ms (min / median / max of 15):",
+              ", ".join(f"{name} {min(v)}/{statistics.median(v):.0f}/{max(v)}" for name, v in steps.items()))
+
+
+def _ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 async def test_no_redis_call_for_hops_when_no_test_window_is_open(
