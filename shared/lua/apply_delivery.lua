@@ -6,7 +6,7 @@
 --       11 rejections since the last verified event that make a connected connection 'failing',
 --       12 deliveries kept, 13 has fingerprint ('1'/'0'), 14 checked at ms (the receiver verified or
 --       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id,
---       17 a held delivery verified after a fix ('1'/'0')
+--       17 a held delivery verified after a fix ('1'/'0'),
 --       18..22 the learned rhythm: events before it may say silent, smoothing weight (0..1), stddevs k,
 --       times the mean, floor ms (docs/ARCHITECTURE.md, "Silence")
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
