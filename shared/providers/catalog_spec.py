@@ -312,7 +312,8 @@ def _timestamp(r: _Reader, signature: Signature | None) -> Timestamp | None:
         raise t.fail("at", "kv:<key> needs signature.kv_timestamp set to the same key")
     stamp = Timestamp(at=at, unit=t.text("unit", "s", choices=UNITS),
                       tolerance_s=t.number("tolerance_s", 300, 1, 86400))
-    if signature and "{timestamp}" not in signature.template and at.kind != "kv":
+    in_signed_body = at.kind == "json" and signature is not None and "{body}" in signature.template
+    if signature and "{timestamp}" not in signature.template and at.kind != "kv" and not in_signed_body:
         signed_headers = {p for p in PLACEHOLDER.findall(signature.template)}
         if at.render() not in signed_headers:
             raise t.fail("at", "the timestamp must be signed: put {timestamp} in signature.template")

@@ -185,7 +185,10 @@ def other_provider(
     others = tuple(registered)
     candidates = _lookalikes(provider, request, others)
     if verify and secret:
-        signers = [other for other in _signers(provider, request, others, candidates)
+        # After a mismatch, one reading this provider's own signature header proves nothing more: a Vonage
+        # token whose body was changed still passes a check of the token alone (monday.com's).
+        readable = not by_headers
+        signers = [other for other in _signers(provider, request, others, candidates, skip_own=readable)
                    if _verifies(other, request, secret, {}, now)]
         if signers:
             return _wrong(provider, signers[0], verified=True, alike=signers[1:])
@@ -196,15 +199,20 @@ def other_provider(
 
 
 def _signers(provider: Provider, request: InboundRequest, registered: tuple[Provider, ...],
-             lookalikes: list[tuple[Provider, list[str]]]) -> list[Provider]:
+             lookalikes: list[tuple[Provider, list[str]]], *, skip_own: bool) -> list[Provider]:
     """The providers a check with this connection's secret may find, best first: the lookalikes, then
     every other provider that reads one of the request's headers, or none (a scheme under generic
-    names, ``Authorization`` or ``X-Signature``, or in the body, shows itself only by verifying)."""
+    names, ``Authorization`` or ``X-Signature``, or in the body, shows itself only by verifying); with
+    ``skip_own`` (the request was readable, only its signature differs), none that reads a header this
+    provider reads too."""
     family = _family(provider)
+    own = {h.lower() for h in provider.info.headers}
     ordered = [other for other, _ in lookalikes]
     seen = {other.name for other in ordered} | {provider.name}
     for other in (*_readers(request, registered), *_index(registered).headerless):
         if other.name in seen or _family(other) == family or request.method not in other.methods:
+            continue
+        if skip_own and any(h.lower() in own for h in other.info.headers):
             continue
         seen.add(other.name)
         ordered.append(other)

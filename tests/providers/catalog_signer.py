@@ -101,6 +101,8 @@ class Signer:
                 headers[rest] = str(uuid.uuid4())
             elif kind == "json":
                 _put(data, rest, stamp if t is not None and t.at.render() == name else uuid.uuid4().hex)
+        if t is not None and t.at.kind == "json":  # a field of the signed body (Pusher's time_ms)
+            _put(data, t.at.name, int(stamp) if stamp.isdigit() else stamp)
         body = orjson.dumps(data)
         signed = _fill(sig.template, body, stamp, self.url, headers, data)
         value = _encode(signer.raw_signature(signed), sig.encoding)

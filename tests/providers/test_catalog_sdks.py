@@ -287,7 +287,9 @@ async def test_adyen_sdk_signs_and_we_answer_accepted(system: System) -> None:
     assert delivery["event_id"] == "adyen:PSP0001" and delivery["is_test"] is True
     tampered = body.replace(b"1130", b"1")
     await rejected(system, await _connect(system, "adyen", key), tampered, {}, "signature_mismatch")
-    await rejected(system, await _connect(system, "adyen", secrets.token_hex(32)), body, {}, "signature_mismatch")
+    # In another account: within this one, the key of the connections above would be named instead.
+    stranger = await connection(system, "adyen", secret=secrets.token_hex(32), account_id="acct-adyen-other")
+    await rejected(system, stranger, body, {}, "signature_mismatch")
 
 
 def _contentful_headers(secret: str, url: str, body: bytes, skew_s: float = 0) -> dict[str, str]:
