@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -91,9 +92,12 @@ class Growth:
             await self.streams_point(streams, Workload(f"s{streams}", streams, self.plan.body_bytes, seeded=True))
         say(f"growth: memory with a full deliveries list ({self.plan.full_list_connections} connections)")
         await self.full_lists()
-        folder = os.environ.get("BENCH_PLOT_DIR") or os.path.join(ROOT, "docs", "perf")
+        # A full run draws the plots docs/PERFORMANCE.md shows; a quick one keeps them out of docs/.
+        folder = os.environ.get("BENCH_PLOT_DIR") or os.path.join(ROOT, "build" if self.plan.quick else "docs", "perf")
         self.plots = draw([("connections", self.connections), ("body-size", self.bodies), ("streams", self.streams)],
-                          self.memory_x, self.memory_idle, sum(self.full_list.values()), folder)
+                          self.memory_x, self.memory_idle, sum(self.full_list.values()), folder,
+                          f"{'BENCH_QUICK=1 ' if self.plan.quick else ''}make bench, "
+                          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared by all")
 
     async def streams_point(self, n: int, w: Any) -> None:
         """``n`` streams open (one per connection, on the connections that get the traffic)."""

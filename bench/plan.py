@@ -73,7 +73,7 @@ class Plan:
             sse_fanout=_env_int("BENCH_SSE_FANOUT", 1000),
             # Two receiver processes (one per core) measured best here; the service's default is 1.
             receiver_workers=_env_int("RECEIVER_WORKERS", 2),
-            memory_connections=_env_int("BENCH_MEMORY_CONNECTIONS", 200 if quick else 1000),
+            memory_connections=_env_int("BENCH_MEMORY_CONNECTIONS", 200),
             body_bytes=_env_int("BENCH_BODY_BYTES", KIB),
             big_body_bytes=_env_int("BENCH_BIG_BODY_BYTES", 64 * KIB),
             scaled_connections=_env_int("BENCH_SCALED_CONNECTIONS", 100_000),
