@@ -18,6 +18,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench.loadgen import run_loop
+from shared.keys import quiet_changes
 
 Record = tuple[str, int, float]
 
@@ -30,8 +31,9 @@ def _ready() -> None:
 async def pubsub(records: list[Record], redis_url: str, channel: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     async with client.pubsub() as ps:
-        await ps.subscribe(channel)
-        await ps.get_message(timeout=5)  # the subscribe confirmation
+        await ps.subscribe(channel, quiet_changes(channel))  # an event counted goes to the quiet one
+        for _ in range(2):
+            await ps.get_message(timeout=5)  # the subscribe confirmations
         _ready()
         async for message in ps.listen():
             if message["type"] == "message":

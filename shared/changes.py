@@ -1,9 +1,11 @@
 """Following the ``changes`` channel: one pub/sub subscription, kept alive with backoff (with jitter,
 and reset once a subscription is made again).
 
-Every Lua transition publishes ``{id, account_id, version, state}`` on ``Keys.changes``. Whoever needs
-to hear about changes in-process (the receiver's connection cache, the status API's stream hub) runs
-``follow_changes`` as one background task and handles each message synchronously.
+Every Lua transition publishes ``{id, account_id, version, state}`` on ``Keys.changes``, except the
+common change that leaves a connected connection connected (an event counted), which goes to
+``Keys.changes_quiet``. Whoever needs to hear about changes in-process (the receiver's connection cache:
+``changes``; the status API's stream hub: both) runs ``follow_changes`` as one background task and
+handles each message synchronously.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _nothing() -> None:
 
 async def follow_changes(
     client: aioredis.Redis,
-    channel: str,
+    channel: str | tuple[str, ...],
     on_message: Callable[[bytes | str], None],
     *,
     on_subscribed: Callable[[], None],
@@ -64,13 +66,13 @@ async def follow_changes(
 
 async def _listen_once(
     client: aioredis.Redis,
-    channel: str,
+    channel: str | tuple[str, ...],
     on_message: Callable[[bytes | str], None],
     on_subscribed: Callable[[], None],
 ) -> None:
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     try:
-        await pubsub.subscribe(channel)
+        await pubsub.subscribe(*((channel,) if isinstance(channel, str) else channel))
         on_subscribed()
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

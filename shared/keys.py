@@ -10,6 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def quiet_changes(changes: str) -> str:
+    """The quiet changes channel that goes with the changes channel ``changes`` (``Keys.changes_quiet``)."""
+    return f"{changes}:quiet"
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str
@@ -122,6 +127,13 @@ class Keys:
     def changes(self) -> str:
         """Pub/sub channel: one message per stored change of any connection."""
         return f"{self.prefix}:changes"
+
+    @property
+    def changes_quiet(self) -> str:
+        """Where a delivery that leaves a connected connection connected is published instead of
+        ``changes`` (an event counted: the common case by far). The status API's streams follow both;
+        the receivers' caches only ``changes``, since nothing they keep changed."""
+        return quiet_changes(self.changes)
 
     # --- notification endpoints (services/notifier) ---------------------------------------------
 

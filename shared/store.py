@@ -541,6 +541,7 @@ class Store(RedisStore):
             msg.delivery_id,
             "1" if msg.recovered_from else "0",
             *self.rhythm.args(),
+            k.changes_quiet,
         ]
         return keys, args
 

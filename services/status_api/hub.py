@@ -74,7 +74,7 @@ class Listener:
 class ChangeHub:
     """Reads the changes channel on one pub/sub connection and fans out to listeners in-process."""
 
-    def __init__(self, client: aioredis.Redis, channel: str, queue_size: int,
+    def __init__(self, client: aioredis.Redis, channel: str | tuple[str, ...], queue_size: int,
                  on_test_hop: Callable[[Change, str, str, int], None] | None = None) -> None:
         self._redis = client
         self._on_test_hop = on_test_hop  # (change, test id, delivery id, pushed at ms)
@@ -171,7 +171,7 @@ async def running_hub(store: Store, queue_size: int) -> AsyncIterator[ChangeHub]
             recording.add(task)
             task.add_done_callback(recording.discard)
 
-    hub = ChangeHub(store.redis, store.keys.changes, queue_size, on_test_hop)
+    hub = ChangeHub(store.redis, (store.keys.changes, store.keys.changes_quiet), queue_size, on_test_hop)
     subscribed = asyncio.Event()
     task = asyncio.create_task(hub.run(subscribed))
     # Streams read their snapshot after listening; wait for the subscription so none misses a change.

@@ -8,7 +8,9 @@
 --       rejected it), 15 consumed at ms (the verifier took it), 16 delivery id,
 --       17 a held delivery verified after a fix ('1'/'0'),
 --       18..22 the learned rhythm: events before it may say silent, smoothing weight (0..1), stddevs k,
---       times the mean, floor ms (docs/ARCHITECTURE.md, "Silence")
+--       times the mean, floor ms (docs/ARCHITECTURE.md, "Silence"),
+--       23 the quiet changes channel: where a change that leaves a connected connection connected (an
+--       event counted, no test window moved) is published instead of 7; nothing a receiver keeps changed
 -- Outcomes: verified (counts, connects, passes a test), rejected (recorded, counted as a rejection),
 -- reachable (a handshake that proves nothing about the secret: recorded, sets reachable_at, nothing else).
 -- Returns {status, from_state, to_state, notifications added, outbox length, silent at ms};
@@ -181,7 +183,11 @@ local version = redis.call('HINCRBY', conn, 'version', 1)
 local id = redis.call('HGET', conn, 'id')
 local account = redis.call('HGET', conn, 'account_id')
 note.id, note.account_id, note.version, note.state = id, account, version, to
-redis.call('PUBLISH', ARGV[7], cjson.encode(note))
+local channel = ARGV[7]
+if ARGV[23] and state == 'connected' and to == 'connected' and note.test == nil and note.test_hop == nil then
+  channel = ARGV[23]
+end
+redis.call('PUBLISH', channel, cjson.encode(note))
 for i, kind in ipairs(events) do
   redis.call('RPUSH', outbox, cjson.encode({id = 'evt_' .. id .. '_' .. version .. '_' .. i, type = kind, at = at}))
 end
