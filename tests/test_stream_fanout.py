@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from services.status_api import presentation
 from services.status_api import stream as stream_module
-from services.status_api.hub import Change, ChangeHub
+from services.status_api.hub import Change, ChangeHub, Signal
 from shared.records import ConnectionRecord
 from shared.store import Store
 
@@ -87,3 +88,21 @@ async def test_many_streams_share_one_rendering_per_change(
     assert all(s.shown == {"c3": 7} for s in streams)
     await streams[0].connection(record)  # without the hub's share (a snapshot, a resync): rendered again
     assert made == ["c3", "c3"]
+
+
+async def test_a_change_reaches_only_the_streams_that_show_it(redis_client: aioredis.Redis, prefix: str) -> None:
+    """Offered to the streams of its account (the whole account, or that connection), to no other: a
+    change no open stream shows is neither queued nor read."""
+    hub = ChangeHub(redis_client, f"{prefix}:changes", 16)
+    whole = hub.listen("a", None)
+    this_one = hub.listen("a", "c1")
+    other_one = hub.listen("a", "c2")
+    other_account = hub.listen("b", None)
+    hub.dispatch(orjson.dumps({"id": "c1", "account_id": "a", "version": 5, "state": "connected"}))
+    hub.dispatch(orjson.dumps({"id": "c9", "account_id": "nobody", "version": 1, "state": "pending"}))
+    assert whole.queue.get_nowait() == Change("c1", "a", 5) and whole.queue.empty()
+    assert this_one.queue.get_nowait() == Change("c1", "a", 5)
+    assert other_one.queue.empty() and other_account.queue.empty()
+    hub.forget(whole)
+    hub.broadcast(Signal.RESYNC)
+    assert whole.queue.empty() and other_account.queue.get_nowait() is Signal.RESYNC

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,5 +110,8 @@ class Connections:
         return connection_view(await self.get(record.id))
 
 
+_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _plausible_id(cid: str) -> bool:
-    return len(cid) == 32 and all(c in "0123456789abcdef" for c in cid)
+    return _ID.fullmatch(cid) is not None

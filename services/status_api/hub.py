@@ -129,9 +129,11 @@ class ChangeHub:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("ignored a malformed change notification")
             return
-        for listener in tuple(self._by_account.get(change.account_id, ())):
-            if listener.connection_id in (None, change.id):
-                listener.offer(change)
+        group = self._by_account.get(change.account_id)
+        if group:  # only this account's streams; the connection is read when one of them asks
+            for listener in tuple(group):
+                if listener.connection_id is None or listener.connection_id == change.id:
+                    listener.offer(change)
         hop = note.get("test_hop")
         if self._on_test_hop is not None and isinstance(hop, dict):
             self._on_test_hop(change, str(hop.get("test", "")), str(hop.get("delivery", "")), now_ms())

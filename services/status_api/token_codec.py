@@ -12,7 +12,8 @@ claim required, the audience must match, a lifetime no longer than ``BROWSER_TOK
 each of the three parts must be canonical unpadded base64url (a token has one spelling only: with junk
 inserted, padding appended or spare bits flipped it is ``invalid_token``). The signature is checked
 before anything in the payload is believed: a forged token is ``invalid_token`` even when it also looks
-expired.
+expired. The payload of a token that passed that far is kept (``VERIFIED_CACHE`` tokens, by their exact
+spelling), so a page's next calls skip the decoding; the clock and scope rules run on every call.
 
 A token may also carry a *create grant* (``scope`` = ``connections:create``): the page may then create
 connections in its account, ``create_limit`` of them at most (1 to ``MAX_CREATES_PER_TOKEN``), of the
@@ -30,7 +31,9 @@ import binascii
 import functools
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import jwt
 
@@ -45,6 +48,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9_-]+$")
 _KID = re.compile(r"^([A-Za-z0-9._-]{1,64}):(.+)$")
 CREATE_SCOPE = "connections:create"
 MAX_GRANT_PROVIDERS = 200
+VERIFIED_CACHE = 4096  # signed payloads of recently presented tokens kept (see ``_signed_claims``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,7 @@ def looks_like_browser_token(token: str) -> bool:
     return token.count(".") == 2
 
 
+@functools.lru_cache(maxsize=VERIFIED_CACHE)
 def fingerprint(token: str) -> str:
     """A short digest naming one token (a token has one spelling only, see ``_canonical``)."""
     return hashlib.sha256(token.encode()).hexdigest()[:32]
@@ -120,6 +125,15 @@ def mint(keys: tuple[SigningKey, ...], account_id: str, issued_at_s: int, expire
 def verify(keys: tuple[SigningKey, ...], token: str, now: int, max_ttl_s: int,
            max_creates: int = 0) -> BrowserClaims:
     """The claims of a valid token; ``invalid_token`` or ``token_expired`` (both 401) otherwise."""
+    return _checked(_signed_claims(keys, token), now, max_ttl_s, max_creates)
+
+
+@functools.lru_cache(maxsize=VERIFIED_CACHE)
+def _signed_claims(keys: tuple[SigningKey, ...], token: str) -> Mapping[str, object]:
+    """The payload of a token whose spelling and signature check out, decoded. A page presents the same
+    token on every call, so the signed payload is kept (by the exact token and key list; a token that
+    fails is never kept): decoding and the HMAC were most of a browser read's own CPU. The rules that
+    depend on the clock or the settings (``_checked``) still run on every call."""
     if not _canonical(token):
         raise _invalid()
     try:
@@ -135,11 +149,11 @@ def verify(keys: tuple[SigningKey, ...], token: str, now: int, max_ttl_s: int,
             continue
         except jwt.PyJWTError as exc:
             raise _invalid() from exc
-        return _checked(claims, now, max_ttl_s, max_creates)
+        return MappingProxyType(claims)  # shared by every call that hits the cache: read-only
     raise _invalid()
 
 
-def _checked(claims: dict[str, object], now: int, max_ttl_s: int, max_creates: int) -> BrowserClaims:
+def _checked(claims: Mapping[str, object], now: int, max_ttl_s: int, max_creates: int) -> BrowserClaims:
     """The time and scope rules, after the signature: exact expiry (no leeway), ``iat`` not ahead of
     our clock by more than ``CLOCK_SKEW_S``, a lifetime within the limit, a non-empty account."""
     sub, exp, iat = claims.get("sub"), claims.get("exp"), claims.get("iat")
@@ -154,7 +168,7 @@ def _checked(claims: dict[str, object], now: int, max_ttl_s: int, max_creates: i
     return BrowserClaims(sub, exp * 1000, _grant(claims, max_creates))
 
 
-def _grant(claims: dict[str, object], max_creates: int) -> CreateGrant | None:
+def _grant(claims: Mapping[str, object], max_creates: int) -> CreateGrant | None:
     """The create grant, checked after the signature: absent, or exactly well formed and in bounds."""
     scope, limit, providers = claims.get("scope"), claims.get("create_limit"), claims.get("providers")
     if scope is None:
