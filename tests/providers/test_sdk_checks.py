@@ -244,6 +244,20 @@ def vonage_accepts(req: Request, secret: str, url: str) -> bool:
     return bool(token) and _passes(lambda: verify_signature(token, secret) or 1 / 0)
 
 
+def finch_accepts(req: Request, secret: str, url: str) -> bool:
+    from finch import Finch
+
+    client = Finch(access_token="test", webhook_secret=secret)
+    return _passes(lambda: client.webhooks.verify_signature(req.body.decode(), req.headers))
+
+
+def lithic_accepts(req: Request, secret: str, url: str) -> bool:
+    from lithic import Lithic
+
+    client = Lithic(api_key="test", webhook_secret=secret)
+    return _passes(lambda: client.webhooks.verify_signature(req.body.decode(), req.headers))
+
+
 def node_accepts(package: str) -> Callable[[Request, str, str], bool]:
     def accepts(req: Request, secret: str, url: str) -> bool:
         if NODE is None or not (NODE_DIR / "node_modules" / package).exists():
@@ -332,6 +346,10 @@ CHECKS = [
     SdkCheck("vonage", "vonage-jwt", vonage_accepts, {"message_uuid": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
                                                       "status": "delivered"}, event_type="delivered",
              body_judged=False),
+    SdkCheck("finch", "finch-api", finch_accepts, {"event_type": "account.updated", "data": {}}, timed=True,
+             event_type="account.updated"),
+    SdkCheck("lithic", "lithic", lithic_accepts, {"event_type": "card.created", "payload": {}}, timed=True,
+             event_type="card.created"),
     SdkCheck("github", "@octokit/webhooks-methods", node_accepts("@octokit/webhooks-methods"), event_type="push"),
     SdkCheck("shopify", "@shopify/shopify-api", node_accepts("@shopify/shopify-api"), event_type="orders/create"),
     SdkCheck("linear", "@linear/sdk", node_accepts("@linear/sdk"), {"type": "Issue", "action": "create"},
