@@ -26,10 +26,10 @@ import random
 import re
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import aio_pika
 import aiormq
@@ -43,6 +43,7 @@ from yarl import URL
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ROUTING_KEY = "delivery"
 # AMQP heartbeats: aiormq calls a connection stuck (and drops it, so the robust connection reconnects)
@@ -139,8 +140,8 @@ class RotatingConnection(RobustConnection):
     def __init__(self, urls: Sequence[URL], start: int, **kwargs: Any) -> None:
         self._urls = list(urls)
         self._index = start % len(self._urls)
-        self._attempted = False
         super().__init__(self._urls[self._index], **kwargs)
+        self._attempted = False  # the first attempt (aio-pika's first clearing of transport) stays at ``start``
 
     @property
     def transport(self) -> Any:
@@ -219,6 +220,84 @@ async def close_quietly(connection: AbstractConnection) -> None:
         log.warning("amqp connection not closed cleanly", extra={"error": type(exc).__name__})
 
 
+class ConfirmChannel(Generic[T]):
+    """The one confirming channel a publisher publishes on, opened (and the topology declared on it by
+    ``declare``, whose result it keeps beside it) when first needed.
+
+    A channel on which the broker did not take a message (a Nack, or a message returned unroutable) is
+    retired: the next publish opens a fresh one and declares again. That is not only tidiness: on a
+    RabbitMQ cluster, a channel that first published to a quorum queue while its node still believed a
+    just-killed node led that queue keeps getting every publish Nacked, long after a new leader was
+    elected, while a fresh channel on the same connection is confirmed at once. A robust connection
+    that reconnects to a surviving node within milliseconds of losing the leader's node restores its
+    channels in exactly that window."""
+
+    def __init__(self, connection: AbstractConnection, declare: Callable[[AbstractChannel], Awaitable[T]]) -> None:
+        self._connection = connection
+        self._declare = declare
+        self._open: tuple[AbstractChannel, T] | None = None
+        self._lock = asyncio.Lock()
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def current(self) -> tuple[AbstractChannel, T] | None:
+        """The open channel and what its declare returned, without awaiting anything; None when a
+        publish has to open one first."""
+        if self._open is None or self._open[0].is_closed:
+            return None
+        return self._open
+
+    async def get(self) -> tuple[AbstractChannel, T]:
+        """The open channel, else a new confirming channel with the topology declared on it."""
+        ready = self.current()
+        if ready is not None:
+            return ready
+        async with self._lock:
+            ready = self.current()
+            if ready is None:
+                channel = await open_channel(self._connection, None, publisher_confirms=True)
+                ready = self._open = (channel, await self._declare(channel))
+            return ready
+
+    async def publish_on(self, channel: AbstractChannel, publishing: Awaitable[object]) -> object:
+        """Await ``publishing`` (a publish on ``channel``); a Nack or a returned message retires it."""
+        try:
+            confirm = await publishing
+        except aiormq.exceptions.DeliveryError:
+            self.retire(channel)
+            raise
+        if not isinstance(confirm, Basic.Ack):
+            self.retire(channel)
+        return confirm
+
+    def retire(self, channel: AbstractChannel) -> None:
+        """Stop publishing on ``channel`` (if it is still the current one) and close it in the background;
+        publishes still waiting on it are answered by the close (unreachable: refused, not lost)."""
+        if self._open is None or self._open[0] is not channel:
+            return
+        self._open = None
+        log.warning("amqp publishing channel retired after a message the broker did not take")
+        task = asyncio.get_running_loop().create_task(_close_channel(channel))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        if self._open is not None:
+            channel, self._open = self._open[0], None
+            await _close_channel(channel)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+async def _close_channel(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    try:
+        await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT_S)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+
+
 class ConfirmedPublisher:
     """Publishes persistent messages and returns only once the broker confirmed them.
 
@@ -228,16 +307,14 @@ class ConfirmedPublisher:
     publish paid several event-loop turns and a ``Message`` object; this halves the CPU per publish.)
 
     It also knows how many publishes wait for their confirm and since when the oldest waits
-    (``unconfirmed``, ``oldest_wait_s``): what the receiver sheds load on.
+    (``unconfirmed``, ``oldest_wait_s``): what the receiver sheds load on. Its channel is a
+    ``ConfirmChannel``: one the broker Nacked a publish on is replaced.
     """
 
     def __init__(self, connection: AbstractRobustConnection, topology: Topology, timeout_s: float) -> None:
         self._connection = connection
-        self._topology = topology
+        self._channel: ConfirmChannel[AbstractExchange] = ConfirmChannel(connection, topology.declare)
         self._timeout_s = timeout_s
-        self._channel: AbstractChannel | None = None
-        self._exchange: AbstractExchange | None = None
-        self._lock = asyncio.Lock()
         self._waiting: OrderedDict[int, float] = OrderedDict()  # publish ticket -> when it began
         self._tickets = itertools.count()
 
@@ -252,28 +329,12 @@ class ConfirmedPublisher:
             return now - began
         return 0.0
 
-    def _usable(self) -> AbstractExchange | None:
-        if self._channel is None or self._channel.is_closed:
-            return None
-        return self._exchange
-
-    async def _ready_exchange(self) -> AbstractExchange:
-        exchange = self._usable()
-        if exchange is not None:
-            return exchange
-        async with self._lock:
-            exchange = self._usable()
-            if exchange is None:
-                self._channel = await open_channel(self._connection, None, publisher_confirms=True)
-                exchange = self._exchange = await self._topology.declare(self._channel)
-            return exchange
-
     async def ready(self) -> bool:
         """True when a confirming channel to the broker is open (opening one if needed)."""
         if self._connection.is_closed:
             return False
         try:
-            await asyncio.wait_for(self._ready_exchange(), self._timeout_s)
+            await asyncio.wait_for(self._channel.get(), self._timeout_s)
         except Exception as exc:
             if is_unreachable(exc):
                 return False
@@ -290,14 +351,14 @@ class ConfirmedPublisher:
 
     async def _publish(self, body: bytes, message_id: str, headers: dict[str, Any] | None) -> object:
         # An open channel skips the set-up path entirely.
-        exchange = self._usable() or await self._ready_exchange()
-        assert self._channel is not None
+        channel, exchange = self._channel.current() or await self._channel.get()
         # aiormq's own channel: its basic_publish takes ``wait`` (the abstract one does not say so).
-        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
         properties = spec.Basic.Properties(delivery_mode=PERSISTENT, content_type="application/json",
                                            message_id=message_id, headers=headers or {})
-        return await channel.basic_publish(body, exchange=exchange.name, routing_key=ROUTING_KEY,
-                                           properties=properties, mandatory=True, wait=False)
+        return await self._channel.publish_on(channel, underlay.basic_publish(
+            body, exchange=exchange.name, routing_key=ROUTING_KEY, properties=properties, mandatory=True,
+            wait=False))
 
 
 def persistent_message(body: bytes, message_id: str, headers: dict[str, Any] | None = None) -> aio_pika.Message:

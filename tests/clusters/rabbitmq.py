@@ -221,6 +221,21 @@ class RabbitCluster:
             time.sleep(1)
         return otherwise
 
+    def move_leader(self, queue: str, to: RabbitNode, timeout_s: float = 90) -> str:
+        """Hand the lead of the quorum queue ``queue`` to ``to`` (Raft leadership transfer, as the
+        broker's own rebalancing does); returns the node that leads it afterwards."""
+        expr = (f'{{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"/">>, queue, <<"{queue}">>)), '
+                f"rabbit_quorum_queue:transfer_leadership(Q, '{to.node}').")
+        to.ctl("eval", expr, timeout_s=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        leader = ""
+        while time.monotonic() < deadline:
+            leader = self.queue_leader(queue, "", timeout_s=max(5.0, deadline - time.monotonic()))
+            if leader == to.node:
+                break
+            time.sleep(0.5)
+        return leader
+
     def queue_members(self, queue: str) -> list[str]:
         for row in self._ask("list_queues", "name", "members"):
             if row["name"] == queue:

@@ -55,6 +55,21 @@ async def test_connects_to_a_live_address_whichever_is_first(amqp_url: str) -> N
             pass
 
 
+async def test_the_first_attempt_goes_to_the_starting_address(amqp_url: str) -> None:
+    """A connection told to start at one address tries that one first (a random start spreads the
+    services over the nodes only if the start is where they go); later attempts move on."""
+    live = aio_pika.connection.URL(amqp_url)
+    for start in range(3):
+        urls = [aio_pika.connection.URL(_dead_url()) for _ in range(3)]
+        urls[start] = live
+        connection = RotatingConnection(urls, start, reconnect_interval="1")
+        try:
+            await connection.connect(timeout=5)  # fails fast if the first attempt went elsewhere
+            assert connection.url == live
+        finally:
+            await connection.close()
+
+
 @pytest.fixture
 async def two_nodes(amqp_url: str) -> AsyncIterator[tuple[FaultProxy, FaultProxy]]:
     host, port = "127.0.0.1", aio_pika.connection.URL(amqp_url).port or 5672

@@ -1,0 +1,66 @@
+"""A publishing channel the broker did not take a message on is replaced (``ConfirmChannel``), on the
+machine's own broker: a quorum queue that holds one message and refuses more (``reject-publish``) Nacks
+the second publish, as a cluster node does for a channel that lost track of a queue's leader."""
+
+from __future__ import annotations
+
+import pytest
+from aio_pika.abc import AbstractChannel, AbstractExchange
+
+from shared.broker import ConfirmChannel, amqp_connection, confirmed, persistent_message
+from shared.errors import BrokerUnavailable
+
+
+async def test_a_nacked_publish_retires_the_channel_and_the_next_opens_a_fresh_one(amqp_url: str,
+                                                                                   prefix: str) -> None:
+    name = f"{prefix}.full"
+
+    async def declare(channel: AbstractChannel) -> AbstractExchange:
+        await channel.declare_queue(name, durable=True, arguments={
+            "x-queue-type": "quorum", "x-max-length": 1, "x-overflow": "reject-publish"})
+        return channel.default_exchange
+
+    async with amqp_connection(amqp_url, "test") as connection:
+        holder: ConfirmChannel[AbstractExchange] = ConfirmChannel(connection, declare)
+
+        async def publish(message_id: str) -> AbstractChannel:
+            channel, exchange = await holder.get()
+            message = persistent_message(b"{}", message_id)
+            await confirmed(holder.publish_on(channel, exchange.publish(message, name, mandatory=True)), 5)
+            return channel
+
+        try:
+            first = await publish("1")
+            assert holder.current() == (first, first.default_exchange), "an Ack keeps the channel"
+            with pytest.raises(BrokerUnavailable, match="DeliveryError"):
+                for n in range(2, 20):  # a quorum queue applies its limit once it is over it: soon Nacked
+                    assert await publish(str(n)) is first
+            assert holder.current() is None, "the Nacked channel is no longer published on"
+            channel = await holder.get()
+            assert channel[0] is not first and not channel[0].is_closed
+            await holder.close()
+            assert first.is_closed and channel[0].is_closed, "retired and current channels are closed"
+        finally:
+            cleanup = await connection.channel()
+            await cleanup.queue_delete(name)
+            await cleanup.close()
+
+
+async def test_a_late_nack_on_a_retired_channel_leaves_the_current_one_alone(amqp_url: str) -> None:
+    """Publishes in flight on one channel are Nacked one by one: only the first retires it, and the
+    channel opened since is not touched by the others."""
+    async with amqp_connection(amqp_url, "test") as connection:
+        holder: ConfirmChannel[None] = ConfirmChannel(connection, _declare_nothing)
+        old, _ = await holder.get()
+        holder.retire(old)
+        assert holder.current() is None
+        new, _ = await holder.get()
+        assert new is not old
+        holder.retire(old)  # a late Nack on the old channel
+        assert holder.current() == (new, None)
+        await holder.close()
+        assert old.is_closed and new.is_closed
+
+
+async def _declare_nothing(channel: AbstractChannel) -> None:
+    pass
