@@ -72,6 +72,7 @@ class HeldRequest:
     query: str
     headers: tuple[tuple[str, str], ...] = field(repr=False)
     body: bytes = field(repr=False)
+    stored: int = 0  # bytes Redis holds for it (sealed): what the bounds count
 
     @property
     def size(self) -> int:
@@ -98,6 +99,13 @@ def recovered_delivery_id(hid: str) -> str:
     return hashlib.sha256(f"recovered:{hid}".encode()).hexdigest()[:32]
 
 
+def _stored(shown: Mapping[str, Any] | None) -> int:
+    """The bytes counted for a held request (``size`` for one held before they were counted stored)."""
+    if shown is None:
+        return 0
+    return int(shown.get("stored", shown["size"]))
+
+
 def _context(cid: str, hid: str) -> str:
     return f"{cid}:held:{hid}"
 
@@ -115,14 +123,19 @@ class HeldStore:
         return [self.keys.held(cid), self.keys.held_data(cid), self.keys.held_meta(cid)]
 
     async def hold(self, cid: str, request: HeldRequest, other_connection_id: str | None = None) -> bool:
-        """Hold ``request`` within the bounds (dropping the oldest); False when it is too large to hold."""
-        limits, size = self.limits, request.size
+        """Hold ``request`` within the bounds (dropping the oldest); False when it is too large to hold.
+        The bounds count the bytes stored (the sealed request and what may be shown of it), not the
+        request: sealing makes it nearly twice as large (base64 twice, the GCM tag)."""
+        limits = self.limits
         if not limits.enabled:
             return False
-        shown = {"received_at": request.received_at_ms, "reason": request.reason, "size": size}
+        sealed = self.store.sealer.seal(request.sealed_payload(), _context(cid, request.id))
+        shown: dict[str, object] = {"received_at": request.received_at_ms, "reason": request.reason,
+                                    "size": request.size}
         if other_connection_id:
             shown["other_connection_id"] = other_connection_id
-        sealed = self.store.sealer.seal(request.sealed_payload(), _context(cid, request.id))
+        size = len(sealed) + len(orjson.dumps(shown)) + 32  # the stored count itself, and the id twice
+        shown["stored"] = size
         args: lua.Args = [request.id, request.received_at_ms, sealed, orjson.dumps(shown), size,
                           limits.per_connection, limits.per_connection_bytes, limits.max_age_ms]
 
@@ -208,22 +221,23 @@ class HeldStore:
         out: list[HeldRequest] = []
         for hid, sealed in data.items():
             shown = orjson.loads(meta[hid]) if hid in meta else None
+            stored = _stored(shown)
             if shown is None or int(shown["received_at"]) <= now - self.limits.max_age_ms:
-                await self.remove(cid, str(hid), int(shown["size"]) if shown else 0, why="expired")
+                await self.remove(cid, str(hid), stored, why="expired")
                 continue
             try:
                 payload = orjson.loads(self.store.sealer.open(sealed, _context(cid, hid)))
             except (SecretUnreadable, orjson.JSONDecodeError):
-                await self.remove(cid, str(hid), int(shown["size"]), why="unreadable")
+                await self.remove(cid, str(hid), stored, why="unreadable")
                 continue
             out.append(HeldRequest(str(hid), int(shown["received_at"]), str(shown["reason"]), payload["m"],
                                    payload["q"], tuple((str(k), str(v)) for k, v in payload["h"]),
-                                   base64.b64decode(payload["b"])))
+                                   base64.b64decode(payload["b"]), stored))
         out.sort(key=lambda r: (r.received_at_ms, r.id))
         return out
 
     async def remove(self, cid: str, hid: str, size: int, why: str | None = None) -> None:
-        """Drop one held request (verified at last, or dropped ``why``)."""
+        """Drop one held request (verified at last, or dropped ``why``); ``size``: its stored bytes."""
         async def op() -> None:
             await self._drop(cid, hid)
             if await self._unindex(f"{cid}:{hid}:{size}") and why:
@@ -279,7 +293,7 @@ async def reverify(held: HeldStore, cid: str, publish: Publish, now: int) -> Rev
             fingerprint=verified.fingerprint, event_type=verified.event_type, is_test=verified.is_test,
             secret_slot=verified.secret_slot, recovered_from=request.id,
         ))
-        await held.remove(cid, request.id, request.size)
+        await held.remove(cid, request.id, request.stored)
         metrics.REVERIFIED.labels("recovered").inc()
         recovered += 1
         log.info("held delivery recovered", extra={"connection_id": cid, "delivery_id": request.id})

@@ -180,11 +180,16 @@ async def test_a_flood_of_forgeries_cannot_grow_past_the_bounds(
         assert sum(e["size"] for e in entries) <= 4096
         assert await redis_client.hlen(f"{prefix}:{{{conn['id']}}}:held:data") == len(entries)
         sizes += [e["size"] for e in entries]
+    # The bounds count the bytes stored (sealed, nearly twice a request's size), not the request.
+    stored = [orjson.loads(m)["stored"] for conn in conns
+              for m in await redis_client.hvals(f"{prefix}:{{{conn['id']}}}:held:meta")]
+    assert len(stored) == len(sizes) and min(s - z for s, z in zip(stored, sizes, strict=True)) > 0
     total = int(await redis_client.get(f"{prefix}:held:bytes") or 0)
-    assert total == sum(sizes) <= 5120
+    assert total == sum(stored) <= 5120
     assert await redis_client.zcard(f"{prefix}:held") == len(sizes)
-    # The oldest go first: the last connection's latest requests are the ones kept.
-    assert len(await held(system, conns[-1]["id"])) == 3
+    # The oldest go first: the last connection's latest requests are the ones kept (two of about 2 KiB
+    # stored each fit in its 4 KiB).
+    assert len(await held(system, conns[-1]["id"])) == 2
     assert await _dropped(system, "connection_limit") - per_conn_before >= 3 * 9
     assert await _dropped(system, "total_limit") - total_before >= 1
 

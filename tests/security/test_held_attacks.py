@@ -1,0 +1,102 @@
+"""Held deliveries, attacked: someone holding a connection's webhook URL floods it with forgeries that
+are held, and someone holding a (leaked) browser token asks for re-verification in a loop. Both are
+bounded: what Redis keeps stays within ``HELD_MAX_TOTAL_BYTES`` (the bytes stored, not the request
+before it was sealed), and ``REVERIFIES_PER_MINUTE`` per connection (429 ``too_many_reverifies``)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from tests.signing import standard_webhooks_headers
+from tests.system import System, start_system
+
+
+def forged_secret() -> str:
+    return "whsec_" + base64.b64encode(os.urandom(24)).decode()
+
+
+async def forge(system: System, conn: dict[str, Any], padding: str = "") -> int:
+    body = orjson.dumps({"type": "invoice.paid", "note": padding})
+    headers = standard_webhooks_headers(forged_secret(), body, f"msg_{uuid.uuid4().hex}")
+    status, _ = await system.post_hook(conn["webhook_url"], body, headers)
+    return status
+
+
+@pytest.fixture
+async def bounded(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> AsyncIterator[System]:
+    receiver = {"held_max_per_connection": 3, "held_max_bytes_per_connection": 4096, "held_max_total_bytes": 5120,
+                "rejected_burst": 40}
+    async with start_system(amqp_url, redis_url, prefix, receiver=receiver) as running:
+        yield running
+
+
+async def test_what_redis_holds_stays_within_the_total_bound(
+    bounded: System, redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """Sealing adds base64 twice and the GCM tag: counting the request before it was sealed let Redis
+    hold nearly twice ``HELD_MAX_TOTAL_BYTES``. The bound counts what is stored."""
+    system = bounded
+    conns = [await system.create() for _ in range(4)]
+    for conn in conns:
+        for _ in range(6):
+            assert await forge(system, conn, "x" * 600) == 401
+    stored = 0
+    per_connection = []
+    for conn in conns:
+        values = [*await redis_client.hvals(f"{prefix}:{{{conn['id']}}}:held:data"),
+                  *await redis_client.hvals(f"{prefix}:{{{conn['id']}}}:held:meta")]
+        per_connection.append(sum(len(v) for v in values))
+        stored += per_connection[-1]
+    assert stored > 0
+    assert stored <= 5120, f"{stored} bytes held in Redis over a bound of 5120"
+    assert max(per_connection) <= 4096
+    counted = int(await redis_client.get(f"{prefix}:held:bytes") or 0)
+    assert stored <= counted <= 5120
+
+
+async def test_reverify_in_a_loop_is_limited_per_connection(system: System) -> None:
+    """Each re-verification opens and checks every held request (up to 2 MiB per connection): a leaked
+    browser token calling it in a loop must not turn into unbounded CPU."""
+    conn, other = await system.create(), await system.create()
+    assert await forge(system, conn) == 401
+    token = await system.browser_token("acct-test")
+    auth = {"Authorization": f"Bearer {token}"}
+    path = f"/v1/connections/{conn['id']}/reverify"
+    answers = [await system.api("POST", path, headers=auth) for _ in range(15)]
+    statuses = [status for status, _ in answers]
+    assert statuses[0] == 200 and answers[0][1]["checked"] == 1
+    assert 429 in statuses, statuses
+    first = statuses.index(429)
+    assert set(statuses[first:]) == {429}
+    refused = answers[first][1]["error"]
+    assert refused["code"] == "too_many_reverifies" and "minute" in refused["message"]
+    # Refused: nothing changed; the held request is still there, another connection is not limited, and
+    # the service token is limited alike (the work is the same whoever asks).
+    status, data = await system.api("GET", f"/v1/connections/{conn['id']}/held", headers=auth)
+    assert status == 200 and len(data["held"]) == 1
+    status, data = await system.api("POST", path)
+    assert status == 429 and data["error"]["code"] == "too_many_reverifies"
+    status, data = await system.api("POST", f"/v1/connections/{other['id']}/reverify", headers=auth)
+    assert status == 200
+
+
+async def test_the_429_says_when_to_retry(system: System) -> None:
+    conn = await system.create()
+    path = f"/v1/connections/{conn['id']}/reverify"
+    for _ in range(30):
+        async with system.session.post(system.api_url + path, headers=system.auth) as resp:
+            if resp.status == 429:
+                assert 1 <= int(resp.headers["Retry-After"]) <= 60
+                return
+            assert resp.status == 200
+    pytest.fail("30 re-verifications in a row were never limited")
