@@ -39,6 +39,10 @@ class Keys:
         """Counter: test windows opened on one connection in the current minute (expires with it)."""
         return f"{self.prefix}:{{{cid}}}:tests_rate"
 
+    def reverify_rate(self, cid: str) -> str:
+        """Counter: re-verifications of one connection's held requests in the current minute."""
+        return f"{self.prefix}:{{{cid}}}:reverify_rate"
+
     def reject_bucket(self, cid: str) -> str:
         """Hash: the token bucket that limits rejected deliveries of one connection."""
         return f"{self.prefix}:{{{cid}}}:rejected_bucket"

@@ -366,6 +366,13 @@ class Store(RedisStore):
         allowed, wait_ms = reply
         return None if int(allowed) else int(wait_ms)
 
+    async def count_reverify(self, cid: str, window_ms: int) -> tuple[int, int]:
+        """Count one re-verification of the connection's held requests: (in this window, ms until it ends)."""
+        attempts, left_ms = await self._call(
+            lambda: lua.run(self.scripts.rate_window, [self.keys.reverify_rate(cid)], [window_ms])
+        )
+        return int(attempts), int(left_ms)
+
     # --- test windows ---------------------------------------------------------------------------
 
     async def count_test_start(self, cid: str, window_ms: int) -> tuple[int, int]:

@@ -41,6 +41,9 @@ class Settings(CommonSettings):
     max_streams_per_token: int = 5  # open streams of one browser token (per process)
     max_streams_per_account: int = 100  # open streams of one account's browser tokens (per process)
     tests_per_minute: int = 10  # test windows opened per connection per minute
+    # Re-verifications of one connection's held requests per minute (POST .../reverify, and a reconnect
+    # with a new secret or settings): each opens and checks up to HELD_MAX_BYTES_PER_CONNECTION.
+    reverifies_per_minute: int = 10
     tests_kept: int = 20  # replaced test windows kept readable per connection
     # A browser token with a create grant creates at most its create_limit connections, which may be
     # at most this; and no browser token creates one in an account that already has this many.
@@ -79,8 +82,9 @@ class Settings(CommonSettings):
             raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
                               "ANALYTICS_QUEUE_SIZE at least 1")
         if min(self.max_streams_per_token, self.max_streams_per_account, self.tests_per_minute,
-               self.tests_kept, self.disconnected_retention_s, self.max_creates_per_token,
+               self.reverifies_per_minute, self.tests_kept, self.disconnected_retention_s, self.max_creates_per_token,
                self.max_connections_per_account) < 1:
-            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE, TESTS_KEPT, "
+            raise ConfigError("MAX_STREAMS_PER_TOKEN, MAX_STREAMS_PER_ACCOUNT, TESTS_PER_MINUTE, "
+                              "REVERIFIES_PER_MINUTE, TESTS_KEPT, "
                               "DISCONNECTED_RETENTION_S, MAX_CREATES_PER_TOKEN and MAX_CONNECTIONS_PER_ACCOUNT "
                               "must be at least 1")

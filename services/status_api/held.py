@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from services.status_api.access import visible
+from services.status_api.limits import too_many_reverifies
 from services.status_api.state import ApiState, api
 from shared.errors import ApiError, BrokerUnavailable, ServiceUnavailable, StoreUnavailable
 from shared.held import ReverifyResult, reverify
@@ -22,6 +23,13 @@ from shared.models import DeliveryMessage, now_ms
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_S = 5
+REVERIFY_WINDOW_MS = 60_000  # REVERIFIES_PER_MINUTE counts in windows this long
+
+
+async def reverify_allowed(state: ApiState, cid: str) -> int | None:
+    """Count one re-verification of the connection; None when allowed, else ms until the next one is."""
+    attempts, left_ms = await state.store.count_reverify(cid, REVERIFY_WINDOW_MS)
+    return None if attempts <= state.settings.reverifies_per_minute else left_ms
 
 
 async def verify_held(state: ApiState, cid: str) -> ReverifyResult:
@@ -36,6 +44,10 @@ async def after_fix(state: ApiState, cid: str) -> None:
     """After a reconnect with a new secret or settings. The reconnect stands whatever happens here: held
     requests not verified now stay held for ``POST .../reverify``."""
     try:
+        if await reverify_allowed(state, cid) is not None:
+            log.warning("held deliveries not verified again after a reconnect: too many re-verifications of "
+                        "this connection this minute; they stay held", extra={"connection_id": cid})
+            return
         result = await verify_held(state, cid)
     except (BrokerUnavailable, StoreUnavailable):
         log.warning("held deliveries not verified again after a reconnect; they stay held",
@@ -57,8 +69,12 @@ async def reverify_connection(request: web.Request) -> web.Response:
     if record.state == "disconnected":
         raise ApiError("the connection is disconnected; reconnect it first", code="connection_disconnected",
                        status=409)
+    state = api(request)
+    wait_ms = await reverify_allowed(state, record.id)
+    if wait_ms is not None:
+        raise too_many_reverifies(state.settings.reverifies_per_minute, wait_ms)
     try:
-        result = await verify_held(api(request), record.id)
+        result = await verify_held(state, record.id)
     except BrokerUnavailable as exc:
         raise ServiceUnavailable("the verified deliveries could not be queued right now; retry later",
                                  code="broker_unavailable", retry_after_s=RETRY_AFTER_S) from exc

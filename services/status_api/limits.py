@@ -6,6 +6,8 @@
   product backend's service token is trusted with as many streams as it needs.
 - Test windows: ``TESTS_PER_MINUTE`` opened per connection per minute, whoever asks
   (``too_many_tests``), counted in Redis so every replica shares the count.
+- Re-verifications of held requests: ``REVERIFIES_PER_MINUTE`` per connection per minute, whoever asks
+  (``too_many_reverifies``), in Redis likewise; each one opens and checks every held request.
 """
 
 from __future__ import annotations
@@ -49,6 +51,12 @@ class StreamQuota:
                 counter[key] -= 1
                 if counter[key] <= 0:
                     del counter[key]
+
+
+def too_many_reverifies(limit: int, retry_after_ms: int) -> TooManyRequests:
+    return TooManyRequests(f"the held requests of a connection may be verified again at most {limit} times a "
+                           "minute; retry later", code="too_many_reverifies",
+                           retry_after_s=-(-retry_after_ms // 1000))
 
 
 def too_many_tests(limit: int, retry_after_ms: int) -> TooManyRequests:

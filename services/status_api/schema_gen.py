@@ -174,7 +174,7 @@ def _held_paths() -> Json:
                 "operationId": "reverifyHeldDeliveries",
                 "summary": "Verify the held requests again with the connection's secret and settings as they "
                            "are now; those that verify are applied as verified deliveries (recovered).",
-                "responses": {"200": _answer(s.ReverifyResult), **_errors(401, 404, 409, 503)},
+                "responses": {"200": _answer(s.ReverifyResult), **_errors(401, 404, 409, 429, 503)},
             },
         },
     }
