@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import sys
 import time
 import uuid
@@ -258,4 +259,7 @@ if __name__ == "__main__":
     with open(sys.argv[1], "rb") as fh:
         loaded = orjson.loads(fh.read())
     result = run_loop(main(loaded))
+    # The event loop may leave stdout non-blocking: a result larger than the pipe's buffer would then be
+    # cut short (BlockingIOError) while the harness reads it.
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.buffer.write(orjson.dumps(result) + b"\n")

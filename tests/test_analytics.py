@@ -42,6 +42,8 @@ async def _collect(queue: AbstractQueue, done: Callable[[list[dict[str, Any]]], 
             body = orjson.loads(message.body)
             assert message.routing_key == body["event"]
             assert message.content_type == "application/json"
+            assert message.type == body["event"] and message.message_id == body["event_id"]
+            assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
             got.append(body)
             if done(got):
                 return got
@@ -141,3 +143,28 @@ async def test_emitting_never_raises_when_the_queue_is_full_or_the_broker_is_gon
     await analytics.close()  # flushes what is queued: the broker is away, so it is dropped and counted
     drain.cancel()
     assert REGISTRY.get_sample_value(dropped, {"event": "x_test", "reason": "broker_unavailable"}) == gone_before + 1
+
+
+async def test_a_page_re_reading_a_status_is_one_view(system: System) -> None:
+    """Reads of the same status by the same browser token within ANALYTICS_VIEW_REPEAT_S count once; another
+    token, or the status changing, is a new view."""
+    conn = await system.create(account_id="acct-rv")
+    before = _count("integration_status_viewed")
+    first, second = await system.browser_token("acct-rv"), await system.browser_token("acct-rv", ttl_s=600)
+    assert first != second
+    async with HookStatusClient(system.api_url, first, session=system.session) as page:
+        for _ in range(5):
+            assert (await page.get_connection(conn["id"]))["display"] == "pending"
+    assert _count("integration_status_viewed") == before + 1
+    async with HookStatusClient(system.api_url, second, session=system.session) as other_page:
+        await other_page.get_connection(conn["id"])
+        await other_page.get_connection(conn["id"])
+    assert _count("integration_status_viewed") == before + 2
+    body = orjson.dumps({"type": "ping"})
+    headers = standard_webhooks_headers(conn["secret"], body, f"msg_{uuid.uuid4().hex}")
+    assert (await system.post_hook(conn["webhook_url"], body, headers))[0] == 202
+    await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    async with HookStatusClient(system.api_url, first, session=system.session) as page:
+        assert (await page.get_connection(conn["id"]))["display"] == "connected"  # a new status: a new view
+        await page.get_connection(conn["id"])
+    assert _count("integration_status_viewed") == before + 3

@@ -15,18 +15,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
-import aio_pika
+import aiormq
 import orjson
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnection
+from aiormq import spec
+from pamqp.commands import Basic
 
 from services.status_api.auth import Principal
 from services.status_api.config import Settings
 from shared import metrics
-from shared.broker import AMQP_ERRORS, is_unreachable, open_channel
+from shared.broker import AMQP_ERRORS, PERSISTENT, is_unreachable, open_channel
 from shared.errors import StoreUnavailable
 from shared.models import iso, new_id, now_ms
 from shared.records import ConnectionRecord
@@ -39,6 +43,8 @@ RECONNECT_ATTEMPTED = "integration_reconnect_attempted"
 STATUS_VIEWED = "integration_status_viewed"
 LIVE_STATES = ("connected", "pending")
 FLUSH_ON_CLOSE_S = 1.0
+DRAIN_BATCH = 256  # events published together at most (their confirms awaited together)
+VIEWS_KEPT = 50_000  # status views remembered to tell a repeated one (ANALYTICS_VIEW_REPEAT_S)
 # What a person was shown, in the three segments the analytics events use.
 STATUS_LABELS = {"connected": "connected", "pending": "pending", "failing": "error", "silent": "error",
                  "failed": "error"}
@@ -47,8 +53,11 @@ STATUS_LABELS = {"connected": "connected", "pending": "pending", "failing": "err
 class Analytics:
     """The bounded queue, its drain task's channel, and the background look-ups."""
 
-    def __init__(self, connection: AbstractRobustConnection, exchange: str, size: int, timeout_s: float) -> None:
+    def __init__(self, connection: AbstractRobustConnection, exchange: str, size: int, timeout_s: float,
+                 view_repeat_s: float = 0) -> None:
         self._connection = connection
+        self._view_repeat_s = view_repeat_s
+        self._views: OrderedDict[tuple[str, str, str, str], float] = OrderedDict()  # view -> when counted
         self._exchange_name = exchange
         self._timeout_s = timeout_s
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
@@ -58,7 +67,7 @@ class Analytics:
 
     def emit(self, event: str, *, account_id: str, connection_id: str, provider: str, **fields: Any) -> None:
         """Count the event and queue it for publishing; never blocks, never raises."""
-        metrics.ANALYTICS_EVENTS.labels(event).inc()
+        metrics.child(metrics.ANALYTICS_EVENTS, event).inc()
         body = {
             "event": event,
             "event_id": new_id(),
@@ -74,6 +83,22 @@ class Analytics:
         except asyncio.QueueFull:
             metrics.ANALYTICS_DROPPED.labels(event, "queue_full").inc()
 
+    def new_view(self, token_id: str, connection_id: str, display: str, via: str) -> bool:
+        """False when this token was shown this connection with this display, by the same route, less than
+        ``view_repeat_s`` ago (a page re-reading what it shows is not another view); the latest
+        ``VIEWS_KEPT`` views are remembered, in this process."""
+        if self._view_repeat_s <= 0:
+            return True
+        key, now = (token_id, connection_id, display, via), time.monotonic()
+        counted = self._views.get(key)
+        if counted is not None and now - counted < self._view_repeat_s:
+            return False
+        self._views[key] = now
+        self._views.move_to_end(key)
+        if len(self._views) > VIEWS_KEPT:
+            self._views.popitem(last=False)
+        return True
+
     def later(self, job: Coroutine[Any, Any, None]) -> None:
         """Run a look-up that leads to an event in the background (the request does not wait)."""
         task = asyncio.create_task(job)
@@ -81,15 +106,22 @@ class Analytics:
         task.add_done_callback(self._tasks.discard)
 
     async def drain_forever(self) -> None:
+        """Publish what is queued: everything waiting goes out together (up to ``DRAIN_BATCH``), each
+        message written without waiting for the one before, then their confirms are awaited together.
+        Under load the batches grow, so the cost per event falls (a busy page's reads each make one)."""
         while True:
-            body = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < DRAIN_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._publish(body)
-            except Exception as exc:  # the drain must outlive any one event: it is the only one
-                if not is_unreachable(exc):
-                    log.exception("analytics publish failed")
-                self._dropped(body, "broker_unavailable", exc)
-            finally:
+                failures = await self._publish(batch)
+            except Exception as exc:  # the drain must outlive any one batch: it is the only one
+                failures = [exc] * len(batch)
+            for body, failure in zip(batch, failures, strict=True):
+                if failure is not None:
+                    if not is_unreachable(failure):
+                        log.error("analytics publish failed", exc_info=failure)
+                    self._dropped(body, "broker_unavailable", failure)
                 self._queue.task_done()
 
     def _dropped(self, body: dict[str, Any], reason: str, exc: BaseException) -> None:
@@ -97,18 +129,27 @@ class Analytics:
         log.warning("analytics event dropped", extra={"event_name": body["event"], "error": type(exc).__name__})
         self._channel = self._exchange = None  # open a fresh channel for the next one
 
-    async def _publish(self, body: dict[str, Any]) -> None:
+    async def _publish(self, batch: list[dict[str, Any]]) -> list[BaseException | None]:
+        """Publish ``batch``; what went wrong with each message (None: the broker confirmed it)."""
         if self._connection.is_closed:
             raise ConnectionError("the broker connection is closed")
         exchange = await asyncio.wait_for(self._ready_exchange(), self._timeout_s)
-        message = aio_pika.Message(
-            orjson.dumps(body),
-            content_type="application/json",
-            message_id=body["event_id"],
-            type=body["event"],
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        )
-        await exchange.publish(message, routing_key=body["event"], timeout=self._timeout_s)
+        assert self._channel is not None
+        # aiormq's own channel: its basic_publish takes ``wait`` (the abstract one does not say so), so
+        # a message is handed to the writer without a lock and an event-loop turn each (as the
+        # receiver's ConfirmedPublisher does). Not mandatory: who binds a queue is the consumers' choice.
+        channel = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        confirms = [
+            channel.basic_publish(orjson.dumps(body), exchange=exchange.name, routing_key=body["event"],
+                                  properties=spec.Basic.Properties(
+                                      delivery_mode=PERSISTENT, content_type="application/json",
+                                      message_id=body["event_id"], message_type=body["event"]),
+                                  wait=False)
+            for body in batch
+        ]
+        async with asyncio.timeout(self._timeout_s):
+            results = await asyncio.gather(*confirms, return_exceptions=True)
+        return [_failure(result) for result in results]
 
     async def _ready_exchange(self) -> AbstractExchange:
         channel = await open_channel(self._connection, self._channel)
@@ -128,10 +169,17 @@ class Analytics:
                 await self._channel.close()
 
 
+def _failure(result: object) -> BaseException | None:
+    """None for the broker's Ack, else what went wrong (an error, or a Nack)."""
+    if isinstance(result, BaseException):
+        return result
+    return None if isinstance(result, Basic.Ack) else ConnectionError(f"the broker refused: {type(result).__name__}")
+
+
 @asynccontextmanager
 async def running(connection: AbstractRobustConnection, settings: Settings) -> AsyncIterator[Analytics]:
     analytics = Analytics(connection, settings.analytics_exchange, settings.analytics_queue_size,
-                          settings.publish_timeout_s)
+                          settings.publish_timeout_s, settings.analytics_view_repeat_s)
     drain = asyncio.create_task(analytics.drain_forever())
     try:
         yield analytics
@@ -188,14 +236,15 @@ def status_shown(
     analytics: Analytics, principal: Principal | None, views: Iterable[dict[str, Any]], via: str = "stream"
 ) -> None:
     """Statuses a person was shown: counted for browser tokens only (the product backend's own reads
-    are not views). Disconnected connections are not a post-setup status and are not counted."""
+    are not views). Disconnected connections are not a post-setup status and are not counted, and the
+    same status shown again to the same token soon after is the same view (``Analytics.new_view``)."""
     if principal is None or principal.kind != "browser":
         return
     for view in views:
         status = STATUS_LABELS.get(view["display"])
-        if status is None:
+        if status is None or not analytics.new_view(principal.token_id or "", view["id"], view["display"], via):
             continue
-        metrics.STATUS_VIEWED.labels(status).inc()
+        metrics.child(metrics.STATUS_VIEWED, status).inc()
         analytics.emit(STATUS_VIEWED, account_id=view["account_id"], connection_id=view["id"],
                        provider=view["provider"], status=status, display=view["display"], state=view["state"],
                        reason=view["reason"], via=via)

@@ -32,6 +32,9 @@ class Settings(CommonSettings):
     test_default_timeout_s: int = 120
     test_max_timeout_s: int = 3600
     analytics_queue_size: int = 10_000
+    # The same status shown again to the same browser token within this long is not another view (0: every
+    # read is one).
+    analytics_view_repeat_s: float = 60.0
     # Notification endpoint URLs with a literal loopback or private address are refused unless allowed
     # (the same settings as the notifier's).
     notifier_allow_private: bool = False
@@ -78,9 +81,10 @@ class Settings(CommonSettings):
             raise ConfigError("BROWSER_TOKEN_TTL_S must be from 1 to BROWSER_TOKEN_MAX_TTL_S")
         if self.sse_heartbeat_s <= 0 or self.sse_write_timeout_s <= 0 or self.sse_queue_size < 1:
             raise ConfigError("SSE_HEARTBEAT_S and SSE_WRITE_TIMEOUT_S must be positive, SSE_QUEUE_SIZE at least 1")
-        if not 1 <= self.test_default_timeout_s <= self.test_max_timeout_s or self.analytics_queue_size < 1:
+        if (not 1 <= self.test_default_timeout_s <= self.test_max_timeout_s or self.analytics_queue_size < 1
+                or self.analytics_view_repeat_s < 0):
             raise ConfigError("TEST_DEFAULT_TIMEOUT_S must be from 1 to TEST_MAX_TIMEOUT_S, "
-                              "ANALYTICS_QUEUE_SIZE at least 1")
+                              "ANALYTICS_QUEUE_SIZE at least 1, ANALYTICS_VIEW_REPEAT_S not negative")
         if min(self.max_streams_per_token, self.max_streams_per_account, self.tests_per_minute,
                self.reverifies_per_minute, self.tests_kept, self.disconnected_retention_s, self.max_creates_per_token,
                self.max_connections_per_account) < 1:
