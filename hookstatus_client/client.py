@@ -181,6 +181,11 @@ class HookStatusClient:
     async def delete_notification_endpoint(self, endpoint_id: str) -> None:
         await self._call("DELETE", f"/v1/notification-endpoints/{endpoint_id}")
 
+    async def enable_notification_endpoint(self, endpoint_id: str) -> NotificationEndpoint:
+        """Enable an endpoint again (the notifier disables one that keeps failing); its failure count is
+        cleared."""
+        return cast(NotificationEndpoint, await self._call("POST", f"/v1/notification-endpoints/{endpoint_id}/enable"))
+
     async def notification_attempts(self, endpoint_id: str) -> list[NotificationAttempt]:
         data = await self._call("GET", f"/v1/notification-endpoints/{endpoint_id}/attempts")
         return cast(list[NotificationAttempt], data["attempts"])

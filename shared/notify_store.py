@@ -196,6 +196,21 @@ class NotifyStore(RedisStore):
 
         await self._call(op)
 
+    async def enable(self, eid: str) -> bool:
+        """Enable an endpoint again (the product fixed it), its failure counters cleared; False when it
+        does not exist. The set of disabled endpoints is left last, so the gauge never counts it twice."""
+        key = self.keys.endpoint(eid)
+
+        async def op() -> bool:
+            if not await awaited(self.redis.exists(key)):
+                return False
+            await awaited(self.redis.hset(key, mapping={"status": "enabled", "disabled_reason": "", "disabled_at": "",
+                                                        "failed_events": 0, "failing_since": ""}))
+            await awaited(self.redis.srem(self.keys.endpoints_disabled, eid))
+            return True
+
+        return await self._call(op)
+
     # --- the outbox relay -------------------------------------------------------------------------
 
     async def outbox_due(self, now: int, limit: int) -> list[str]:

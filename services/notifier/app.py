@@ -1,13 +1,19 @@
 """The notifier process: the outbox relay, the two consumers (transition events -> one job per
 endpoint; jobs -> one signed POST each, retried through the delay queues), the gauges, and a small HTTP
-server for health and metrics. SIGTERM stops consuming, lets in-flight messages finish, and exits."""
+server for health and metrics. SIGTERM stops consuming, lets in-flight messages finish, and exits.
+
+The consumers have a connection of their own, watched as the verifier's is (``shared/watchdog.py``):
+when messages wait and none arrive for 10 s, that connection is dropped and a fresh one built. The
+relay's publisher and the gauges use the other connection."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiohttp import web
@@ -26,9 +32,11 @@ from shared.errors import BrokerUnavailable, PoisonMessage, StoreUnavailable
 from shared.notify_store import NotifyStore
 from shared.redis import redis_client
 from shared.runner import stop_on_signals
+from shared.watchdog import Link, Session, Watch, consume_until
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0
+SETUP_TIMEOUT_S = 10.0  # channel, prefetch, topology, consume on a fresh connection
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
 
@@ -50,11 +58,18 @@ class Consumers:
         self._tags: list[tuple[str, str]] = []
         self._in_flight: set[asyncio.Task[None]] = set()
         self.stopping = stopping
+        self.last_delivery_s = time.monotonic()  # when the broker last handed us a message (the watchdog)
+
+    @property
+    def busy(self) -> bool:
+        """Some message is being handled (for instance held while Redis is away)."""
+        return bool(self._in_flight)
 
     async def consume(self, queue_name: str, handler: Handler) -> None:
         queue = await self.channel.get_queue(queue_name)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            self.last_delivery_s = time.monotonic()
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.add(task)
@@ -97,10 +112,12 @@ class Consumers:
 
     async def stop(self, grace_s: float) -> None:
         self.stopping.set()
-        for queue_name, tag in self._tags:
-            with contextlib.suppress(*AMQP_ERRORS):
-                queue = await self.channel.get_queue(queue_name, ensure=False)
-                await queue.cancel(tag)
+        # Bounded: on a connection that is reconnecting, a cancel would wait for the broker.
+        with contextlib.suppress(TimeoutError, *AMQP_ERRORS):
+            async with asyncio.timeout(grace_s):
+                for queue_name, tag in self._tags:
+                    queue = await self.channel.get_queue(queue_name, ensure=False)
+                    await queue.cancel(tag)
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=grace_s)
         for task in tuple(self._in_flight):
@@ -149,14 +166,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     log.info("notifier stopped")
 
 
-async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn: AbstractRobustConnection,
-                 topology: NotifyTopology, notifier: Notifier) -> None:
-    store = notifier.store
-    channel = await conn.channel()
-    await channel.set_qos(prefetch_count=settings.notifier_prefetch)
-    await topology.declare(channel)
-    consumers = Consumers(channel, notifier.stopping)
-
+def _handlers(notifier: Notifier) -> tuple[Handler, Handler]:
     async def on_event(message: AbstractIncomingMessage) -> None:
         if not message.message_id:
             raise PoisonMessage("bad_shape", "the event has no id")
@@ -165,11 +175,37 @@ async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn
     async def on_job(message: AbstractIncomingMessage) -> None:
         await notifier.attempt(job_of(message))
 
-    await consumers.consume(topology.events_queue, on_event)
-    await consumers.consume(topology.jobs_queue, on_job)
+    return on_event, on_job
+
+
+async def _connect_consumers(settings: Settings, topology: NotifyTopology, notifier: Notifier) -> Session:
+    """A fresh connection with both consumers on it; every step bounded, so a hung broker cannot hang us."""
+    stack = AsyncExitStack()
+    on_event, on_job = _handlers(notifier)
+    try:
+        conn = await stack.enter_async_context(amqp_connection(settings.amqp_addresses, "notifier-consumers"))
+        async with asyncio.timeout(SETUP_TIMEOUT_S):
+            channel = await conn.channel()
+            await channel.set_qos(prefetch_count=settings.notifier_prefetch)
+            await topology.declare(channel)
+            consumers = Consumers(channel, notifier.stopping)
+            await consumers.consume(topology.events_queue, on_event)
+            await consumers.consume(topology.jobs_queue, on_job)
+    except BaseException:
+        await stack.aclose()
+        raise
+    return Session(stack, consumers, conn)
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn: AbstractRobustConnection,
+                 topology: NotifyTopology, notifier: Notifier) -> None:
+    store = notifier.store
+    first = await _connect_consumers(settings, topology, notifier)  # no broker at start: fail at once
+    link = Link()
+    link.connection = first.connection
     runner = None
     if serve_http:
-        health = http.worker_health_app("notifier", store.ping, lambda: not conn.is_closed)
+        health = http.worker_health_app("notifier", store.ping, lambda: not conn.is_closed and link.usable())
         runner = web.AppRunner(health, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, settings.notifier_host, settings.notifier_port).start()
@@ -183,10 +219,10 @@ async def _serve(settings: Settings, stop: asyncio.Event, serve_http: bool, conn
                                         "allow_loopback": settings.notifier_allow_loopback,
                                         "allow_private": settings.notifier_allow_private})
     try:
-        await stop.wait()
+        await consume_until(stop, first, lambda: _connect_consumers(settings, topology, notifier), link,
+                            Watch((topology.events_queue, topology.jobs_queue), GRACE_S))
         log.info("notifier stopping")
         stopping.set()
-        await consumers.stop(GRACE_S)
         await asyncio.wait(loops, timeout=GRACE_S)
     finally:
         for task in loops:

@@ -89,6 +89,16 @@ async def delete_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def enable_endpoint(request: web.Request) -> web.Response:
+    """Enable an endpoint the notifier disabled (or any endpoint): its failure count starts again from 0.
+    Events that came meanwhile were skipped for it and are not sent again."""
+    require_service_token(request)
+    raw = await _endpoint(request)
+    if not await api(request).notify.enable(raw["id"]):
+        raise NotFound("no notification endpoint has this id", code="endpoint_not_found")
+    return json_response(endpoint_view(await _endpoint(request)))
+
+
 async def attempts(request: web.Request) -> web.Response:
     require_service_token(request)
     raw = await _endpoint(request)
@@ -102,3 +112,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/v1/notification-endpoints/{endpoint_id}", get_endpoint)
     r.add_delete("/v1/notification-endpoints/{endpoint_id}", delete_endpoint)
     r.add_get("/v1/notification-endpoints/{endpoint_id}/attempts", attempts)
+    r.add_post("/v1/notification-endpoints/{endpoint_id}/enable", enable_endpoint)

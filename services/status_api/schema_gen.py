@@ -276,6 +276,15 @@ def _notification_paths() -> Json:
                 "responses": {"200": _answer(s.NotificationAttemptList), **_errors(401, 403, 404, 503)},
             },
         },
+        "/v1/notification-endpoints/{endpoint_id}/enable": {
+            "parameters": [ENDPOINT_ID],
+            "post": {
+                "operationId": "enableNotificationEndpoint",
+                "summary": "Enable an endpoint again (e.g. one the notifier disabled after failing), its "
+                           "failure count cleared.",
+                "responses": {"200": _answer(s.NotificationEndpoint), **_errors(401, 403, 404, 503)},
+            },
+        },
     }
 
 

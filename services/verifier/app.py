@@ -7,31 +7,23 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 
-from aio_pika.abc import AbstractRobustConnection
 from aiohttp import web
 
 from services.verifier.config import Settings
 from services.verifier.gauges import QueueDepth, refresh_forever
 from services.verifier.sweeper import sweep_forever
-from services.verifier.watchdog import QueueProbe, until_stalled
 from services.verifier.worker import Consumer, Verifier
-from shared import broker, http
-from shared.backoff import Backoff
+from shared import http
 from shared.broker import Topology, amqp_connection
 from shared.crypto import warn_if_development_key
-from shared.errors import BrokerUnavailable
 from shared.redis import RedisClient, has_replicas, is_cluster, is_unreachable, redis_client
-from shared.runner import sleep_unless, stop_on_signals
+from shared.runner import stop_on_signals
 from shared.store import Store
+from shared.watchdog import Link, Session, Watch, consume_until
 
 log = logging.getLogger(__name__)
 GRACE_S = 4.0
 SETUP_TIMEOUT_S = 10.0  # channel, prefetch, topology, consume on a fresh connection
-STALL_S = 10.0  # not consuming while messages wait (or the broker not answering) this long: reconnect
-CHECK_S = 1.0
-PROBE_TIMEOUT_S = 5.0
-RETRY_FIRST_S = 0.5
-RETRY_MAX_S = 10.0
 
 
 async def wait_replicas(settings: Settings, client: RedisClient) -> int:
@@ -61,7 +53,8 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
         verifier = Verifier(store, retry_max_s=settings.store_retry_max_s,
                             log_each_delivery=settings.log_each_delivery)
         link = Link()
-        first = await _connect(settings, verifier, topology, link)  # no broker at start: fail at once
+        first = await _connect(settings, verifier, topology)  # no broker at start: fail at once
+        link.connection = first.connection
         runner = None
         if serve_http:
             runner = web.AppRunner(http.worker_health_app("verifier", store.ping, link.usable), access_log=None)
@@ -75,7 +68,9 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
                             verifier.stopping)
         )
         log.info("verifier started", extra={"queue": topology.queue})
-        await _consume_until(stop, first, settings, verifier, topology, link)
+        await consume_until(stop, first, lambda: _connect(settings, verifier, topology), link,
+                            Watch((topology.queue,), GRACE_S))
+        log.info("verifier stopping")
         verifier.stopping.set()
         await _finish((sweeper, gauges), timeout_s=1.0)
         verifier.summary.flush()
@@ -84,22 +79,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http:
     log.info("verifier stopped")
 
 
-class Link:
-    """The connection in use right now (the watchdog replaces it), for the health check and gauges."""
-
-    def __init__(self) -> None:
-        self.connection: AbstractRobustConnection | None = None
-
-    def current(self) -> AbstractRobustConnection | None:
-        return self.connection
-
-    def usable(self) -> bool:
-        return self.connection is not None and not self.connection.is_closed
-
-
-async def _connect(
-    settings: Settings, verifier: Verifier, topology: Topology, link: Link
-) -> tuple[AsyncExitStack, Consumer]:
+async def _connect(settings: Settings, verifier: Verifier, topology: Topology) -> Session:
     """A fresh connection with a consumer on it; every step bounded, so a hung broker cannot hang us."""
     stack = AsyncExitStack()
     try:
@@ -111,57 +91,7 @@ async def _connect(
     except BaseException:
         await stack.aclose()
         raise
-    link.connection = conn
-    return stack, consumer
-
-
-async def _consume_until(
-    stop: asyncio.Event, first: tuple[AsyncExitStack, Consumer], settings: Settings, verifier: Verifier,
-    topology: Topology, link: Link,
-) -> None:
-    """Consume until ``stop``; whenever the watchdog finds the consumer stalled, drop the connection and
-    build a fresh one (with backoff while the broker stays away)."""
-    retry = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
-    current: tuple[AsyncExitStack, Consumer] | None = first
-    while True:
-        if current is None:
-            await sleep_unless(stop, retry.next_s())
-            if stop.is_set():
-                return
-            try:
-                current = await _connect(settings, verifier, topology, link)
-            except Exception as exc:
-                if not (isinstance(exc, BrokerUnavailable) or broker.is_unreachable(exc)):
-                    raise
-                log.warning("could not reconnect to the broker", extra={"error": type(exc).__name__})
-                continue
-            log.info("consuming again on a fresh connection")
-        stack, consumer = current
-        async with stack:
-            if await _stopped_or_stalled(stop, consumer, link, topology):
-                log.info("verifier stopping")
-                await consumer.stop(GRACE_S)
-                return
-            log.warning("dropping the broker connection; a fresh one is built")
-            link.connection = None
-        current = None
-        retry.reset()
-
-
-async def _stopped_or_stalled(stop: asyncio.Event, consumer: Consumer, link: Link, topology: Topology) -> bool:
-    """True once ``stop`` is set; False once the watchdog finds ``consumer`` stalled."""
-    assert link.connection is not None
-    probe = QueueProbe(link.connection, topology, PROBE_TIMEOUT_S)
-    stopped = asyncio.create_task(stop.wait())
-    stalled = asyncio.create_task(until_stalled(consumer, probe, STALL_S, CHECK_S))
-    try:
-        await asyncio.wait((stopped, stalled), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (stopped, stalled):
-            task.cancel()
-        await asyncio.gather(stopped, stalled, return_exceptions=True)
-        await probe.close()
-    return stop.is_set()
+    return Session(stack, consumer, conn)
 
 
 async def _finish(tasks: tuple[asyncio.Task[None], ...], timeout_s: float) -> None:

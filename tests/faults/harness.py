@@ -21,7 +21,8 @@ from shared.runner import die_with_parent_killed
 from tests.system import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PORT_VARS = {"receiver": "RECEIVER_PORT", "verifier": "VERIFIER_PORT", "status_api": "STATUS_API_PORT"}
+PORT_VARS = {"receiver": "RECEIVER_PORT", "verifier": "VERIFIER_PORT", "status_api": "STATUS_API_PORT",
+             "notifier": "NOTIFIER_PORT"}
 TOKEN = "fault-test-service-token"
 
 

@@ -25,6 +25,8 @@ async def test_register_receive_read_the_log_and_delete(notified: System, produc
         [attempt] = await client.notification_attempts(endpoint["id"])
         assert (attempt["outcome"], attempt["status"], attempt["attempt"]) == ("delivered", 200, 1)
         assert attempt["event_id"] == received.headers["webhook-id"]
+        enabled = await client.enable_notification_endpoint(endpoint["id"])  # enabled already: still so
+        assert (enabled["id"], enabled["status"], enabled["failed_events"]) == (endpoint["id"], "enabled", 0)
 
         await client.delete_notification_endpoint(endpoint["id"])
         try:

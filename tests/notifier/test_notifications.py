@@ -232,3 +232,37 @@ async def test_an_endpoint_failing_for_too_long_is_disabled(notified: System, pr
     assert status == 200 and view["status"] == "disabled", view
     assert view["disabled_reason"].startswith("every attempt failed for ")
     assert view["failed_events"] == 1 and view["failing_since"] is not None
+
+
+async def test_a_disabled_endpoint_enabled_again_receives_the_next_events(
+    notified: System, product: ProductReceiver
+) -> None:
+    product.always["flaky"] = 503
+    endpoint = await register(notified, product.url("flaky"))
+    per_event = len(NOTIFIER["notifier_retry_delays_s"].split(",")) + 1  # type: ignore[attr-defined]
+    for _ in range(2):
+        await send_verified(notified, await notified.create())
+    await wait_attempts(notified, endpoint["id"], 2 * per_event)
+    path = f"/v1/notification-endpoints/{endpoint['id']}"
+    status, view = await notified.api("GET", path)
+    assert (status, view["status"], view["failed_events"]) == (200, "disabled", 2)
+
+    # Refused, changing nothing: a browser token, an unknown id.
+    token = await notified.browser_token("acct-test")
+    status, data = await notified.api("POST", f"{path}/enable", headers={"Authorization": f"Bearer {token}"})
+    assert (status, data["error"]["code"]) == (403, "service_token_required")
+    status, data = await notified.api("POST", f"/v1/notification-endpoints/{'0' * 32}/enable")
+    assert (status, data["error"]["code"]) == (404, "endpoint_not_found")
+    assert (await notified.api("GET", path))[1]["status"] == "disabled"
+
+    product.always.pop("flaky")  # the product fixed its endpoint
+    status, view = await notified.api("POST", f"{path}/enable")
+    assert status == 200
+    assert (view["status"], view["disabled_reason"], view["disabled_at"]) == ("enabled", None, None)
+    assert (view["failed_events"], view["failing_since"]) == (0, None)
+    conn = await notified.create()
+    await send_verified(notified, conn)
+    event = await product.wait_event("flaky", "connection.connected", conn["id"])
+    assert verified(endpoint["secret"], event)["data"]["id"] == conn["id"]
+    status, view = await notified.api("GET", path)
+    assert (view["status"], view["failed_events"]) == ("enabled", 0)
