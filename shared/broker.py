@@ -84,6 +84,15 @@ async def open_channel(
     return await connection.channel(**options)
 
 
+def quorum_arguments(group_size: int, **more: Any) -> dict[str, Any]:
+    """A quorum queue's declare arguments: ``more``, and ``x-quorum-initial-group-size`` when
+    ``group_size`` is set (``QUORUM_GROUP_SIZE``, or the number of ``AMQP_URLS``)."""
+    arguments: dict[str, Any] = {"x-queue-type": "quorum", **more}
+    if group_size:
+        arguments["x-quorum-initial-group-size"] = group_size
+    return arguments
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
     prefix: str
@@ -91,10 +100,7 @@ class Topology:
     group_size: int = 0  # quorum queue members; 0 = the broker's default (every node of a small cluster)
 
     def quorum_arguments(self, **more: Any) -> dict[str, Any]:
-        arguments: dict[str, Any] = {"x-queue-type": "quorum", **more}
-        if self.group_size:
-            arguments["x-quorum-initial-group-size"] = self.group_size
-        return arguments
+        return quorum_arguments(self.group_size, **more)
 
     @property
     def exchange(self) -> str:

@@ -150,7 +150,7 @@ async def refresh_gauges(store: NotifyStore, connection: AbstractRobustConnectio
 async def run(settings: Settings, stop: asyncio.Event | None = None, serve_http: bool = True) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when ``stop`` is not given)."""
     stop = stop or stop_on_signals()
-    topology = NotifyTopology(settings.amqp_prefix, settings.retry_delays_ms)
+    topology = NotifyTopology.of(settings)
     policy = AddressPolicy(settings.notifier_allow_private, settings.notifier_allow_loopback)
     async with redis_client(settings.redis_url) as client, amqp_connection(settings.amqp_addresses, "notifier") as conn:
         store = NotifyStore(client, settings.redis_prefix, settings.sealer())

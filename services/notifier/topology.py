@@ -10,16 +10,19 @@
 
 A delay queue has no consumer: its messages wait out the queue's TTL and are dead-lettered (at least
 once) back to ``P.notify``. Retries therefore survive a notifier restart. Messages that cannot be
-processed at all go to ``P.notify.dead``.
+processed at all go to ``P.notify.dead``. On a RabbitMQ cluster every queue gets the same number of
+quorum members as the deliveries queue (``QUORUM_GROUP_SIZE``, by default the number of ``AMQP_URLS``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel
+
+from services.notifier.config import Settings
+from shared.broker import quorum_arguments
 
 ATTEMPT = "attempt"
 DELIVERY_LIMIT = 20
@@ -29,6 +32,12 @@ DELIVERY_LIMIT = 20
 class NotifyTopology:
     prefix: str
     retry_delays_ms: tuple[int, ...]
+    group_size: int = 0  # quorum queue members; 0 = the broker's default (every node of a small cluster)
+
+    @classmethod
+    def of(cls, settings: Settings) -> NotifyTopology:
+        """What the notifier declares with ``settings``: its prefix, its delay queues, its quorum size."""
+        return cls(settings.amqp_prefix, settings.retry_delays_ms, settings.quorum_members)
 
     @property
     def transitions(self) -> str:
@@ -60,10 +69,10 @@ class NotifyTopology:
     async def declare(self, channel: AbstractChannel) -> None:
         """Declare everything (idempotent)."""
         dead = await channel.declare_exchange(self.dead, aio_pika.ExchangeType.FANOUT, durable=True)
-        dead_q = await channel.declare_queue(self.dead, durable=True, arguments={"x-queue-type": "quorum"})
+        dead_q = await channel.declare_queue(self.dead, durable=True, arguments=quorum_arguments(self.group_size))
         await dead_q.bind(dead, routing_key="")
-        work: dict[str, Any] = {"x-queue-type": "quorum", "x-dead-letter-exchange": self.dead,
-                                "x-delivery-limit": DELIVERY_LIMIT}
+        work = quorum_arguments(self.group_size, **{"x-dead-letter-exchange": self.dead,
+                                                    "x-delivery-limit": DELIVERY_LIMIT})
         transitions = await channel.declare_exchange(self.transitions, aio_pika.ExchangeType.TOPIC, durable=True)
         events = await channel.declare_queue(self.events_queue, durable=True, arguments=work)
         await events.bind(transitions, routing_key="#")
@@ -71,11 +80,13 @@ class NotifyTopology:
         jobs = await channel.declare_queue(self.jobs_queue, durable=True, arguments=work)
         await jobs.bind(jobs_exchange, routing_key=ATTEMPT)
         for delay_ms in self.retry_delays_ms:
-            await channel.declare_queue(self.retry_queue(delay_ms), durable=True, arguments={
-                "x-queue-type": "quorum",
-                "x-message-ttl": delay_ms,
-                "x-dead-letter-exchange": self.jobs_exchange,
-                "x-dead-letter-routing-key": ATTEMPT,
-                "x-dead-letter-strategy": "at-least-once",  # dead-lettering confirmed by the target queue
-                "x-overflow": "reject-publish",  # what at-least-once dead-lettering requires
-            })
+            await channel.declare_queue(self.retry_queue(delay_ms), durable=True, arguments=quorum_arguments(
+                self.group_size,
+                **{
+                    "x-message-ttl": delay_ms,
+                    "x-dead-letter-exchange": self.jobs_exchange,
+                    "x-dead-letter-routing-key": ATTEMPT,
+                    "x-dead-letter-strategy": "at-least-once",  # dead-lettering confirmed by the target queue
+                    "x-overflow": "reject-publish",  # what at-least-once dead-lettering requires
+                },
+            ))

@@ -237,10 +237,15 @@ class RabbitCluster:
         return leader
 
     def queue_members(self, queue: str) -> list[str]:
-        for row in self._ask("list_queues", "name", "members"):
-            if row["name"] == queue:
-                return [str(m) for m in row["members"]]  # type: ignore[attr-defined]
-        raise LookupError(queue)
+        members = self.queue_members_all(queue)
+        if queue not in members:
+            raise LookupError(queue)
+        return members[queue]
+
+    def queue_members_all(self, starting: str) -> dict[str, list[str]]:
+        """The members of every quorum queue whose name starts with ``starting`` (one CLI call)."""
+        return {str(row["name"]): [str(m) for m in row["members"]]  # type: ignore[attr-defined]
+                for row in self._ask("list_queues", "name", "members") if str(row["name"]).startswith(starting)}
 
     def connected_to(self, pid: int) -> list[RabbitNode]:
         """The nodes process ``pid`` (a service) holds AMQP connections to now (from ``ss``)."""

@@ -12,11 +12,15 @@ is stored exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import aio_pika
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from services.notifier.config import Settings as NotifierSettings
+from services.notifier.topology import NotifyTopology
 from shared.broker import Topology, amqp_connection
 from tests.clusters.harness import StandardSender, Stream, until
 from tests.clusters.rabbitmq import RabbitCluster, RabbitNode
@@ -140,3 +144,27 @@ async def test_a_node_cut_off_then_healed_loses_nothing(
     assert figures["unanswered"] == 0, ledger.summary()
     assert not ledger.refused_events, ledger.summary()
     ledger.assert_clean()
+
+
+async def test_the_notifiers_queues_have_a_member_on_every_node(rabbit: RabbitCluster, prefix: str) -> None:
+    """With every node in ``AMQP_URLS``, the notifier declares each of its quorum queues with a member on
+    each node, as the deliveries queue (so losing a node loses no notification either); with
+    ``QUORUM_GROUP_SIZE`` set, with that many (the broker's own default would be every node)."""
+    every = NotifyTopology.of(NotifierSettings.from_env(
+        amqp_urls=tuple(rabbit.urls), amqp_prefix=f"{prefix}a", notifier_retry_delays_s="5,30"))
+    two = NotifyTopology.of(NotifierSettings.from_env(
+        amqp_urls=tuple(rabbit.urls), amqp_prefix=f"{prefix}b", notifier_retry_delays_s="5,30", quorum_group_size=2))
+    assert (every.group_size, two.group_size) == (len(rabbit.nodes), 2)
+    async with amqp_connection(rabbit.urls, "test") as connection:
+        try:
+            for topology in (every, two):
+                await topology.declare(await connection.channel())
+            members = await asyncio.to_thread(rabbit.queue_members_all, prefix)
+        finally:
+            for name in (*every.queues, *two.queues):
+                channel = await connection.channel()
+                with contextlib.suppress(aio_pika.exceptions.AMQPError):
+                    await channel.queue_delete(name)
+    every_node = sorted(n.node for n in rabbit.nodes)
+    assert {name: sorted(members.get(name, [])) for name in every.queues} == {name: every_node for name in every.queues}
+    assert {name: len(members.get(name, [])) for name in two.queues} == {name: 2 for name in two.queues}
