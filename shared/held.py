@@ -89,9 +89,19 @@ class HeldRequest:
 
 def held_request(hid: str, at: int, reason: str, method: str, query: str, headers: Mapping[str, str],
                  body: bytes) -> HeldRequest:
-    """A request to hold, with only the headers worth keeping."""
-    kept = tuple((k, v) for k, v in headers.items() if k.lower() not in NOT_KEPT_HEADERS)
+    """A request to hold, with only the headers worth keeping. A header's bytes that are not UTF-8
+    (legal in HTTP; the server hands them over as lone surrogates, which cannot be sealed as JSON) are
+    replaced: no signature scheme reads such a header, and the request can still verify later."""
+    kept = tuple((_utf8(k), _utf8(v)) for k, v in headers.items() if k.lower() not in NOT_KEPT_HEADERS)
     return HeldRequest(hid, at, reason, method, query, kept, body)
+
+
+def _utf8(text: str) -> str:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text
 
 
 def recovered_delivery_id(hid: str) -> str:

@@ -250,6 +250,10 @@ async def _hold(
         await app[HELD].hold(target.connection_id, request, other)
     except StoreUnavailable:
         log.warning("a rejected delivery could not be held", extra={"delivery_id": delivery_id})
+    except Exception as exc:  # noqa: BLE001 - the rejection is recorded: its 401 stands, never a 500
+        # The error's type only: its text could quote the request.
+        log.error("a rejected delivery could not be held", extra={"delivery_id": delivery_id,
+                                                                   "error": type(exc).__name__})
 
 
 async def _learn(

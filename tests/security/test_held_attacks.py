@@ -5,6 +5,7 @@ before it was sealed), and ``REVERIFIES_PER_MINUTE`` per connection (429 ``too_m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import uuid
@@ -100,3 +101,34 @@ async def test_the_429_says_when_to_retry(system: System) -> None:
                 return
             assert resp.status == 200
     pytest.fail("30 re-verifications in a row were never limited")
+
+
+async def _raw_post(system: System, path: str, headers: bytes, body: bytes) -> int:
+    """A request as bytes: a header value that is not UTF-8 (no HTTP client library sends one)."""
+    host, port = system.receiver_url.split("//")[1].split("/")[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n".encode() + headers
+                 + b"Connection: close\r\n\r\n" + body)
+    await writer.drain()
+    answer = await reader.read()
+    writer.close()
+    return int(answer.split(b" ", 2)[1])
+
+
+async def test_a_header_that_is_not_utf8_is_held_not_a_500(system: System) -> None:
+    """The receiver holds the headers of a rejected request; one with bytes that are not UTF-8 (legal
+    in HTTP, obs-text) made the hold fail after the rejection was recorded: 500, and a retry recorded
+    it again. Now it is held (the odd bytes replaced), and verifies later when the body's signature does."""
+    conn = await system.create()
+    provider_secret = forged_secret()  # the provider's secret; the connection has another one
+    body = orjson.dumps({"type": "invoice.paid"})
+    signed = standard_webhooks_headers(provider_secret, body, "msg_odd_header")
+    head = b"".join(f"{k}: {v}\r\n".encode() for k, v in signed.items())
+    head += b"X-Agent-Note: caf\xe9 \xff\xfe\r\n"
+    assert await _raw_post(system, f"/hooks/{conn['id']}", head, body) == 401
+    status, data = await system.api("GET", f"/v1/connections/{conn['id']}/held")
+    assert status == 200 and len(data["held"]) == 1
+    status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": provider_secret})
+    assert status == 200
+    view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
+    assert view["events_received"] == 1
