@@ -31,18 +31,27 @@ from yarl import URL
 
 from shared import lua, metrics
 from shared.crypto import SecretUnreadable
-from shared.errors import VerificationError
+from shared.errors import ConfigError, VerificationError
 from shared.models import DeliveryMessage, bounded_event_id, iso
 from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest
 from shared.providers.rotation import verify_with_rotation
 from shared.redis import awaited
-from shared.store import Store
+from shared.store import DEDUPE_TTL_S, Store
 
 log = logging.getLogger(__name__)
 # Headers never kept: they say nothing a signature scheme reads, and may carry a browser's session.
 NOT_KEPT_HEADERS = frozenset({"cookie", "connection", "keep-alive", "transfer-encoding", "upgrade"})
 TRIM_BATCH = 50
+# A held request is verified again, and its recovered delivery published, within HELD_MAX_AGE_S of its
+# arrival; the verifier remembers delivery and event ids this long, so none is ever applied twice.
+MAX_HELD_AGE_S = DEDUPE_TTL_S
+
+
+def check_max_age(max_age_s: int) -> None:
+    if max_age_s > MAX_HELD_AGE_S:
+        raise ConfigError(f"HELD_MAX_AGE_S may be at most {MAX_HELD_AGE_S} (the time delivery and event ids "
+                          "are remembered): a request held longer could be applied twice")
 
 
 @dataclass(frozen=True, slots=True)

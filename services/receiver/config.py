@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from shared.config import CommonSettings
 from shared.errors import ConfigError
-from shared.held import HeldLimits
+from shared.held import HeldLimits, check_max_age
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +61,4 @@ class Settings(CommonSettings):
         if min(self.held_max_per_connection, self.held_max_bytes_per_connection, self.held_max_total_bytes,
                self.held_max_age_s) < 0 or self.other_secret_candidates < 0:
             raise ConfigError("HELD_MAX_* and OTHER_SECRET_CANDIDATES must be 0 or more")
+        check_max_age(self.held_max_age_s)

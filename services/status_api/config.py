@@ -6,7 +6,7 @@ from services.status_api.token_codec import signing_keys
 from shared.addresses import AddressPolicy
 from shared.config import DEV_SERVICE_TOKEN, CommonSettings
 from shared.errors import ConfigError
-from shared.held import HeldLimits
+from shared.held import HeldLimits, check_max_age
 
 # Signs browser tokens; set TOKEN_SIGNING_KEY in production (several, comma-separated, during a rotation:
 # the first signs, all verify).
@@ -79,6 +79,7 @@ class Settings(CommonSettings):
         signing_keys(self.token_signing_key)  # ConfigError when the list is empty or a key is short
         if not 1 <= self.browser_token_ttl_s <= self.browser_token_max_ttl_s:
             raise ConfigError("BROWSER_TOKEN_TTL_S must be from 1 to BROWSER_TOKEN_MAX_TTL_S")
+        check_max_age(self.held_max_age_s)
         if self.sse_heartbeat_s <= 0 or self.sse_write_timeout_s <= 0 or self.sse_queue_size < 1:
             raise ConfigError("SSE_HEARTBEAT_S and SSE_WRITE_TIMEOUT_S must be positive, SSE_QUEUE_SIZE at least 1")
         if (not 1 <= self.test_default_timeout_s <= self.test_max_timeout_s or self.analytics_queue_size < 1

@@ -16,6 +16,10 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
+from services.receiver.config import Settings as ReceiverSettings
+from services.status_api.config import Settings as StatusSettings
+from shared.errors import ConfigError
+from shared.store import DEDUPE_TTL_S
 from tests.signing import standard_webhooks_headers
 from tests.system import System, start_system
 
@@ -132,3 +136,13 @@ async def test_a_header_that_is_not_utf8_is_held_not_a_500(system: System) -> No
     assert status == 200
     view = await system.wait_for(conn["id"], lambda v: v["state"] == "connected")
     assert view["events_received"] == 1
+
+
+@pytest.mark.parametrize("settings", [ReceiverSettings, StatusSettings])
+def test_nothing_is_held_longer_than_events_are_deduplicated(settings: Any) -> None:
+    """A held request is verified again (and its recovered delivery published, with a fixed delivery id)
+    within HELD_MAX_AGE_S of its arrival; if that were longer than the 72 h the verifier remembers a
+    delivery or event id, a recovered event could be applied twice. The setting refuses it."""
+    assert settings.from_env(held_max_age_s=DEDUPE_TTL_S).held_max_age_s == DEDUPE_TTL_S
+    with pytest.raises(ConfigError, match="HELD_MAX_AGE_S"):
+        settings.from_env(held_max_age_s=DEDUPE_TTL_S + 1)
