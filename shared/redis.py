@@ -104,9 +104,15 @@ class _Cluster(RedisCluster):
         await super().aclose()
 
 
-def make_redis(url: str) -> RedisClient:
-    """A client for ``REDIS_URL`` (see the module docstring)."""
-    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": 5, "socket_connect_timeout": 3}
+SOCKET_TIMEOUT_S = 5.0
+
+
+def make_redis(url: str, socket_timeout: float | None = SOCKET_TIMEOUT_S) -> RedisClient:
+    """A client for ``REDIS_URL`` (see the module docstring). ``socket_timeout`` None: no timeout on each
+    socket read and write, for a caller that puts one deadline on each whole call instead (redis-py
+    runs every write with a timeout as a task of its own, a good part of a one-command call's CPU)."""
+    options: dict[str, Any] = {"decode_responses": True, "socket_timeout": socket_timeout,
+                               "socket_connect_timeout": 3}
     if is_cluster_url(url):
         cluster: RedisCluster = _Cluster.from_url(_plain_url(url), **options)
         return cast(RedisClient, cluster)
@@ -119,8 +125,8 @@ def is_cluster(client: RedisClient) -> bool:
 
 
 @asynccontextmanager
-async def redis_client(url: str) -> AsyncIterator[RedisClient]:
-    client = make_redis(url)
+async def redis_client(url: str, socket_timeout: float | None = SOCKET_TIMEOUT_S) -> AsyncIterator[RedisClient]:
+    client = make_redis(url, socket_timeout)
     try:
         yield client
     finally:

@@ -51,8 +51,11 @@ class RedisStore:
     """What every store over Redis shares: the client, the key builder, the scripts, the sealer, and the
     one place where an unreachable Redis becomes ``StoreUnavailable``."""
 
-    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None) -> None:
+    def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
+                 deadline_s: float | None = None) -> None:
         self.redis = client
+        # For a client without socket timeouts (``make_redis``): how long one call may take, as a whole.
+        self.deadline_s = deadline_s
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
         # Secrets at rest: sealed on the way in, opened on the way out (shared/crypto.py). The services
@@ -61,7 +64,10 @@ class RedisStore:
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
-            return await op()
+            if self.deadline_s is None:
+                return await op()
+            async with asyncio.timeout(self.deadline_s):
+                return await op()
         except Exception as exc:
             if is_unreachable(exc):
                 raise StoreUnavailable("Redis is not reachable") from exc
@@ -69,7 +75,8 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            return bool(await awaited(self.redis.ping()))
+            async with asyncio.timeout(self.deadline_s):
+                return bool(await awaited(self.redis.ping()))
         except Exception as exc:
             if is_unreachable(exc):
                 return False
@@ -78,8 +85,9 @@ class RedisStore:
 
 class Store(RedisStore):
     def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
-                 wait_replicas: int = 0, wait_timeout_ms: int = 500, rhythm: RhythmSettings | None = None) -> None:
-        super().__init__(client, prefix, sealer)
+                 wait_replicas: int = 0, wait_timeout_ms: int = 500, rhythm: RhythmSettings | None = None,
+                 deadline_s: float | None = None) -> None:
+        super().__init__(client, prefix, sealer, deadline_s=deadline_s)
         self.rhythm = rhythm or RhythmSettings()  # learned silence (shared/rhythm.py); the verifier's settings
         # A delivery's effect counts as stored once this many replicas have it (``WAIT``); 0: the primary.
         self.wait_replicas = wait_replicas

@@ -39,7 +39,7 @@ from shared.errors import Unauthorized
 from shared.held import HeldStore
 from shared.models import now_ms
 from shared.notify_store import NotifyStore
-from shared.redis import redis_client
+from shared.redis import SOCKET_TIMEOUT_S, redis_client
 from shared.store import Store
 
 
@@ -74,6 +74,10 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
         async with AsyncExitStack() as stack:
             client = await stack.enter_async_context(redis_client(settings.redis_url))
             store = Store(client, settings.redis_prefix, settings.sealer())
+            # The status reads (GET, streams) on a pool of their own without per-socket timeouts, one
+            # deadline per call instead: the same bound, at a fraction of the CPU (shared/redis.py).
+            read_client = await stack.enter_async_context(redis_client(settings.redis_url, socket_timeout=None))
+            reads = Store(read_client, settings.redis_prefix, settings.sealer(), deadline_s=SOCKET_TIMEOUT_S)
             warn_if_development_key(settings.uses_dev_secrets_key)
             connection = await stack.enter_async_context(amqp_connection(settings.amqp_addresses, "status_api"))
             channel = await connection.channel()
@@ -82,7 +86,8 @@ def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[
             await channel.close()
             publisher = await stack.enter_async_context(analytics.running(connection, settings))
             changes = await stack.enter_async_context(hub.running_hub(store, settings.sse_queue_size))
-            app[API] = ApiState(settings=settings, store=store, connections=Connections(store, settings),
+            app[API] = ApiState(settings=settings, store=store, reads=reads,
+                                connections=Connections(store, settings, reads),
                                 hub=changes, analytics=publisher, amqp=connection,
                                 notify=NotifyStore(client, settings.redis_prefix, settings.sealer()),
                                 stream_quota=StreamQuota(settings.max_streams_per_token,

@@ -44,8 +44,9 @@ def not_found() -> NotFound:
 
 
 class Connections:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, reads: Store | None = None) -> None:
         self.store = store
+        self.reads = reads or store  # for a status only (``get(opened=False)``)
         self.settings = settings
 
     def webhook_url(self, cid: str) -> str:
@@ -78,7 +79,8 @@ class Connections:
         return view
 
     async def get(self, cid: str, *, opened: bool = True) -> ConnectionRecord:
-        record = await self.store.get(cid, opened=opened) if _plausible_id(cid) else None
+        store = self.store if opened else self.reads
+        record = await store.get(cid, opened=opened) if _plausible_id(cid) else None
         if record is None:
             raise not_found()
         return record

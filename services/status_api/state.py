@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 class ApiState:
     settings: Settings
     store: Store
+    reads: Store  # the same data, for what only shows a status (``opened=False``): a faster pool
     connections: Connections  # the rules of creating, reconnecting and disconnecting
     hub: ChangeHub  # the live changes, fanned out to streams
     analytics: Analytics

@@ -155,7 +155,7 @@ SSE_HEADERS = {
 
 
 async def _load(request: web.Request, scope: Scope) -> list[ConnectionRecord]:
-    store = api(request).store
+    store = api(request).reads
     if scope.connection_id is not None:
         record = await store.get(scope.connection_id, opened=False)
         return [record] if record else []
@@ -186,7 +186,7 @@ async def _on_change(request: web.Request, scope: Scope, stream: EventStream, ch
     if not stream.is_new(change.id, change.version):
         return
     state = api(request)
-    record = await state.hub.read(state.store, change)
+    record = await state.hub.read(state.reads, change)
     if record and record.account_id == scope.account_id and stream.is_new(record.id, record.version):
         await stream.connection(record, state.hub.rendered)
 
@@ -197,7 +197,7 @@ async def _on_time(request: web.Request, stream: EventStream) -> bool:
     due = [cid for cid, at in stream.due.items() if at <= now]
     for cid in due:
         del stream.due[cid]
-        record = await api(request).store.get(cid, opened=False)
+        record = await api(request).reads.get(cid, opened=False)
         if record:
             await stream.connection(record)
     return bool(due)

@@ -106,7 +106,7 @@ async def list_connections(request: web.Request) -> web.Response:
     account = v.account_id(request.query.get("account_id") or principal.account_id)
     if not principal.can_see(account):
         return json_response({"connections": []})
-    records = await api(request).store.list_for_account(account, opened=False)
+    records = await api(request).reads.list_for_account(account, opened=False)
     return json_response({"connections": [connection_view(r) for r in records]})
 
 
