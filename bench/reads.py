@@ -31,7 +31,7 @@ import aiohttp
 
 from bench.load import LoadResult, get_spec, run_load
 from bench.plan import PY, TOKEN, Plan, free_port
-from bench.processes import cpu_seconds, say, wait_port
+from bench.processes import cpu_seconds, say, wait_http, wait_port
 from bench.stats import median
 from bench.system import System
 from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
@@ -75,7 +75,7 @@ class Reads:
             PY, "-m", "bench.limits", "json-redis", "--port", str(self.limit_port), "--workers", "1",
             "--redis-url", self.plan.redis_url, "--prefix", self.plan.prefix,
         ])
-        await wait_port(self.system.ports["status_api"])
+        await wait_http(f"{self.system.api}/readyz")
         await wait_port(self.limit_port)
         conns = await self.system.create_connections(self.plan.connections, ACCOUNT)
         self.ids = [c.id for c in conns]
