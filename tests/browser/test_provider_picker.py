@@ -61,6 +61,8 @@ async def test_search_narrows_and_a_pick_creates_a_connection_that_turns_connect
     await search.fill("standard webhooks")
     await expect(picks).to_have_count(1)
     await ui.mark_document()
+    await ui.page.evaluate("""() => { window.__created = [];
+      document.addEventListener('integration-status:created', (e) => window.__created.push(e.detail)); }""")
 
     await picks.click()
     setup = picker.locator(".setup")
@@ -76,6 +78,8 @@ async def test_search_narrows_and_a_pick_creates_a_connection_that_turns_connect
     await expect(setup.locator(".setup-steps")).to_contain_text("give the sender the webhook URL and the secret")
     await expect(ui.card(created["id"])).to_have_attribute("data-state", "pending")  # its card, in the list too
     await expect(ui.component.locator("[data-announce=polite]")).to_contain_text("connection created")
+    [told] = await ui.page.evaluate("window.__created")  # the host page hears of it, without the secret
+    assert told["connection"]["id"] == created["id"] and "secret" not in told["connection"]
 
     # The provider signs with the secret the page showed, and sends to the URL it showed.
     secret = await setup.locator(".setup-secret").text_content()

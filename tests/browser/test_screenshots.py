@@ -91,3 +91,26 @@ async def test_screenshots_of_every_state(ui: UI, tmp_path: Path) -> None:
         written.append(path)
     for path in written:  # a card, not a blank: PNG of some size, but small enough for the repo
         assert 1000 < path.stat().st_size < 150_000, (path, path.stat().st_size)
+
+
+async def test_screenshots_of_the_provider_picker(ui: UI, tmp_path: Path) -> None:
+    """The picker narrowed by a search, and the setup panel of a Stripe connection it created."""
+    out = Path(os.environ.get("SCREENSHOTS_DIR") or tmp_path)
+    out.mkdir(parents=True, exist_ok=True)
+    acct = f"acct-{uuid.uuid4().hex[:6]}"
+    status, minted = await ui.system.api("POST", f"/v1/accounts/{acct}/tokens", json={"create": {"limit": 1}})
+    assert status == 201
+    await ui.page.emulate_media(reduced_motion="reduce")
+    await ui.open(token=minted["token"])
+    await ui.wait_live()
+    picker = ui.component.locator(".picker")
+    await picker.get_by_label("Search providers by name or category").fill("payments")
+    catalog = (await ui.system.api("GET", "/v1/providers", params={"q": "payments"}))[1]["providers"]
+    await expect(picker.locator(".pick:visible")).to_have_count(len(catalog))
+    await picker.screenshot(path=out / "picker-search.png")
+    await picker.locator('.pick[data-provider="stripe"]').click()
+    setup = picker.locator(".setup")
+    await expect(setup.locator(".badge")).to_have_text("Pending")
+    await setup.screenshot(path=out / "picker-setup.png")
+    for name in ("picker-search.png", "picker-setup.png"):
+        assert 1000 < (out / name).stat().st_size < 150_000, name
