@@ -44,8 +44,8 @@ class Settings(CommonSettings):
     max_streams_per_token: int = 5  # open streams of one browser token (per process)
     max_streams_per_account: int = 100  # open streams of one account's browser tokens (per process)
     tests_per_minute: int = 10  # test windows opened per connection per minute
-    # Re-verifications of one connection's held requests per minute (POST .../reverify, and a reconnect
-    # with a new secret or settings): each opens and checks up to HELD_MAX_BYTES_PER_CONNECTION.
+    # Re-verifications of one connection's held requests per minute asked by browser tokens (POST
+    # .../reverify, and a reconnect with a new secret): each opens and checks up to 2 MiB of requests.
     reverifies_per_minute: int = 10
     tests_kept: int = 20  # replaced test windows kept readable per connection
     # A browser token with a create grant creates at most its create_limit connections, which may be

@@ -14,6 +14,7 @@ import logging
 from aiohttp import web
 
 from services.status_api.access import visible
+from services.status_api.auth import Principal, require
 from services.status_api.limits import too_many_reverifies
 from services.status_api.state import ApiState, api
 from shared.errors import ApiError, BrokerUnavailable, ServiceUnavailable, StoreUnavailable
@@ -26,8 +27,12 @@ RETRY_AFTER_S = 5
 REVERIFY_WINDOW_MS = 60_000  # REVERIFIES_PER_MINUTE counts in windows this long
 
 
-async def reverify_allowed(state: ApiState, cid: str) -> int | None:
-    """Count one re-verification of the connection; None when allowed, else ms until the next one is."""
+async def reverify_allowed(state: ApiState, cid: str, principal: Principal) -> int | None:
+    """Count one re-verification of the connection asked by a browser token; None when allowed, else ms
+    until the next one is. The product's service token is trusted and never counted, so a leaked
+    browser token that spends the connection's budget cannot hold back the product's fix."""
+    if principal.kind == "service":
+        return None
     attempts, left_ms = await state.store.count_reverify(cid, REVERIFY_WINDOW_MS)
     return None if attempts <= state.settings.reverifies_per_minute else left_ms
 
@@ -40,11 +45,11 @@ async def verify_held(state: ApiState, cid: str) -> ReverifyResult:
     return await reverify(state.held, cid, publish, now_ms())
 
 
-async def after_fix(state: ApiState, cid: str) -> None:
+async def after_fix(state: ApiState, cid: str, principal: Principal) -> None:
     """After a reconnect with a new secret or settings. The reconnect stands whatever happens here: held
     requests not verified now stay held for ``POST .../reverify``."""
     try:
-        if await reverify_allowed(state, cid) is not None:
+        if await reverify_allowed(state, cid, principal) is not None:
             log.warning("held deliveries not verified again after a reconnect: too many re-verifications of "
                         "this connection this minute; they stay held", extra={"connection_id": cid})
             return
@@ -70,7 +75,7 @@ async def reverify_connection(request: web.Request) -> web.Response:
         raise ApiError("the connection is disconnected; reconnect it first", code="connection_disconnected",
                        status=409)
     state = api(request)
-    wait_ms = await reverify_allowed(state, record.id)
+    wait_ms = await reverify_allowed(state, record.id, require(request))
     if wait_ms is not None:
         raise too_many_reverifies(state.settings.reverifies_per_minute, wait_ms)
     try:

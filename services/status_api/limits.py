@@ -6,8 +6,9 @@
   product backend's service token is trusted with as many streams as it needs.
 - Test windows: ``TESTS_PER_MINUTE`` opened per connection per minute, whoever asks
   (``too_many_tests``), counted in Redis so every replica shares the count.
-- Re-verifications of held requests: ``REVERIFIES_PER_MINUTE`` per connection per minute, whoever asks
-  (``too_many_reverifies``), in Redis likewise; each one opens and checks every held request.
+- Re-verifications of held requests: ``REVERIFIES_PER_MINUTE`` per connection per minute asked by
+  browser tokens (``too_many_reverifies``), in Redis likewise; each one opens and checks every held
+  request. The service token is not counted: a leaked page token cannot hold back the product's fix.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ async def reconnect(request: web.Request) -> web.Response:
         require_service_for(request, "changing a secret or settings")
     view = await state.connections.reconnect(record, data.secret, data.settings, data.timeout_s)
     if {"secret", "settings"} & data.model_fields_set:
-        await held.after_fix(state, record.id)
+        await held.after_fix(state, record.id, require(request))
     analytics.reconnect_requested(state.analytics, state.store, record, data.secret is not None)
     return json_response(view)
 
