@@ -164,3 +164,36 @@ def test_nothing_is_held_longer_than_events_are_deduplicated(settings: Any) -> N
     assert settings.from_env(held_max_age_s=DEDUPE_TTL_S).held_max_age_s == DEDUPE_TTL_S
     with pytest.raises(ConfigError, match="HELD_MAX_AGE_S"):
         settings.from_env(held_max_age_s=DEDUPE_TTL_S + 1)
+
+
+@pytest.fixture
+async def short_rotation(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> AsyncIterator[System]:
+    async with start_system(amqp_url, redis_url, prefix, status_api={"rotation_window_s": 1}) as running:
+        yield running
+
+
+async def test_a_request_signed_with_a_retired_secret_never_turns_green_later(short_rotation: System) -> None:
+    """Someone who kept a rotated-out secret signs with it after its window ended: rejected and held. No
+    re-verification, and no later rotation, makes it count: a held request is judged with the secrets as
+    they are now, and a retired one is never among them again."""
+    system = short_rotation
+    old, new, newer = forged_secret(), forged_secret(), forged_secret()
+    conn = await system.create(secret=old)
+    status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": new})
+    assert status == 200
+    await asyncio.sleep(1.2)  # the old secret's window has ended
+    body = orjson.dumps({"type": "invoice.paid"})
+    status, _ = await system.post_hook(conn["webhook_url"], body, standard_webhooks_headers(old, body, "msg_old"))
+    assert status == 401
+    status, data = await system.api("GET", f"/v1/connections/{conn['id']}/held")
+    assert status == 200 and len(data["held"]) == 1
+    status, data = await system.api("POST", f"/v1/connections/{conn['id']}/reverify")
+    assert status == 200 and data == {"checked": 1, "recovered": 0, "still_rejected": 1}
+    status, _ = await system.api("POST", f"/v1/connections/{conn['id']}/reconnect", json={"secret": newer})
+    assert status == 200  # 'new' is the previous secret now; 'old' is not
+    status, data = await system.api("POST", f"/v1/connections/{conn['id']}/reverify")
+    assert status == 200 and data == {"checked": 1, "recovered": 0, "still_rejected": 1}
+    view = await system.get(conn["id"])
+    assert view["state"] == "pending" and view["events_received"] == 0
