@@ -45,6 +45,9 @@ class Workload:
         return f"{self.connections:,} conns, {size}"
 
 
+WATCHED = 2_000  # seeded connections watched end to end (200 account streams; the traffic spreads over all)
+
+
 def per_webhook_us(used: dict[str, float], webhooks: int) -> dict[str, float]:
     """CPU seconds by process group -> microseconds per webhook."""
     return {k: v / max(1, webhooks) * 1e6 for k, v in used.items()}
@@ -191,21 +194,32 @@ class Bench:
             self.notes.append(f"whole path, share of all CPUs from load start to the last store: {shares}")
         return capacity
 
+    def watched(self, w: Workload) -> tuple[list[str], list[str]]:
+        """The connections whose status the end-to-end row watches on SSE, and their accounts (whose
+        streams the listener holds): all of the API-made ones; of seeded ones the first ``WATCHED``."""
+        if w.seeded:
+            ids = [self.seeded.cid(i) for i in range(min(w.connections, WATCHED))]
+            return ids, sorted({self.seeded.account(i) for i in range(len(ids))})
+        ids = [c.id for c in self.system.conns[: w.connections]]
+        return ids, [f"acct-bench-{i}" for i in range((len(ids) + PER_ACCOUNT - 1) // PER_ACCOUNT)]
+
     async def at_rate(self, w: Workload, rate: float) -> None:
         """Open loop at ``rate``: the minimal pipeline (its CPU per webhook, its receiver's p99), then ours
         (CPU per webhook, receiver p99, webhook -> status on an SSE stream, the queue's backlog)."""
+        key = "" if w is self.base else f"{w.key}:"
         groups = self.limits.pipeline_cpu_groups()
         before, cpu_before = await self.limits.pipeline_counted(), cpu_seconds(groups)
         lim = await self.limits.measure("pipeline-receiver", "rate", self.hook_kw(w), rate=rate)
         await self.settled(self.limits.pipeline_counted, before, lim, f"minimal pipeline at {rate:,.0f}/s")
         used = {k: v - cpu_before[k] for k, v in cpu_seconds(groups).items()}
-        self.cpu["minimal"].append(per_webhook_us({**used, "load generator": lim.cpu_s}, lim.accepted))
-        self.m["min_pipe_p99"].append(lim.p(99))
+        if w is self.base:
+            self.cpu["minimal"].append(per_webhook_us({**used, "load generator": lim.cpu_s}, lim.accepted))
+        self.m[f"{key}min_pipe_p99"].append(lim.p(99))
 
-        use_sse = self.use_sse
-        base = await self.system.versions([c.id for c in self.system.conns])
+        ids, accounts = self.watched(w)
+        base = await self.system.versions(ids)
         before = await self.applied()
-        listener = await self.start_listener(use_sse)
+        listener = await self.start_listener(self.use_sse, accounts)
         groups = {**self.system.cpu_groups(), "change listener": [listener.pid]}
         cpu_before = cpu_seconds(groups)
         samples: list[tuple[float, int]] = []
@@ -217,20 +231,22 @@ class Bench:
         done_at = await self.settled(self.applied, before, result, f"whole path at {rate:,.0f}/s ({w.label})")
         self.counts_for_final_check(w, result.accepted)
         used = {k: v - cpu_before[k] for k, v in cpu_seconds(groups).items()}
-        if done_at:
+        if done_at and w is self.base:
             self.cpu["ours"].append(per_webhook_us({**used, "load generator": result.cpu_s}, result.accepted))
         await asyncio.sleep(0.3)
         changes = await self.stop_listener(listener)
-        e2e = match_changes(result.records, base, [c.id for c in self.system.conns], changes)
-        self.m["rate"].append(rate)
-        self.m["recv_p99_rate"].append(result.p(99))
-        self.m["e2e_p50"].append(percentile(e2e, 50))
-        self.m["e2e_p99"].append(percentile(e2e, 99))
+        records = [r for r in result.records if r[0] < len(ids)]
+        e2e = match_changes(records, base, ids, changes)
+        self.m[f"{key}rate"].append(rate)
+        self.m[f"{key}recv_p99_rate"].append(result.p(99))
+        self.m[f"{key}e2e_p50"].append(percentile(e2e, 50))
+        self.m[f"{key}e2e_p99"].append(percentile(e2e, 99))
+        self.m[f"{key}e2e_n"].append(len(e2e))
         window = [d for t, d in samples if result.start_at <= t <= result.start_at + result.duration_s]
         if window:
-            self.m["backlog_start"].append(window[0])
-            self.m["backlog_end"].append(window[-1])
-            self.m["backlog_max"].append(max(window))
+            self.m[f"{key}backlog_start"].append(window[0])
+            self.m[f"{key}backlog_end"].append(window[-1])
+            self.m[f"{key}backlog_max"].append(max(window))
 
     async def sample_backlog(self, out: list[tuple[float, int]], stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -255,10 +271,9 @@ class Bench:
         self.notes.append(f"overload at {rate:,.0f}/s: answers {dict(sorted(result.statuses.items()))}, "
                           f"{result.retry_after:,} refusals with Retry-After")
 
-    async def start_listener(self, use_sse: bool) -> asyncio.subprocess.Process:
+    async def start_listener(self, use_sse: bool, accounts: list[str]) -> asyncio.subprocess.Process:
         if use_sse:
-            accounts = range((len(self.system.conns) + PER_ACCOUNT - 1) // PER_ACCOUNT)
-            streams = ",".join(f"{self.system.api}/v1/accounts/acct-bench-{i}/stream" for i in accounts)
+            streams = ",".join(f"{self.system.api}/v1/accounts/{a}/stream" for a in accounts)
             args = ["sse", streams, self.system.token]
         else:
             args = ["pubsub", self.plan.redis_url, self.system.keys.changes]
@@ -267,7 +282,7 @@ class Bench:
             preexec_fn=die_with_parent, limit=2**26,
         )
         assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        line = await asyncio.wait_for(proc.stdout.readline(), 120)
         if line.strip() != b"ready":
             raise RuntimeError(f"the change listener did not start: {line!r}")
         await asyncio.sleep(0.2)
@@ -411,9 +426,11 @@ class Bench:
         await self.seed(many.connections)
         self.variants_done = [many, big]
         for v in (many, big):
-            say(f"{v.label}: receiver at saturation, whole path, status API")
+            say(f"{v.label}: receiver at saturation, whole path, open loop at half the minimal pipeline"
+                + (", status API" if v is many else ""))
             await self.receiver_saturation(v)
-            await self.whole_path(v)
+            capacity = await self.whole_path(v)
+            await self.at_rate(v, capacity / 2 if capacity == capacity else float(self.plan.rate))
             if v is many:
                 await self.status_api(v)
 

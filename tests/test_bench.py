@@ -9,15 +9,19 @@ from pathlib import Path
 
 import orjson
 import pytest
+import redis.asyncio as aioredis
 
 from bench.e2e import match_changes
 from bench.load import LoadResult
 from bench.loadgen import SPREAD, event_body, seeded_url
+from bench.plan import PER_ACCOUNT
 from bench.plots import draw
+from bench.seed import CHUNK, Seeded, resp, seed_to
 from bench.series import Series
 from bench.sizing import size_for
 from bench.stats import growth_exponent, median, percentile
 from bench.table import Row, at_least, cpu_table, render
+from shared.store import Store
 
 
 def test_percentile_nearest_rank() -> None:
@@ -148,3 +152,26 @@ def test_draw_writes_a_png_per_measured_series(tmp_path: Path) -> None:
     assert [Path(p).name for p in paths] == ["connections.png", "memory.png"]
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resp_packs_a_command_as_redis_reads_it() -> None:
+    assert resp(b"SADD", b"k", b"v1") == b"*3\r\n$4\r\nSADD\r\n$1\r\nk\r\n$2\r\nv1\r\n"
+    assert resp(b"SET", b"", "é".encode()) == b"*3\r\n$3\r\nSET\r\n$0\r\n\r\n$2\r\n\xc3\xa9\r\n"
+
+
+async def test_seeded_connections_read_back_as_the_store_reads_them(redis_client: aioredis.Redis, prefix: str) -> None:
+    store, seeded = Store(redis_client, prefix), Seeded()
+    await seed_to(redis_client, store, seeded, 2 * CHUNK + 5, "http://127.0.0.1:1")
+    assert seeded.count == 2 * CHUNK + 5
+    for n in (0, CHUNK, 2 * CHUNK + 4):
+        record = await store.get(seeded.cid(n))
+        assert record is not None
+        assert (record.id, record.state, record.provider) == (seeded.cid(n), "connected", "standard-webhooks")
+        assert record.secret == seeded.secret  # sealed per connection, opened with its id
+        assert record.account_id == seeded.account(n)
+        assert record.webhook_url == f"http://127.0.0.1:1/hooks/{seeded.cid(n)}"
+    raw = await redis_client.hget(store.keys.conn(seeded.cid(1)), "secret")
+    assert raw is not None and seeded.secret not in raw  # never stored in the clear
+    assert await redis_client.scard(store.keys.account(seeded.account(0))) == PER_ACCOUNT
+    assert int(await redis_client.hget(store.keys.state_counts, "connected") or 0) == 2 * CHUNK + 5
+    assert await store.get(seeded.cid(2 * CHUNK + 5)) is None
