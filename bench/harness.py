@@ -45,7 +45,7 @@ class Workload:
         return f"{self.connections:,} conns, {size}"
 
 
-WATCHED = 2_000  # seeded connections watched end to end (200 account streams; the traffic spreads over all)
+WATCHED = 5_000  # seeded connections watched end to end (500 account streams; the traffic spreads over all)
 
 
 def per_webhook_us(used: dict[str, float], webhooks: int) -> dict[str, float]:

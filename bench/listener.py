@@ -46,7 +46,8 @@ async def sse(records: list[Record], urls: str, token: str) -> None:
     timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     opened: list[asyncio.Future[None]] = []
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    # One connection per stream: aiohttp pools 100 by default, and a stream never gives its connection back.
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def hold(url: str, ready: asyncio.Future[None]) -> None:
             async with session.get(url, headers=headers) as resp:
