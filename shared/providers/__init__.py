@@ -21,7 +21,6 @@ from shared.providers.meta import Meta
 from shared.providers.msgraph import MsGraph
 from shared.providers.shopify import Shopify
 from shared.providers.slack import Slack
-from shared.providers.square import Square
 from shared.providers.standard_webhooks import StandardWebhooks
 from shared.providers.stripe import Stripe
 from shared.providers.svix import Svix
@@ -55,7 +54,6 @@ PROVIDERS: dict[str, Provider] = {
         GenericHmac(),
         HubSpot(),
         Linear(),
-        Square(),
         Calendly(),
         Dropbox(),
         Twitter(),

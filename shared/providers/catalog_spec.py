@@ -57,6 +57,16 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class Legacy:
+    """An older signature the provider still sends alone for old subscriptions (Square's SHA-1 header):
+    checked only when none of the signature's own locations is present."""
+
+    at: Location
+    algorithm: str = "sha1"
+    prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Signature:
     at: tuple[Location, ...]
     template: str = "{body}"
@@ -67,6 +77,7 @@ class Signature:
     separator: str = ""  # several signatures in one value, any of which may match
     kv_signature: str = ""  # "v1": the value is k=v pairs and this key holds the signature
     kv_timestamp: str = ""  # "t": ... and this key the timestamp
+    legacy: Legacy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +234,7 @@ ENTRY_FIELDS = frozenset({
     "event_type", "test", "handshake", "headers", "mismatch_hint",
 })
 SIGNATURE_FIELDS = frozenset({"at", "template", "algorithm", "encoding", "prefix", "key", "separator",
-                              "kv_signature", "kv_timestamp"})
+                              "kv_signature", "kv_timestamp", "legacy"})
 HANDSHAKE_FIELDS = frozenset({"kind", "when", "signed", "token", "reply", "reply_status", "reply_json",
                               "reply_headers", "event_type", "description"})
 
@@ -294,10 +305,20 @@ def _signature(r: _Reader) -> Signature | None:
         separator=s.text("separator", ""),
         kv_signature=s.text("kv_signature", ""),
         kv_timestamp=s.text("kv_timestamp", ""),
+        legacy=_legacy(s),
     )
     if sig.kv_timestamp and not sig.kv_signature:
         raise s.fail("kv_timestamp", "needs kv_signature (the header is key=value pairs)")
     return sig
+
+
+def _legacy(s: _Reader) -> Legacy | None:
+    table = s.table("legacy")
+    if table is None:
+        return None
+    table.known(frozenset({"at", "algorithm", "prefix"}))
+    return Legacy(at=table.location("at"), algorithm=table.text("algorithm", "sha1", choices=ALGORITHMS),
+                  prefix=table.text("prefix", ""))
 
 
 def _timestamp(r: _Reader, signature: Signature | None) -> Timestamp | None:

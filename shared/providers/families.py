@@ -14,6 +14,7 @@ import re
 import secrets as _secrets
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
@@ -287,10 +288,18 @@ class SignedFamily(CatalogProvider):
             names.add("json:")
         return frozenset(names)
 
-    def candidates(self, parsed: Parsed) -> tuple[list[str], str | None]:
-        """The signature values present (any may match) and the timestamp from a k=v header, if any."""
+    def signature_in(self, parsed: Parsed) -> Signature:
+        """The entry's signature, or its legacy form when only the legacy one is present."""
         sig = self.entry.signature
         assert sig is not None
+        legacy = sig.legacy
+        if legacy is None or any(parsed.get(at) for at in sig.at) or not parsed.get(legacy.at):
+            return sig
+        return replace(sig, at=(legacy.at,), algorithm=legacy.algorithm, prefix=legacy.prefix, separator="",
+                       kv_signature="", kv_timestamp="", legacy=None)
+
+    def candidates(self, parsed: Parsed, sig: Signature) -> tuple[list[str], str | None]:
+        """The signature values present (any may match) and the timestamp from a k=v header, if any."""
         present = [(at, parsed.get(at)) for at in sig.at]
         found = [(at, v.strip()) for at, v in present if v and v.strip()]
         if not found:
@@ -354,21 +363,20 @@ class SignedFamily(CatalogProvider):
         return bytes(out + sig.template[last:].encode())
 
     def check(self, parsed: Parsed, secret: str, now: float) -> None:
-        values, kv_stamp = self.candidates(parsed)
+        sig = self.signature_in(parsed)
+        values, kv_stamp = self.candidates(parsed, sig)
         raw_ts, timestamp = self.read_timestamp(parsed, kv_stamp)
-        self.check_signature(self.signed_bytes(parsed, raw_ts), values, secret)
+        self.check_signature(self.signed_bytes(parsed, raw_ts), values, secret, sig)
         if timestamp is not None:  # after the signature: a timestamp error means a replay or a skewed clock
             assert self.entry.timestamp is not None
             core.check_tolerance(timestamp, now, self.entry.timestamp.tolerance_s)
 
-    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
+    def check_signature(self, signed: bytes, values: list[str], secret: str, sig: Signature) -> None:
         raise NotImplementedError
 
 
 class HmacFamily(SignedFamily):
-    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
-        sig = self.entry.signature
-        assert sig is not None
+    def check_signature(self, signed: bytes, values: list[str], secret: str, sig: Signature) -> None:
         given = self._decoded(sig, values)
         expected = core.hmac_digest(_key(secret, sig.key), signed, sig.algorithm)  # type: ignore[arg-type]
         if not core.any_matches(expected, given):
@@ -414,9 +422,7 @@ class PublicKeyFamily(SignedFamily):
         """Raise ``InvalidSignature`` unless ``given`` signs ``signed`` under ``key``."""
         raise NotImplementedError
 
-    def check_signature(self, signed: bytes, values: list[str], secret: str) -> None:
-        sig = self.entry.signature
-        assert sig is not None
+    def check_signature(self, signed: bytes, values: list[str], secret: str, sig: Signature) -> None:
         key = self._public_key(secret)
         for given in HmacFamily._decoded(sig, values):
             try:
@@ -613,6 +619,8 @@ def info_of(entry: Entry) -> ProviderInfo:
     headers = list(entry.headers)
     if entry.signature:
         headers += [a.name for a in entry.signature.at if a.kind == "header"]
+        if entry.signature.legacy is not None and entry.signature.legacy.at.kind == "header":
+            headers.append(entry.signature.legacy.at.name)
     if entry.timestamp and entry.timestamp.at.kind == "header":
         headers.append(entry.timestamp.at.name)
     if entry.jwt and entry.jwt.at.kind == "header":
@@ -655,7 +663,8 @@ def scheme_family(entry: Entry) -> str:
         return "standard-webhooks"
     if entry.family == "hmac" and entry.signature is not None:
         s = entry.signature
-        return f"hmac:{[a.render() for a in s.at]}:{s.template}:{s.algorithm}:{s.encoding}:{s.prefix}:{s.key}"
+        legacy = f":{s.legacy.at.render()}:{s.legacy.algorithm}:{s.legacy.prefix}" if s.legacy else ""
+        return f"hmac:{[a.render() for a in s.at]}:{s.template}:{s.algorithm}:{s.encoding}:{s.prefix}:{s.key}{legacy}"
     return entry.id
 
 

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from shared.errors import VerificationError
+from shared.providers import PROVIDERS
 from shared.providers.base import InboundRequest
-from shared.providers.square import Square
 from tests.providers.flow import accepted, connection, hmac_sha, rejected
 from tests.system import System
 
@@ -42,7 +42,7 @@ def vector_request(url: str = VECTOR_URL, body: bytes = VECTOR_BODY) -> InboundR
 
 
 def test_published_vector_verifies_as_a_test_event() -> None:
-    verified = Square().verify(vector_request(), VECTOR_KEY, {}, 0)
+    verified = PROVIDERS["square"].verify(vector_request(), VECTOR_KEY, {}, 0)
     assert verified.is_test
     assert verified.event_type == "webhooks.test_notification"
 
@@ -57,7 +57,7 @@ def test_published_vector_verifies_as_a_test_event() -> None:
 )
 def test_published_vector_refuses_what_square_refuses(url: str, body: bytes, key: str) -> None:
     with pytest.raises(VerificationError) as caught:
-        Square().verify(vector_request(url, body), key, {}, 0)
+        PROVIDERS["square"].verify(vector_request(url, body), key, {}, 0)
     assert caught.value.code == "signature_mismatch"
 
 
