@@ -53,5 +53,14 @@ async def test_wrong_secret_is_refused(system: System) -> None:
 
 async def test_sha256_prefix_is_malformed(system: System) -> None:
     conn = await connection(system, "intercom", secret=CLIENT_SECRET)
-    headers = {"X-Hub-Signature": "sha256=" + hmac_sha(CLIENT_SECRET, PING).hex()}
+    headers = {"X-Hub-Signature": "sha256=" + hmac_sha("someone-elses-secret", PING).hex()}
     await rejected(system, conn, PING, headers, "malformed_signature")
+
+
+async def test_a_sha256_signature_with_this_secret_is_another_providers(system: System) -> None:
+    """Bitbucket, Jira and Snyk put 'sha256=<hex>' in the same header: with this connection's secret, the
+    request is theirs, and the diagnosis says so rather than 'malformed'."""
+    conn = await connection(system, "intercom", secret=CLIENT_SECRET)
+    headers = {"X-Hub-Signature": "sha256=" + hmac_sha(CLIENT_SECRET, PING).hex()}
+    reply = await rejected(system, conn, PING, headers, "wrong_provider")
+    assert "Bitbucket Cloud" in reply["error"]["message"] and "sign the same way" in reply["error"]["message"]
