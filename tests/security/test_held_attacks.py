@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from services.receiver.config import Settings as ReceiverSettings
 from services.status_api.config import Settings as StatusSettings
@@ -197,3 +199,32 @@ async def test_a_request_signed_with_a_retired_secret_never_turns_green_later(sh
     assert status == 200 and data == {"checked": 1, "recovered": 0, "still_rejected": 1}
     view = await system.get(conn["id"])
     assert view["state"] == "pending" and view["events_received"] == 0
+
+
+@pytest.fixture
+async def roomy(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> AsyncIterator[System]:
+    """A rejected-delivery budget that never runs out here, so every forgery goes the whole way: recorded,
+    diagnosed, held (the fuzz test of the receiver soon meets the 429 and then never holds anything)."""
+    async with start_system(amqp_url, redis_url, prefix, receiver={"rejected_burst": 100_000}) as running:
+        yield running
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(values=st.lists(st.binary(max_size=40).filter(lambda b: b"\r" not in b and b"\n" not in b and b"\0" not in b),
+                       min_size=1, max_size=4),
+       body=st.text(max_size=300).map(str.encode))
+async def test_forgeries_with_arbitrary_header_bytes_are_held_or_refused_never_a_500(
+    roomy: System, values: list[bytes], body: bytes
+) -> None:
+    system = roomy
+    if not hasattr(roomy, "fuzz_conn"):
+        roomy.fuzz_conn = await system.create()  # type: ignore[attr-defined]
+    conn = roomy.fuzz_conn  # type: ignore[attr-defined]
+    signed = standard_webhooks_headers(forged_secret(), body, f"msg_{uuid.uuid4().hex}")
+    head = b"".join(f"{k}: {v}\r\n".encode() for k, v in signed.items() if k.lower() != "content-type")
+    head += b"".join(b"X-Fuzz-%d: " % i + value + b"\r\n" for i, value in enumerate(values))
+    status = await _raw_post(system, f"/hooks/{conn['id']}", head, body)
+    assert status in (400, 401), status
