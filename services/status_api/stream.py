@@ -92,7 +92,8 @@ class EventStream:
         self.due: dict[str, int] = {}
 
     async def _write(self, frame: str) -> None:
-        await asyncio.wait_for(self.response.write(frame.encode()), self.write_timeout_s)
+        async with asyncio.timeout(self.write_timeout_s):  # not wait_for: no task per frame per stream
+            await self.response.write(frame.encode())
 
     async def comment(self, text: str) -> None:
         await self._write(f": {text}\n\n")
@@ -216,7 +217,8 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
     heartbeat_s = api(request).settings.sse_heartbeat_s
     while True:
         try:
-            item = await asyncio.wait_for(listener.queue.get(), _wait_s(heartbeat_s, principal, stream))
+            async with asyncio.timeout(_wait_s(heartbeat_s, principal, stream)):  # no task per wait
+                item = await listener.queue.get()
         except TimeoutError:
             if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
                 await stream.event("token_expired", {"error": {
