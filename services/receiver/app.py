@@ -59,6 +59,7 @@ TARGETS = web.AppKey("target_cache", TargetCache)
 SUMMARY = web.AppKey("accepted_summary", Summary)
 ADMISSION = web.AppKey("admission", Admission)
 HELD = web.AppKey("held", HeldStore)
+ADMITTED = web.RequestKey("admitted", bool)  # counted in flight (shedding): leave once answered
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = 5
 
@@ -298,11 +299,12 @@ async def _target(request: web.Request, cid: str, at: int) -> tuple[ConnectionTa
 
 async def receive(request: web.Request) -> web.StreamResponse:
     admission = request.app[ADMISSION]
-    admission.admit()  # past the load-shedding bounds: 503 overloaded, before anything is read
+    admission.check()  # past the load-shedding bounds: 503 overloaded, before anything is read
     try:
         return await _receive(request)
     finally:
-        admission.leave()
+        if request.get(ADMITTED):
+            admission.leave()
 
 
 async def _receive(request: web.Request) -> web.StreamResponse:
@@ -315,6 +317,9 @@ async def _receive(request: web.Request) -> web.StreamResponse:
     wait_s = request.app[LIMITER].over_budget_s(target.connection_id, at)
     try:
         body = await read_body(request, settings.body_read_timeout_s, settings.max_body_bytes)
+        # Counted in flight from here (the bounds checked again): a slow sender's wait is not our load.
+        request.app[ADMISSION].admit()
+        request[ADMITTED] = True
         inbound = _request_for(request, target, body)
         verified = await _verify(request.app, provider, inbound, target, cached, at, wait_s is not None)
     except (VerificationError, PayloadTooLarge) as exc:

@@ -5,8 +5,11 @@ cannot keep up: at first for its confirm, then past ``PUBLISH_TIMEOUT_S``, for a
 costing its full work. Instead, before a webhook's body is read or verified, it is refused with
 ``Retry-After`` while this process is past either bound:
 
-- ``SHED_IN_FLIGHT``: webhooks admitted and not answered yet (nearly all of that time is the wait for
-  the broker's confirm). Counted at admission, so a burst that arrives in one go cannot slip past it;
+- ``SHED_IN_FLIGHT``: webhooks whose body is in and that are not answered yet (nearly all of that time
+  is the wait for the broker's confirm). Counted once the body is in, checked again then (with no wait
+  between the check and the count), so a burst that arrives in one go cannot slip past it; a request
+  still sending its body is not counted: a stranger holding many slow requests open (each cut off at
+  ``BODY_READ_TIMEOUT_S``, 408) would otherwise have every provider's webhooks refused;
 - ``SHED_CONFIRM_WAIT_S``: how long the oldest publish of this process has been waiting for its
   confirm (the broker, or the link to it, is slow: new webhooks would wait as long).
 
@@ -43,15 +46,22 @@ class Admission:
             return "confirm_wait"
         return None
 
+    def check(self) -> None:
+        """Refuse a new webhook while past a bound (503 ``overloaded``), before anything of it is read."""
+        self._refuse_if_over()
+
     def admit(self) -> None:
-        """Count one webhook in (``leave`` when it is answered), or refuse it: 503 ``overloaded``."""
+        """Count one webhook whose body is in (``leave`` when it is answered), or refuse it: 503."""
+        self._refuse_if_over()
+        self.in_flight += 1
+
+    def _refuse_if_over(self) -> None:
         reason = self.over()
         if reason is not None:
             metrics.child(metrics.WEBHOOKS_SHED, reason).inc()
             self.summary.count("reason", reason)
             raise ServiceUnavailable("The receiver is overloaded right now; retry shortly.", code="overloaded",
                                      retry_after_s=RETRY_AFTER_S, reason=reason)
-        self.in_flight += 1
 
     def leave(self) -> None:
         self.in_flight -= 1
