@@ -11,8 +11,10 @@ a programming error inside a Redis call stays what it is, so it is never mistake
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+import os
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -56,9 +58,32 @@ def is_closed_transport(exc: BaseException) -> bool:
     return type(exc) is RuntimeError and text.startswith(_CLOSED_TRANSPORT) and "closed=True" in text
 
 
+def is_writer_gone(exc: BaseException) -> bool:
+    """redis-py's asyncio connection writing on a connection closed under it (a node restarting or
+    failing over drops it while a command is being sent): the writer, or its transport's internals, are
+    already ``None``, and the write fails with an ``AttributeError`` or ``TypeError`` about ``NoneType``
+    instead of a ``ConnectionError``. Only when that failure comes from redis-py's connection module
+    (its innermost frames there or in asyncio's streams), so a bug of ours is never mistaken for it."""
+    if type(exc) not in (AttributeError, TypeError) or "'NoneType' object" not in str(exc):
+        return False
+    frames = [tb.tb_frame.f_code.co_filename for tb in _walk(exc.__traceback__)]
+    return bool(frames) and any(f.endswith(_REDIS_CONNECTION) for f in frames) and (
+        frames[-1].endswith(_REDIS_CONNECTION) or frames[-1].endswith(_ASYNCIO_TRANSPORT))
+
+
+_REDIS_CONNECTION = os.path.join("redis", "asyncio", "connection.py")
+_ASYNCIO_TRANSPORT = (os.path.join("asyncio", "streams.py"), os.path.join("asyncio", "selector_events.py"))
+
+
+def _walk(tb: TracebackType | None) -> Iterator[TracebackType]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
 def is_unreachable(exc: BaseException) -> bool:
     """True when ``exc`` means Redis cannot be reached right now (retry later), not a bug."""
-    return isinstance(exc, REDIS_ERRORS) or is_closed_transport(exc)
+    return isinstance(exc, REDIS_ERRORS) or is_closed_transport(exc) or is_writer_gone(exc)
 
 
 def awaited(reply: Awaitable[T] | T) -> Awaitable[T]:
@@ -81,7 +106,12 @@ _SUBSCRIBER_OPTIONS = {"username", "password", "decode_responses", "socket_conne
 
 class _Cluster(RedisCluster):
     """The cluster client, plus ``pubsub()``: classic PUBLISH is broadcast to every node of a cluster,
-    so subscribing on any one node hears every change, whichever node published it."""
+    so subscribing on any one node hears every change, whichever node published it.
+
+    ``aclose`` stays redis-py's own: besides closing for good, redis-py calls it itself, from any command
+    that meets a dead or moved node, to drop its node connections and re-read the slot map. The
+    subscriptions are not its to drop then (that cut every live stream at each failover, and two such
+    calls at once failed with a 500), so they are closed by ``close_all``, when the client is done with."""
 
     _subscribers: dict[tuple[str, int], aioredis.Redis]
 
@@ -98,10 +128,12 @@ class _Cluster(RedisCluster):
             self._subscribers[address] = client
         return client.pubsub(**kwargs)
 
-    async def aclose(self) -> None:
-        for client in getattr(self, "_subscribers", {}).values():
+    async def close_all(self) -> None:
+        """Close the subscriber clients too (``aclose`` leaves them: see there), then the nodes."""
+        subscribers, self._subscribers = getattr(self, "_subscribers", {}), {}
+        for client in subscribers.values():
             await client.aclose()
-        await super().aclose()
+        await self.aclose()
 
 
 SOCKET_TIMEOUT_S = 5.0
@@ -130,7 +162,7 @@ async def redis_client(url: str, socket_timeout: float | None = SOCKET_TIMEOUT_S
     try:
         yield client
     finally:
-        await client.aclose()
+        await (client.close_all() if isinstance(client, _Cluster) else client.aclose())
 
 
 class NotReplicated(redis.exceptions.ConnectionError):

@@ -33,6 +33,7 @@ DELIVERIES_KEPT = 50
 TESTS_KEPT_S = 30 * 24 * 3600  # replaced test windows stay readable this long
 TESTS_KEPT = 20  # ...and only the latest this many of them
 SEALED = "(sealed)"  # a sealed field read only to be shown: it is there, not opened
+READ_RETRY_S = 0.1  # a read on a Redis Cluster is tried again after this (``RedisStore._read``)
 
 
 def _to_relay(status: str, added: int, waiting: int) -> bool:
@@ -72,6 +73,21 @@ class RedisStore:
             if is_unreachable(exc):
                 raise StoreUnavailable("Redis is not reachable") from exc
             raise
+
+    async def _read(self, op: Callable[[], Awaitable[T]]) -> T:
+        """``_call`` for a read that is tried once more, after ``READ_RETRY_S``, on a Redis Cluster: a
+        command there that meets a node that just died makes redis-py drop every node's connections and
+        re-read the slot map, failing the commands in flight on the healthy nodes too. A read of a
+        healthy shard then succeeds on the second try; a read of the dead one is still an outage."""
+        if not is_cluster(self.redis):
+            return await self._call(op)
+        try:
+            return await op()
+        except Exception as exc:
+            if not is_unreachable(exc):
+                raise
+        await asyncio.sleep(READ_RETRY_S)
+        return await self._call(op)
 
     async def ping(self) -> bool:
         try:
@@ -134,12 +150,12 @@ class Store(RedisStore):
 
     async def get(self, cid: str, *, opened: bool = True) -> ConnectionRecord | None:
         """The connection; ``opened`` False: only to be shown (see ``_opened``)."""
-        raw = await self._call(lambda: awaited(self.redis.hgetall(self.keys.conn(cid))))
+        raw = await self._read(lambda: awaited(self.redis.hgetall(self.keys.conn(cid))))
         return ConnectionRecord.from_hash(self._opened(cid, raw, opened)) if raw else None
 
     async def get_credentials(self, cid: str) -> Credentials | None:
         """What the receiver verifies with (a few fields, not the whole hash), opened."""
-        values = await self._call(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(Credentials.FIELDS))))
+        values = await self._read(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(Credentials.FIELDS))))
         return Credentials.from_values([self.sealer.open(value, cid) if value and name in SEALED_FIELDS else value
                                         for name, value in zip(Credentials.FIELDS, values, strict=True)])
 

@@ -92,6 +92,27 @@ async def test_a_closed_transport_is_redis_unavailable(redis_client: aioredis.Re
         await store.apply_deliveries([_delivery(store.doomed)])
 
 
+async def test_a_connection_closed_under_a_write_is_redis_unavailable(redis_url: str) -> None:
+    """redis-py writing on a connection a failover closed under it fails with an AttributeError about
+    ``NoneType`` (its writer is gone) rather than a ConnectionError: that one is an outage; the same
+    error raised anywhere else is a bug."""
+    connection = aioredis.Redis.from_url(redis_url).connection_pool.make_connection()
+    await connection.connect()
+    writer = connection._writer
+    connection._writer = None  # what a concurrent disconnect leaves behind, mid-command
+    try:
+        with pytest.raises((AttributeError, TypeError)) as raised:  # the write step redis-py runs then
+            await connection._send_packed_command(connection.pack_command("PING"))
+    finally:
+        connection._writer = writer
+        await connection.disconnect()
+    assert shared_redis.is_unreachable(raised.value)
+    try:
+        None.writelines([])  # type: ignore[attr-defined]
+    except AttributeError as ours:
+        assert not shared_redis.is_unreachable(ours)
+
+
 async def test_a_delivery_that_hits_a_bug_ends_dead_lettered_on_the_broker(
     amqp_url: str, redis_client: aioredis.Redis, prefix: str, amqp_cleanup: None
 ) -> None:

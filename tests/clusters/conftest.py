@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from services.status_api.config import Settings as StatusSettings
 from services.status_api.connections import Connections, NewConnection
+from shared.redis import RedisClient, make_redis
 from shared.store import Store
 from tests.clusters import rabbitmq, redis_cluster
 from tests.faults.conftest import receiver_port, session  # noqa: F401  (fixtures, shared)
@@ -106,3 +107,34 @@ async def redis_nodes_ready(redis_nodes: redis_cluster.RedisClusterNodes) -> Asy
     await asyncio.to_thread(redis_nodes.heal)
     yield
     await asyncio.to_thread(redis_nodes.heal)
+
+
+@pytest.fixture
+async def cluster_client(redis_nodes: redis_cluster.RedisClusterNodes, redis_nodes_ready: None,
+                         prefix: str) -> AsyncIterator[RedisClient]:
+    client = make_redis(redis_nodes.url)
+    yield client
+    await client.aclose()
+    await asyncio.to_thread(redis_nodes.heal)
+    cleaner = make_redis(redis_nodes.url)  # the test may have killed a node the first client knew
+    try:
+        for node in cleaner.get_primaries():  # type: ignore[attr-defined]
+            keys = [k async for k in cleaner.scan_iter(match=f"{prefix}:*", count=1000, target_nodes=node)]  # type: ignore[call-arg]
+            for key in keys:
+                await cleaner.delete(key)
+    finally:
+        await cleaner.aclose()
+
+
+@pytest.fixture
+def redis_services(  # type: ignore[no-untyped-def]
+    redis_nodes: redis_cluster.RedisClusterNodes, amqp_url: str, prefix: str, tmp_path,
+    receiver_port: int, amqp_cleanup: None,  # noqa: F811
+):
+    """Services on the Redis Cluster and the machine's RabbitMQ."""
+    env = service_env(prefix, amqp_url, redis_nodes.url, PUBLIC_BASE_URL=f"http://127.0.0.1:{receiver_port}")
+    running = Services(env, tmp_path)
+    try:
+        yield running
+    finally:
+        running.stop_all()

@@ -151,6 +151,19 @@ class RabbitNode:
             self.proc.wait(30)
         self.proc = None
 
+    def stop(self, timeout_s: float = 60) -> None:
+        """Stop the node as an operator does (SIGTERM: it hands its queues' leads over and closes its
+        connections), killing it only if it has not exited within ``timeout_s``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.proc = None
+
     def pause(self) -> None:
         """SIGSTOP the node: its peers and clients hear nothing from it, as in a network partition."""
         self.signal(signal.SIGSTOP)
@@ -241,6 +254,21 @@ class RabbitCluster:
         if queue not in members:
             raise LookupError(queue)
         return members[queue]
+
+    def wait_members_online(self, queue: str, timeout_s: float = 180) -> float:
+        """Wait until every node's member of the quorum queue ``queue`` is online again (a node that came
+        back has caught its member up); returns how long that took."""
+        started = time.monotonic()
+        every = sorted(n.node for n in self.nodes)
+        while True:
+            rows = self._ask("list_queues", "name", "online", timeout_s=max(5.0, timeout_s))
+            online = next((sorted(str(m) for m in row["online"]) for row in rows  # type: ignore[attr-defined]
+                           if row["name"] == queue), [])
+            if online == every:
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"{queue}: members online {online}, not {every}")
+            time.sleep(1)
 
     def queue_members_all(self, starting: str) -> dict[str, list[str]]:
         """The members of every quorum queue whose name starts with ``starting`` (one CLI call)."""

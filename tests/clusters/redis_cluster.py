@@ -92,6 +92,16 @@ class RedisNode:
             self.proc.wait(10)
             self.proc = None
 
+    def stop(self) -> None:
+        """SIGTERM, as an operator stops it (a primary first lets its replicas catch up)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -139,6 +149,25 @@ class RedisClusterNodes:
                 return primary
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no replica of {old.address} was promoted")
+            time.sleep(0.1)
+
+    def wait_failed_over(self, old: RedisNode, timeout_s: float = 60) -> float:
+        """Wait until the running nodes serve every slot without ``old`` (a replica of it was promoted);
+        returns how long that took."""
+        started = time.monotonic()
+        while True:
+            for node in [n for n in self.nodes if n.running]:
+                try:
+                    with redis.Redis(port=node.port, decode_responses=True, socket_timeout=2) as client:
+                        ok = "cluster_state:ok" in client.execute_command("CLUSTER", "INFO")
+                        ranges = client.execute_command("CLUSTER", "SLOTS")
+                except redis.RedisError:
+                    continue
+                if ok and not any(int(primary[1]) == old.port for _, _, primary, *_ in ranges):
+                    return time.monotonic() - started
+                break
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"no replica of {old.address} took over")
             time.sleep(0.1)
 
     def wait_ok(self, timeout_s: float = 60) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -23,45 +22,17 @@ from services.verifier.config import Settings as VerifierSettings
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import DeliveryMessage, now_ms
-from shared.redis import RedisClient, make_redis
+from shared.redis import RedisClient
 from shared.store import Store
 from tests.clusters.harness import StandardSender, Stream, until
 from tests.clusters.redis_cluster import RedisClusterNodes
-from tests.faults.harness import Services, service_env
+from tests.faults.harness import Services
 from tests.faults.ledger import Ledger, Target, wait_stored, write_report
 
 COMMAND = ".venv/bin/python -m pytest tests/clusters/test_redis_failover.py -q"
 QUIET_EVENTS = 300
 EVENTS = 3000  # at least, per run
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-async def cluster_client(redis_nodes: RedisClusterNodes, redis_nodes_ready: None,
-                         prefix: str) -> AsyncIterator[RedisClient]:
-    client = make_redis(redis_nodes.url)
-    yield client
-    await client.aclose()
-    await asyncio.to_thread(redis_nodes.heal)
-    cleaner = make_redis(redis_nodes.url)  # the test may have killed a node the first client knew
-    try:
-        for node in cleaner.get_primaries():  # type: ignore[attr-defined]
-            keys = [k async for k in cleaner.scan_iter(match=f"{prefix}:*", count=1000, target_nodes=node)]  # type: ignore[call-arg]
-            for key in keys:
-                await cleaner.delete(key)
-    finally:
-        await cleaner.aclose()
-
-
-@pytest.fixture
-def redis_services(redis_nodes: RedisClusterNodes, amqp_url: str, prefix: str, tmp_path, receiver_port: int,  # type: ignore[no-untyped-def]
-                   amqp_cleanup: None):
-    env = service_env(prefix, amqp_url, redis_nodes.url, PUBLIC_BASE_URL=f"http://127.0.0.1:{receiver_port}")
-    running = Services(env, tmp_path)
-    try:
-        yield running
-    finally:
-        running.stop_all()
 
 
 async def _failover_run(wait_replicas: int, redis_nodes: RedisClusterNodes, services: Services,
