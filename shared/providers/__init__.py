@@ -19,7 +19,6 @@ from shared.providers.hubspot import HubSpot
 from shared.providers.linear import Linear
 from shared.providers.meta import Meta
 from shared.providers.msgraph import MsGraph
-from shared.providers.shopify import Shopify
 from shared.providers.slack import Slack
 from shared.providers.standard_webhooks import StandardWebhooks
 from shared.providers.stripe import Stripe
@@ -47,7 +46,6 @@ PROVIDERS: dict[str, Provider] = {
         Stripe(),
         GitHub(),
         Slack(),
-        Shopify(),
         Twilio(),
         Zoom(),
         Meta(),

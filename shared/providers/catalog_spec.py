@@ -134,6 +134,9 @@ class Entry:
     header_prefixes: tuple[str, ...] = ()
     event_id: Location | None = None
     event_type: Location | None = None
+    # Where to look next when the first location is absent (Shopify's two spellings of every header).
+    event_id_also: tuple[Location, ...] = ()
+    event_type_also: tuple[Location, ...] = ()
     test: tuple[Condition, ...] = ()
     handshake: Handshake | None = None
     headers: tuple[str, ...] = ()
@@ -272,8 +275,10 @@ def parse_entry(raw: Mapping[str, Any], index: int, source: str) -> Entry:
         jwt=_jwt(r),
         token_at=r.optional_location("token"),
         header_prefixes=r.texts("header_prefixes"),
-        event_id=r.optional_location("event_id"),
-        event_type=r.optional_location("event_type"),
+        event_id=_first(r, "event_id"),
+        event_type=_first(r, "event_type"),
+        event_id_also=_rest(r, "event_id"),
+        event_type_also=_rest(r, "event_type"),
         test=r.conditions("test"),
         handshake=_handshake(r),
         headers=r.texts("headers"),
@@ -310,6 +315,16 @@ def _signature(r: _Reader) -> Signature | None:
     if sig.kv_timestamp and not sig.kv_signature:
         raise s.fail("kv_timestamp", "needs kv_signature (the header is key=value pairs)")
     return sig
+
+
+def _first(r: _Reader, name: str) -> Location | None:
+    """A location field, or the first of a list of them (the others are looked at in turn)."""
+    values = r.texts(name)
+    return r.location(name, values[0]) if values else None
+
+
+def _rest(r: _Reader, name: str) -> tuple[Location, ...]:
+    return tuple(r.location(name, value) for value in r.texts(name)[1:])
 
 
 def _legacy(s: _Reader) -> Legacy | None:

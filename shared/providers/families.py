@@ -161,19 +161,19 @@ class CatalogProvider(Provider):
             return self._handshake(parsed)
         self.check(parsed, secret, now)
         event_id, fingerprint = self._ids(parsed)
+        event_type, _ = _located(parsed, self.entry.event_type, self.entry.event_type_also)
         return Verified(
             event_id=event_id,
             fingerprint=fingerprint,
-            event_type=parsed.get(self.entry.event_type) if self.entry.event_type else None,
+            event_type=event_type,
             is_test=any(parsed.matches(c) for c in self.entry.test),
         )
 
     def _ids(self, parsed: Parsed) -> tuple[str | None, str | None]:
         """The event id, and when the signature does not cover it, the body's fingerprint beside it (a
         request replayed under a fresh id is still one delivery)."""
-        event_id = self._event_id(parsed)
-        at = self.entry.event_id
-        if event_id is None or at is None or event_id.startswith("sha256:") or self._is_signed(at):
+        event_id, at = self._event_id(parsed)
+        if event_id is None or at is None or self._is_signed(at):
             return event_id, None
         return event_id, body_fingerprint(parsed.request.body)
 
@@ -188,15 +188,13 @@ class CatalogProvider(Provider):
         """Locations covered by the signature (``json:`` is, whenever the body is signed)."""
         return frozenset()
 
-    def _event_id(self, parsed: Parsed) -> str | None:
-        """The provider's id when the signature covers it; otherwise the body's fingerprint, so that an
-        unsigned id can never make two different bodies one delivery, nor one body two."""
-        at = self.entry.event_id
-        value = parsed.get(at) if at is not None else None
+    def _event_id(self, parsed: Parsed) -> tuple[str | None, Location | None]:
+        """The provider's id and where it was found; without one, the body's fingerprint (and no location)."""
+        value, at = _located(parsed, self.entry.event_id, self.entry.event_id_also)
         if value:
-            return f"{self.entry.id}:{value}"
+            return f"{self.entry.id}:{value}", at
         # An empty body (Google Drive's notifications) is no fingerprint: each one is counted.
-        return body_fingerprint(parsed.request.body) if parsed.request.body else None
+        return (body_fingerprint(parsed.request.body) if parsed.request.body else None), None
 
     def _handshake(self, parsed: Parsed) -> Verified:
         shake = self.entry.handshake
@@ -222,6 +220,15 @@ class CatalogProvider(Provider):
             reachable_only=not shake.signed,
             reply=HandshakeReply(status=shake.reply_status, body=body, content_type=content_type, headers=headers),
         )
+
+
+def _located(parsed: Parsed, first: Location | None, also: tuple[Location, ...]) -> tuple[str | None, Location | None]:
+    """The first present value among ``first`` and ``also``, and where it was."""
+    for at in (first, *also) if first is not None else ():
+        value = parsed.get(at)
+        if value:
+            return value, at
+    return None, None
 
 
 def _bounded(value: str, name: str) -> None:
@@ -631,7 +638,7 @@ def info_of(entry: Entry) -> ProviderInfo:
         headers.append("Authorization")
     for prefix in entry.header_prefixes:
         headers += [f"{prefix}id", f"{prefix}timestamp", f"{prefix}signature"]
-    for at in (entry.event_id, entry.event_type):
+    for at in (entry.event_id, entry.event_type, *entry.event_id_also, *entry.event_type_also):
         if at is not None and at.kind == "header":
             headers.append(at.name)
     return ProviderInfo(
