@@ -258,6 +258,20 @@ def lithic_accepts(req: Request, secret: str, url: str) -> bool:
     return _passes(lambda: client.webhooks.verify_signature(req.body.decode(), req.headers))
 
 
+def workos_accepts(req: Request, secret: str, url: str) -> bool:
+    from workos.webhooks import Webhooks
+
+    hooks = Webhooks(client=None)  # type: ignore[arg-type]
+    return _passes(lambda: hooks.verify_header(event_body=req.body, event_signature=_header(
+        req.headers, "WorkOS-Signature"), secret=secret))
+
+
+def workos_spacing(req: Request) -> Request:
+    """WorkOS writes its header 't=…, v1=…' (its SDK splits on ', ')."""
+    headers = {k: (v.replace(",", ", ") if k.lower() == "workos-signature" else v) for k, v in req.headers.items()}
+    return Request(req.body, headers, req.query, req.method)
+
+
 def node_accepts(package: str) -> Callable[[Request, str, str], bool]:
     def accepts(req: Request, secret: str, url: str) -> bool:
         if NODE is None:
@@ -286,6 +300,7 @@ class SdkCheck:
     timed: bool = False  # the SDK refuses a stale timestamp itself
     event_type: str | None = None  # what the delivery's event_type must be (None: not checked)
     body_judged: bool = True  # False: the SDK checks the token, not the body it covers (we check both)
+    written: Callable[[Request], Request] = lambda req: req  # how the provider writes what was signed
     # Further requests the SDK refuses: (what, how the signer's request() is called, our reason code).
     more: tuple[tuple[str, dict[str, Any], str], ...] = ()
 
@@ -347,6 +362,8 @@ CHECKS = [
     SdkCheck("vonage", "vonage-jwt", vonage_accepts, {"message_uuid": "aaaaaaaa-bbbb-4ccc-8ddd-0123456789ab",
                                                       "status": "delivered"}, event_type="delivered",
              body_judged=False),
+    SdkCheck("workos", "workos", workos_accepts, {"id": "event_01HW", "event": "user.created", "data": {}},
+             timed=True, event_type="user.created", written=workos_spacing),
     SdkCheck("finch", "finch-api", finch_accepts, {"event_type": "account.updated", "data": {}}, timed=True,
              event_type="account.updated"),
     SdkCheck("lithic", "lithic", lithic_accepts, {"event_type": "card.created", "payload": {}}, timed=True,
@@ -403,7 +420,7 @@ async def test_the_providers_sdk_and_the_receiver_agree(system: System, provider
         return conn, signer.with_url(conn["webhook_url"])
 
     def build(s: Signer | CodeSigner, **kw: Any) -> Request:
-        return s.request(dict(check.body) if check.body else None, headers=dict(check.headers), **kw)
+        return check.written(s.request(dict(check.body) if check.body else None, headers=dict(check.headers), **kw))
 
     conn, s = await fresh()
     genuine = build(s)
