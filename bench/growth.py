@@ -191,7 +191,7 @@ class Growth:
             out.append(f"how cost grows with {s.name}: {s.verdict()}")
             out.append(f"  | {s.x_label} | whole path webhooks/s | {s.p99_label} |")
             for x, t, p in zip(s.x, s.throughput, s.p99_ms, strict=True):
-                out.append(f"  | {x:,g} | {t:,.0f} | {p:.1f} |")
+                out.append(f"  | {x:,.0f} | {t:,.0f} | {p:.1f} |")
         mem_k = growth_exponent(self.memory_x, [m * x for m, x in zip(self.memory_idle, self.memory_x, strict=True)])
         verdict = "faster than linearly: a LIMIT" if mem_k > 1.1 else "linearly"
         out.append(f"Redis memory with connections: total ~ N^{mem_k:.2f} (grows {verdict})")

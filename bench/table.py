@@ -125,6 +125,7 @@ def build_rows(b: Bench) -> list[Row]:
             rows += [
                 Row(f"  at {rate:,.0f}/s open loop (half the minimal pipeline): webhook -> 202 p99",
                     med(f"{p}recv_p99_rate"), "ms", "minimal pipeline", med(f"{p}min_pipe_p99")),
+                Row(f"  at {rate:,.0f}/s: refused (503, shed)", med(f"{p}refused_rate"), "%"),
                 Row(f"  at {rate:,.0f}/s: webhook -> status on SSE, p50", med(f"{p}e2e_p50"), "ms"),
                 Row(f"  at {rate:,.0f}/s: webhook -> status on SSE, p99{seen}", e2e, "ms", target="<= 50 ms",
                     passed=None if e2e != e2e else e2e <= 50),
@@ -139,6 +140,7 @@ def build_rows(b: Bench) -> list[Row]:
                     med("over_shed"), "%", target="sheds load", passed=None if over != over else med("over_shed") > 0),
                 Row(f"  overload at {over:,.0f}/s: p99 of the 202s", med("over_p99_accepted"), "ms",
                     note=f"({med('over_accepted'):,.0f}/s accepted)"),
+                Row(f"  overload at {over:,.0f}/s: no answer (connection errors)", med("over_unanswered"), "%"),
                 Row(f"status API p99 at {plan.rate}/s", med("api_p99"), "ms", "bare JSON from Redis", med("json_p99")),
                 Row("  (status API, against redis-benchmark GET)", med("base:api"), "/s", "redis-benchmark GET",
                     med("redis_get")),
