@@ -42,9 +42,9 @@ class Growth:
         self.bench = bench
         self.plan = bench.plan
         self.d = self.plan.grow_duration_s
-        self.connections = Series("connections", "connections", "p99 webhook -> 202 (ms)")
-        self.bodies = Series("body size", "body size (KiB)", "p99 webhook -> 202 (ms)")
-        self.streams = Series("open streams", "open SSE streams", "p99 webhook -> status on SSE (ms)")
+        self.connections = Series("connections", "connections", "p99 ms, webhook -> 202")
+        self.bodies = Series("body size", "body size (KiB)", "p99 ms, webhook -> 202")
+        self.streams = Series("open streams", "open SSE streams", "p99 ms, webhook -> SSE")
         self.memory_x: list[float] = []
         self.memory_idle: list[float] = []  # Redis bytes per idle connection, from INFO used_memory
         self.full_list: dict[str, float] = {}  # bytes per connection with a full deliveries list, by part

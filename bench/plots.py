@@ -27,7 +27,7 @@ def _series(series: Series, path: str, caption: str) -> None:
     left.set_ylim(bottom=0)
     right = left.twinx()
     right.plot(series.x, series.p99_ms, "s--", color="tab:red", label="p99")
-    right.set_ylabel(series.p99_label + ", at half of it", color="tab:red")
+    right.set_ylabel(series.p99_label + ", half load", color="tab:red", fontsize="small")
     right.set_ylim(bottom=0)
     left.set_title(f"hookstatus: throughput and p99 against {series.name}")
     left.grid(True, which="both", alpha=0.3)
