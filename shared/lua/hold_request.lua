@@ -49,5 +49,7 @@ while redis.call('ZCARD', ids) > max_n or total > max_bytes do
   drop(oldest, 'connection_limit')
   total = total - out[before + 2]
 end
-for _, key in ipairs({ids, data, meta}) do redis.call('PEXPIRE', key, max_age) end
+redis.call('PEXPIRE', ids, max_age)
+redis.call('PEXPIRE', data, max_age)
+redis.call('PEXPIRE', meta, max_age)
 return out
