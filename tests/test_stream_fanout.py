@@ -4,10 +4,13 @@ it (the SSE fan-out's cost)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.status_api import presentation
 from services.status_api import stream as stream_module
@@ -75,8 +78,8 @@ async def test_many_streams_share_one_rendering_per_change(
                                                                  "version": "7"})
     hub = ChangeHub(redis_client, store.keys.changes, 16)
     made = []
-    monkeypatch.setattr(stream_module, "connection_view", lambda record: made.append(record.id) or
-                        presentation.connection_view(record))
+    monkeypatch.setattr(stream_module, "connection_view", lambda record, now=None: made.append(record.id) or
+                        presentation.connection_view(record, now))
     record = await hub.read(store, Change("c3", "a", 7))
     assert record is not None
     sinks = [Sink() for _ in range(300)]
@@ -106,3 +109,111 @@ async def test_a_change_reaches_only_the_streams_that_show_it(redis_client: aior
     hub.forget(whole)
     hub.broadcast(Signal.RESYNC)
     assert whole.queue.empty() and other_account.queue.get_nowait() is Signal.RESYNC
+
+
+class Clock:
+    """The time the stream and the presentation read (both read ``now_ms`` by name), moved by the test:
+    where a boundary falls between two streams' sends is then decided, not left to the machine's load."""
+
+    def __init__(self, at: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.at = at
+        monkeypatch.setattr(stream_module, "now_ms", lambda: self.at)
+        monkeypatch.setattr(presentation, "now_ms", lambda: self.at)
+
+
+def _sent(sink: Sink) -> dict[str, Any]:
+    return orjson.loads(sink.frames[-1].split(b"\ndata: ", 1)[1])  # type: ignore[no-any-return]
+
+
+async def test_a_stream_sending_after_a_deadline_passed_shows_it_passed(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One change, rendered for a first stream just before the connection's pending deadline, is not
+    what a second stream sends just after it: that one shows ``failed`` (and a third one, later still,
+    shares the second's rendering)."""
+    t0 = 1_800_000_000_000
+    clock = Clock(t0, monkeypatch)
+    store = Store(redis_client, prefix)
+    await redis_client.hset(store.keys.conn("c4"), mapping={
+        "id": "c4", "account_id": "a", "provider": "stripe", "state": "pending", "version": "2",
+        "pending_deadline": str(t0 + 50)})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    record = await hub.read(store, Change("c4", "a", 2))
+    assert record is not None
+    made = []
+    monkeypatch.setattr(stream_module, "connection_view", lambda record, now=None: made.append(now) or
+                        presentation.connection_view(record, now))
+    early, late, later = Sink(), Sink(), Sink()
+    first = stream_module.EventStream(early, 1.0)  # type: ignore[arg-type]
+    await first.connection(record, hub.rendered)
+    assert _sent(early)["display"] == "pending"
+    assert first.due == {"c4": t0 + 50}  # it will re-send at the deadline
+
+    clock.at = t0 + 50  # the deadline passes between the two streams' sends
+    second = stream_module.EventStream(late, 1.0)  # type: ignore[arg-type]
+    await second.connection(record, hub.rendered)
+    assert _sent(late)["display"] == "failed"
+    assert _sent(late)["cta"] == presentation.connection_view(record, t0 + 50)["cta"]
+    assert second.due == {}  # nothing more will change by time alone
+
+    clock.at = t0 + 60
+    await stream_module.EventStream(later, 1.0).connection(record, hub.rendered)  # type: ignore[arg-type]
+    assert _sent(later) == _sent(late)
+    assert len(made) == 2  # rendered once before the deadline, once after, not once per stream
+
+
+async def test_a_silent_connection_shows_how_long_it_has_been_silent_when_sent(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The silence's figures move with time: a stream sending a second later than another says so."""
+    t0 = 1_800_000_000_000
+    clock = Clock(t0, monkeypatch)
+    store = Store(redis_client, prefix)
+    await redis_client.hset(store.keys.conn("c5"), mapping={
+        "id": "c5", "account_id": "a", "provider": "stripe", "state": "connected", "version": "9",
+        "expected_interval_s": "60", "last_event_at": str(t0 - 90_000)})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    record = await hub.read(store, Change("c5", "a", 9))
+    assert record is not None
+    first, second = Sink(), Sink()
+    await stream_module.EventStream(first, 1.0).connection(record, hub.rendered)  # type: ignore[arg-type]
+    clock.at = t0 + 1000
+    await stream_module.EventStream(second, 1.0).connection(record, hub.rendered)  # type: ignore[arg-type]
+    assert _sent(first)["silence"]["quiet_for_s"] == 90
+    assert _sent(second)["silence"]["quiet_for_s"] == 91
+    assert _sent(second) == presentation.connection_view(record, t0 + 1000)
+
+
+@given(
+    state=st.sampled_from(["pending", "connected", "failed", "disconnected"]),
+    deadline=st.integers(0, 20_000),
+    last_event=st.integers(0, 20_000),
+    expected_interval_s=st.integers(0, 5),
+    quiet_after_ms=st.integers(0, 5_000),
+    rejected=st.integers(0, 4),
+    prev_until=st.integers(0, 20_000),
+    now=st.integers(1, 20_000),
+    later=st.floats(0, 1),
+)
+def test_a_rendering_holds_until_its_boundary_and_not_at_it(
+    state: str, deadline: int, last_event: int, expected_interval_s: int, quiet_after_ms: int, rejected: int,
+    prev_until: int, now: int, later: float,
+) -> None:
+    """What a stream may send as rendered (``view_valid_until``): the view at any moment before the
+    boundary is the view rendered, and at the boundary it is not."""
+    base = 1_800_000_000_000
+    record = ConnectionRecord(
+        id="c6", account_id="a", provider="stripe", state=state, webhook_url="https://h/x", version=1,  # type: ignore[arg-type]
+        pending_deadline_ms=base + deadline, last_event_at_ms=base + last_event if last_event else 0,
+        expected_interval_s=expected_interval_s, quiet_after_ms=quiet_after_ms, rejected_since_event=rejected,
+        prev_secret="(sealed)" if prev_until else None, prev_secret_until_ms=base + prev_until if prev_until else 0)
+    rendered_at = base + now
+    view = presentation.connection_view(record, rendered_at)
+    until = presentation.view_valid_until(record, rendered_at)
+    if until is None:
+        assert presentation.connection_view(record, rendered_at + 10**9) == view
+        return
+    assert until > rendered_at
+    assert presentation.connection_view(record, rendered_at + int((until - 1 - rendered_at) * later)) == view
+    assert presentation.connection_view(record, until - 1) == view
+    assert presentation.connection_view(record, until) != view

@@ -49,6 +49,20 @@ class Change:
     version: int
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A connection's status object and its JSON, as true from ``at`` until ``until`` (None: until the
+    connection changes): the time-derived parts (a passed deadline, silence) hold only that long."""
+
+    view: dict[str, Any]
+    body: str
+    at: int
+    until: int | None
+
+    def holds_at(self, now: int) -> bool:
+        return self.at <= now and (self.until is None or now < self.until)
+
+
 class Listener:
     """One stream's inbox. ``connection_id`` None means every connection of the account."""
 
@@ -85,8 +99,8 @@ class ChangeHub:
         self.closing = False
         self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
         # The SSE frame body of a changed connection, rendered once for all the streams that show it
-        # (kept as long as its read; stream.py fills it).
-        self.rendered: dict[tuple[str, int], tuple[dict[str, Any], str]] = {}
+        # while it stays true (kept as long as its read; stream.py fills it).
+        self.rendered: dict[tuple[str, int], Rendered] = {}
 
     def read(self, store: Store, change: Change) -> Awaitable[ConnectionRecord | None]:
         """The changed connection, read once per change for all the streams that show it (not once

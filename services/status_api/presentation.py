@@ -304,6 +304,24 @@ def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[st
     }
 
 
+def view_valid_until(record: ConnectionRecord, now: int) -> int | None:
+    """The first moment after ``now`` at which ``connection_view(record, ...)`` shows something else
+    though nothing is stored (None: not before the record changes). A view rendered at ``now`` may be
+    sent as it is until then, not after: a pending deadline passing (``failed``), silence beginning, its
+    figures moving once a second while it lasts, the previous secret's grace ending."""
+    moments = []
+    if record.state == "pending" and record.pending_deadline_ms > now:
+        moments.append(record.pending_deadline_ms)
+    limit, last_event = record.quiet_limit_ms, record.last_event_at_ms
+    if health_of(record, now) in ("ok", "silent") and limit and last_event:
+        silent_from = last_event + limit + 1
+        # Before: when silence begins. During: the next whole second of it (``quiet_for_s``, the words).
+        moments.append(silent_from if silent_from > now else now + 1000 - (now - last_event) % 1000)
+    if record.prev_secret and record.prev_secret_until_ms > now:
+        moments.append(record.prev_secret_until_ms)
+    return min(moments, default=None)
+
+
 def _public_error(err: LastError | None) -> dict[str, Any] | None:
     if err is None:
         return None

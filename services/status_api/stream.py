@@ -30,8 +30,8 @@ from services.status_api import analytics
 from services.status_api import validation as v
 from services.status_api.access import visible
 from services.status_api.auth import PRINCIPAL, Principal, require
-from services.status_api.hub import Change, ChangeHub, Listener, Signal
-from services.status_api.presentation import connection_view, display_of, health_of
+from services.status_api.hub import Change, ChangeHub, Listener, Rendered, Signal
+from services.status_api.presentation import connection_view, display_of, health_of, view_valid_until
 from services.status_api.state import API, api
 from shared import metrics
 from shared.errors import ApiError, NotFound, StoreUnavailable
@@ -107,29 +107,30 @@ class EventStream:
     def is_new(self, cid: str, version: int) -> bool:
         return version > self.shown.get(cid, 0)
 
-    def watch(self, record: ConnectionRecord) -> None:
-        at = _time_boundary(record, now_ms())
+    def watch(self, record: ConnectionRecord, now: int | None = None) -> None:
+        at = _time_boundary(record, now_ms() if now is None else now)
         if at is None:
             self.due.pop(record.id, None)
         else:
             self.due[record.id] = at
 
     async def connection(self, record: ConnectionRecord,
-                         shared: dict[tuple[str, int], tuple[dict[str, Any], str]] | None = None) -> dict[str, Any]:
-        """Send the connection's status; ``shared`` (the hub's): rendered once per change for every
-        stream that shows it, not once per stream."""
+                         shared: dict[tuple[str, int], Rendered] | None = None) -> dict[str, Any]:
+        """Send the connection's status as it is now; ``shared`` (the hub's): rendered once per change
+        for every stream that shows it, not once per stream, and again when a stream sends it after
+        the rendering stopped being true (a deadline passed, silence began: the stream's own now)."""
+        now = now_ms()
         key = (record.id, record.version)
         rendered = shared.get(key) if shared is not None else None
-        if rendered is None:
-            view = connection_view(record)
-            rendered = (view, orjson.dumps(view).decode())
+        if rendered is None or not rendered.holds_at(now):
+            view = connection_view(record, now)
+            rendered = Rendered(view, orjson.dumps(view).decode(), now, view_valid_until(record, now))
             if shared is not None:
                 shared[key] = rendered
-        view, body = rendered
         self.shown[record.id] = max(record.version, self.shown.get(record.id, 0))
-        self.watch(record)
-        await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {body}\n\n")
-        return view
+        self.watch(record, now)  # the same now as what is sent: its next time boundary is after it
+        await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {rendered.body}\n\n")
+        return rendered.view
 
 
 def _time_boundary(record: ConnectionRecord, now: int) -> int | None:
