@@ -15,12 +15,16 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from hookstatus_client import HookStatusClient, SseParser, StreamEvent
+from services.status_api import presentation
+from services.status_api import stream as stream_module
 from services.status_api.app import create_app as create_status_api
 from services.status_api.config import Settings as StatusSettings
 from services.status_api.hub import ChangeHub, Signal
 from services.status_api.state import API
 from services.status_api.stream import decode_cursor, encode_cursor
 from shared.keys import Keys
+from shared.models import now_ms
+from shared.records import ConnectionRecord
 from tests.signing import standard_webhooks_headers
 from tests.system import TOKEN, System, free_port, start_system
 
@@ -235,3 +239,43 @@ async def test_a_connection_going_silent_is_pushed_without_any_stored_change(sys
     assert second["health"] == "silent"
     assert second["version"] == first["version"]  # nothing was stored: time alone changed it
     assert second["cta"]["secondary"] == "Send test event"
+
+
+async def test_two_streams_each_send_a_change_as_it_is_when_they_send_it(
+    system: System, redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One change of a pending connection, its deadline passing between the two streams' sends (the
+    streams' clock is moved right after the first one renders it): the first sends ``pending`` and then
+    ``failed`` at the deadline, the second ``failed`` at once, not the first's rendering."""
+    conn = await system.create(account_id="acct-clock")
+    key = Keys(prefix).conn(conn["id"])
+    deadline = now_ms() + 3_600_000  # far in real time: no sweep expires it meanwhile
+    await redis_client.hset(key, "pending_deadline", deadline)
+    clock = [deadline - 1000]
+    monkeypatch.setattr(stream_module, "now_ms", lambda: clock[0])
+    monkeypatch.setattr(presentation, "now_ms", lambda: clock[0])
+    async with HookStatusClient(system.api_url, TOKEN, session=system.session) as client, \
+            asyncio.timeout(GUARD_S):
+        streams = [client.stream(account_id="acct-clock") for _ in range(2)]
+        for events in streams:
+            first = await _until(events, "ready")
+            assert [e.data["display"] for e in first if e.event == "connection"] == ["pending"]
+        changed = int(await redis_client.hincrby(key, "version", 1))
+
+        def rendering(record: ConnectionRecord, now: int | None = None) -> dict[str, Any]:
+            view = presentation.connection_view(record, now)
+            if record.version == changed:
+                clock[0] = deadline  # the deadline passes just after the first rendering of the change
+            return view
+
+        monkeypatch.setattr(stream_module, "connection_view", rendering)
+        await redis_client.publish(Keys(prefix).changes, orjson.dumps(
+            {"id": conn["id"], "account_id": "acct-clock", "version": changed, "state": "pending"}))
+        sent = [await _next_connection(events) for events in streams]
+        assert [view["version"] for view in sent] == [changed, changed]
+        assert sorted(view["display"] for view in sent) == ["failed", "pending"]
+        early = streams[[view["display"] for view in sent].index("pending")]
+        again = await _next_connection(early)  # the one that sent it before the deadline, at the deadline
+        assert (again["display"], again["version"]) == ("failed", changed)
+        for events in streams:
+            await events.aclose()
