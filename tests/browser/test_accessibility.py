@@ -75,3 +75,10 @@ async def test_no_wcag_violations_in_the_provider_picker_and_its_setup(ui: UI) -
     await expect(picker.locator(".picker-note")).to_be_visible()  # the grant is spent: picks dimmed, a note
     violations = await _axe(ui)
     assert violations == [], violations
+    # After "Done": the card's way back to the setup, open, with the field for Stripe's secret.
+    await picker.locator(".setup").get_by_role("button", name="Done").click()
+    card = ui.component.locator("article.card")
+    await card.get_by_role("button", name="Setup steps").click()
+    await expect(card.get_by_label("Signing secret from Stripe")).to_be_visible()
+    violations = await _axe(ui)
+    assert violations == [], violations

@@ -190,3 +190,94 @@ async def test_a_provider_that_issues_its_secret_gets_it_pasted_on_the_page(ui: 
     await expect(ui.card(created["id"])).to_have_attribute("data-state", "connected")
     assert stripes_secret not in await ui.page.evaluate(
         "() => document.querySelector('integration-status').shadowRoot.innerHTML")
+
+
+async def test_after_done_the_card_leads_back_to_the_setup_and_takes_the_providers_secret(ui: UI) -> None:
+    """A person who pressed "Done" before Stripe gave them the secret: the card's "Setup steps" show the
+    provider's steps and URL again, and the field for Stripe's secret while the connection never verified;
+    Stripe's signed event then turns the badge connected, live, and the field goes."""
+    acct = account()
+    await ui.open(token=await grant_token(ui.system, acct, providers=["stripe"], limit=1))
+    await ui.wait_live()
+    await ui.mark_document()
+    picker = ui.component.locator(".picker")
+    await picker.locator('.pick[data-provider="stripe"]').click()
+    setup = picker.locator(".setup")
+    await expect(setup.locator(".badge")).to_have_text("Pending")
+    [created] = await account_connections(ui.system, acct)
+    await setup.get_by_role("button", name="Done").click()
+    await expect(setup).to_be_hidden()
+
+    card = ui.card(created["id"])
+    toggle = card.get_by_role("button", name="Setup steps")
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+    steps = card.locator(".setup-again")
+    await expect(steps).to_be_hidden()
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-expanded", "true")
+    await expect(steps).to_be_visible()
+    stripe_entry = next(p for p in (await ui.system.api("GET", "/v1/providers"))[1]["providers"]
+                        if p["name"] == "stripe")
+    await expect(steps.get_by_role("heading", level=4)).to_have_text("Set up Stripe")
+    await expect(steps.locator(".setup-steps li")).to_have_text(stripe_entry["setup"])
+    await expect(steps.locator(".setup-url")).to_have_text(created["webhook_url"])
+    await expect(steps.locator(".setup-test")).to_contain_text(stripe_entry["test_instructions"])
+
+    field = steps.get_by_label("Signing secret from Stripe")
+    await field.fill("not a stripe secret")
+    await field.press("Enter")
+    await expect(steps.locator(".setup-secret-status")).to_have_attribute("data-outcome", "refused")
+    stripes_secret = "whsec_" + secrets.token_hex(16)
+    await field.fill(stripes_secret)
+    await steps.get_by_role("button", name="Save secret").click()
+    await expect(steps.locator(".setup-secret-status")).to_have_attribute("data-outcome", "saved")
+    await expect(field).to_have_value("")
+
+    body = orjson.dumps({"id": f"evt_{uuid.uuid4().hex[:10]}", "type": "payment_intent.succeeded"})
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), stripes_secret, int(time.time()))
+    status, _ = await ui.system.post_hook(created["webhook_url"], body,
+                                          {"Stripe-Signature": header, "Content-Type": "application/json"})
+    assert status == 202
+    await expect(card).to_have_attribute("data-state", "connected")
+    await expect(card.locator(".badge").first).to_have_text("Connected")
+    # It verified: the server would refuse a secret from this token now, so the field is gone.
+    await expect(steps.locator(".setup-secret-form")).to_have_count(0)
+    await expect(steps.locator(".setup-secret-done")).to_be_visible()
+    assert await ui.same_document(), "the page was reloaded"
+    assert stripes_secret not in await ui.page.evaluate(
+        "() => document.querySelector('integration-status').shadowRoot.innerHTML")
+
+
+async def test_a_generated_secret_is_never_shown_again_and_other_cards_offer_no_field(ui: UI) -> None:
+    """The card's steps never show a secret we generated (it was shown once, in the setup panel), and a
+    connection this page did not create offers no field: the server would refuse its token."""
+    acct = account()
+    elsewhere = await ui.system.create(account_id=acct, provider="stripe", secret="whsec_" + secrets.token_hex(16))
+    token = await grant_token(ui.system, acct, providers=["standard-webhooks"], limit=1)
+    await ui.open(token=token)
+    await ui.wait_live()
+    picker = ui.component.locator(".picker")
+    await picker.locator('.pick[data-provider="standard-webhooks"]').click()
+    setup = picker.locator(".setup")
+    secret = await setup.locator(".setup-secret").text_content()
+    assert secret and secret.startswith("whsec_")
+    created = [c for c in await account_connections(ui.system, acct) if c["id"] != elsewhere["id"]][0]
+    await setup.get_by_role("button", name="Done").click()
+
+    for conn in (created, elsewhere):
+        card = ui.card(conn["id"])
+        await card.get_by_role("button", name="Setup steps").click()
+        steps = card.locator(".setup-again")
+        await expect(steps.locator(".setup-url")).to_have_text(conn["webhook_url"])
+        await expect(steps.locator(".setup-secret-note")).to_contain_text("never shown again")
+        await expect(steps.locator(".setup-secret-form")).to_have_count(0)
+    assert secret not in await ui.page.evaluate(
+        "() => document.querySelector('integration-status').shadowRoot.innerHTML")
+    # What the page offers matches the server: this token may not set the other connection's secret.
+    answer = await ui.page.evaluate("""async ([token, id]) => {
+      const r = await fetch(`/v1/connections/${id}/reconnect`, { method: 'POST', headers: {
+        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ secret: 'whsec_' + 'ab'.repeat(16) }) });
+      return { status: r.status, body: await r.json() };
+    }""", [token, elsewhere["id"]])
+    assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer

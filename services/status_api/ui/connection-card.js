@@ -4,6 +4,7 @@
 import {
   DISPLAYS, TESTS, ago, clockTime, detailOf, displayOf, fullTime, h, icon, plural, summaryOf, timeEl,
 } from './view.js';
+import { secretForm, stepsOf } from './setup-steps.js';
 
 const ACTION_OF_LABEL = { 'Send test event': 'send_test', Reconnect: 'reconnect', Connect: 'connect' };
 const ACTION_WORDS = { reconnect: 'Reconnect', send_test: 'Send test event', connect: 'Connect' };
@@ -37,6 +38,9 @@ export class ConnectionCard {
     this.lastRead = 0;
     this.instructions = '';
     this.onAction = onAction;
+    this.provider = null; // the catalog's entry, for "Setup steps"
+    this.onSecret = null; // set when this page's token created it without a secret (see allowSecret)
+    this.secretShown = null; // whether the open steps show the paste-secret field
     this.build(view.id, title);
     this.update(view);
   }
@@ -61,6 +65,13 @@ export class ConnectionCard {
     for (const button of [this.primary, this.secondary, this.testButton, this.extraButton]) {
       button.addEventListener('click', () => this.press(button));
     }
+    // The way back to the setup: the provider's steps, the URL and, while the server would take it, the
+    // field for the secret the provider issued. Never the secret we generated (shown once, at creation).
+    this.stepsEl = h('section', { class: 'setup-again', id: `steps-${id}`, hidden: true,
+      'aria-label': `Setup steps for ${title}` });
+    this.stepsButton = h('button', { type: 'button', class: 'cta tertiary steps-toggle', hidden: true,
+      'aria-expanded': 'false', 'aria-controls': this.stepsEl.id, onclick: () => this.toggleSteps() },
+    'Setup steps');
     this.noteEl = h('p', { class: 'note', hidden: true });
     this.testEl = h('div', { class: 'test', role: 'group', 'aria-label': `Test event for ${title}`, hidden: true });
     this.deliveriesEl = h('ol', { class: 'deliveries' });
@@ -84,8 +95,9 @@ export class ConnectionCard {
         h('div', {}, h('dt', {}, 'Webhook URL'), h('dd', {}, this.urlEl)),
         h('div', {}, h('dt', {}, 'Last event'), this.lastEventEl),
         h('div', {}, h('dt', {}, 'Events received'), this.countEl)),
-      h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton, this.extraButton),
-      this.noteEl, this.testEl, this.otherEl,
+      h('div', { class: 'actions' }, this.primary, this.secondary, this.testButton, this.extraButton,
+        this.stepsButton),
+      this.stepsEl, this.noteEl, this.testEl, this.otherEl,
       h('section', { class: 'recent', 'aria-label': `Recent deliveries for ${title}` },
         h('h4', {}, 'Recent deliveries'), this.deliveriesEl),
       this.heldEl);
@@ -112,6 +124,7 @@ export class ConnectionCard {
     this.renderStatus();
     this.renderButtons();
     this.renderTest();
+    this.renderSteps(false);
     this.tick(Date.now());
     const test = this.test;
     return {
@@ -157,6 +170,70 @@ export class ConnectionCard {
     const own = primaryIsState && cta.action && cta.action !== 'send_test' && !offered.has(cta.action);
     this.extraButton.hidden = !own;
     if (own) this.setButton(this.extraButton, ACTION_WORDS[cta.action] || cta.action, cta.action, false);
+  }
+
+  /** The provider's catalog entry: from now on the card offers its setup steps. */
+  setProvider(provider) {
+    this.provider = provider;
+    this.stepsButton.hidden = !provider;
+  }
+
+  /**
+   * This page's token created the connection and the provider issues the secret: the server takes the
+   * secret from this token while the connection has never verified (see ``secretPasteable``).
+   */
+  allowSecret(onSecret) {
+    this.onSecret = onSecret;
+    this.renderSteps(false);
+  }
+
+  /** As the server decides (a reconnect with ``secret``): pending or failed, and no event ever received. */
+  get secretPasteable() {
+    const view = this.view;
+    return Boolean(this.onSecret) && (view.events_received || 0) === 0
+      && (view.state === 'pending' || view.state === 'failed');
+  }
+
+  toggleSteps() {
+    const open = this.stepsEl.hidden;
+    this.stepsButton.setAttribute('aria-expanded', String(open));
+    this.stepsEl.hidden = !open;
+    if (open) this.renderSteps(true);
+    else {
+      this.stepsEl.replaceChildren();
+      this.secretShown = null;
+    }
+  }
+
+  /** Draw the open steps; on a status change only when the paste-secret field comes or goes. */
+  renderSteps(force) {
+    if (!this.provider || this.stepsEl.hidden) return;
+    const pasteable = this.secretPasteable;
+    if (!force && pasteable === this.secretShown) {
+      this.stepsEl.querySelector('.setup-url').textContent = this.view.webhook_url || '';
+      return;
+    }
+    const provider = this.provider;
+    const steps = stepsOf(provider);
+    let secretPart;
+    if (pasteable) secretPart = secretForm(provider, this.id, this.onSecret, `steps-${this.id}`);
+    else if (this.onSecret && this.secretShown) {
+      secretPart = h('p', { class: 'setup-secret-done' }, 'An event verified: the secret is in use. '
+        + 'From now on only the product changes it.');
+    } else {
+      secretPart = h('p', { class: 'setup-secret-note' }, 'The signing secret was given when this connection '
+        + 'was set up and is never shown again. To change it, use the product.');
+    }
+    this.secretShown = pasteable;
+    this.stepsEl.replaceChildren(
+      h('h4', {}, `Set up ${provider.title}`),
+      h('dl', { class: 'facts' },
+        h('div', {}, h('dt', {}, 'Webhook URL'),
+          h('dd', {}, h('code', { class: 'url setup-url' }, this.view.webhook_url || '')))),
+      steps.length ? h('ol', { class: 'setup-steps' }, ...steps.map((step) => h('li', {}, step))) : null,
+      secretPart,
+      provider.test_instructions
+        ? h('p', { class: 'setup-test' }, `To send a test event: ${provider.test_instructions}`) : null);
   }
 
   setButton(button, label, action, inert) {

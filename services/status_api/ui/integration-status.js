@@ -46,6 +46,7 @@ class IntegrationStatus extends HTMLElement {
     this.accountId = null;
     this.ready = false;
     this.catalog = [];
+    this.pasteHere = new Set(); // created by this page's token with no secret: the provider issues it
     this.picker = new ProviderPicker((provider) => this.create(provider), (id, secret) => this.setSecret(id, secret));
     this.buildShell(this.attachShadow({ mode: 'open' }));
   }
@@ -113,6 +114,12 @@ class IntegrationStatus extends HTMLElement {
     const generation = ++this.generation;
     const token = this.getAttribute('token');
     if (!token) return this.fail('missing_token');
+    if (token !== this.pasteToken) {
+      // Only the token that created a connection may give it a secret: another token's page may not.
+      this.pasteToken = token;
+      this.pasteHere.clear();
+      for (const card of this.cards.values()) card.allowSecret(null);
+    }
     this.api = new StatusApi(this.getAttribute('api-base'), token);
     this.setLink('connecting');
     this.loadingEl.hidden = this.ready;
@@ -162,7 +169,7 @@ class IntegrationStatus extends HTMLElement {
   async loadTitles() {
     const providers = await this.api.providers().catch(() => []);
     this.catalog = providers;
-    for (const p of providers) this.titles.set(p.name, { title: p.title, test: p.test_instructions });
+    for (const p of providers) this.titles.set(p.name, { title: p.title, test: p.test_instructions, entry: p });
   }
 
   openStream() {
@@ -248,7 +255,11 @@ class IntegrationStatus extends HTMLElement {
   add(view, quiet) {
     const provider = this.titles.get(view.provider);
     const card = new ConnectionCard(view, provider ? provider.title : view.provider, (c, a) => this.act(c, a));
-    if (provider) card.instructions = provider.test;
+    if (provider) {
+      card.instructions = provider.test;
+      card.setProvider(provider.entry);
+    }
+    if (this.pasteHere.has(view.id)) card.allowSecret((id, secret) => this.setSecret(id, secret));
     this.cards.set(view.id, card);
     const after = [...this.cards.values()].find((c) => c !== card && order(c.view, view) > 0);
     this.listEl.insertBefore(card.el, after ? after.el : null);
@@ -385,7 +396,10 @@ class IntegrationStatus extends HTMLElement {
     }
     this.picker.setRemaining(this.picker.remaining - 1);
     const { secret, ...view } = created; // the card and the host page never see the secret
+    if (!secret) this.pasteHere.add(view.id); // the provider issues it: its card takes it too
     this.upsert(view);
+    const card = this.cards.get(view.id);
+    if (!secret && card) card.allowSecret((id, given) => this.setSecret(id, given));
     this.announce(`${provider.title} connection created. Its setup steps and webhook URL are shown.`);
     this.emit('created', { connection: view });
     return created;

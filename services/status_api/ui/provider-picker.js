@@ -3,6 +3,7 @@
 // setup panel then shows its webhook URL, its signing secret (this once), the provider's steps and the
 // new connection's live badge, side by side, until the person closes it.
 
+import { secretForm, stepsOf } from './setup-steps.js';
 import { DISPLAYS, displayOf, h, icon, summaryOf } from './view.js';
 
 const STYLE_URL = new URL('./provider-picker.css', import.meta.url);
@@ -117,7 +118,7 @@ export class ProviderPicker {
     this.setupView = null;
     this.badgeEl = h('span', { class: 'badge', part: 'badge' });
     this.summaryEl = h('p', { class: 'setup-summary' });
-    const steps = (provider.setup && provider.setup.length ? provider.setup : [provider.test_instructions]);
+    const steps = stepsOf(provider);
     const heading = h('h4', { id: 'setup-heading', tabindex: '-1' }, `Set up ${provider.title}`);
     this.setupEl.replaceChildren(
       h('div', { class: 'setup-head' }, heading, this.badgeEl),
@@ -130,45 +131,13 @@ export class ProviderPicker {
             h('span', { class: 'setup-once' }, 'Shown this once: copy it now. ', provider.secret_format || ''))) : null),
       h('h5', {}, `In ${provider.title}`),
       h('ol', { class: 'setup-steps' }, ...steps.map((step) => h('li', {}, step))),
-      created.secret ? null : this.secretForm(provider, created.id),
+      created.secret ? null : secretForm(provider, created.id, this.onSecret),
       provider.test_instructions ? h('p', { class: 'setup-test' }, `To send a test event: ${provider.test_instructions}`) : null,
       h('button', { type: 'button', class: 'cta setup-done', onclick: () => this.closeSetup() }, 'Done'));
     this.setupEl.dataset.setupFor = created.id;
     this.setupEl.hidden = false;
     this.update(created);
     heading.focus();
-  }
-
-  /** For a provider that issues the signing secret itself: where the person pastes it. */
-  secretForm(provider, connectionId) {
-    const input = h('input', { id: 'setup-secret-input', type: 'password', autocomplete: 'off', spellcheck: 'false',
-      class: 'setup-secret-input', 'aria-describedby': 'setup-secret-hint' });
-    const status = h('p', { class: 'setup-secret-status', role: 'status' });
-    const save = h('button', { type: 'submit', class: 'cta' }, 'Save secret');
-    return h('form', {
-      class: 'setup-secret-form',
-      onsubmit: async (event) => {
-        event.preventDefault(); // nothing is submitted anywhere: the API call below is the only request
-        if (!input.value || save.getAttribute('aria-busy') === 'true') return;
-        save.setAttribute('aria-busy', 'true');
-        status.dataset.outcome = '';
-        try {
-          await this.onSecret(connectionId, input.value);
-          input.value = '';
-          status.dataset.outcome = 'saved';
-          status.textContent = `Saved. Events ${provider.title} signs with it now verify.`;
-        } catch (error) {
-          status.dataset.outcome = 'refused';
-          status.textContent = error.message;
-        } finally {
-          save.removeAttribute('aria-busy');
-        }
-      },
-    },
-    h('label', { for: 'setup-secret-input' }, `Signing secret from ${provider.title}`),
-    h('p', { id: 'setup-secret-hint', class: 'setup-secret-hint' },
-      `${provider.title} issues it: ${provider.secret_format}. It is saved for this connection and never shown again.`),
-    h('div', { class: 'setup-secret-row' }, input, save), status);
   }
 
   closeSetup() {
