@@ -281,3 +281,32 @@ async def test_a_generated_secret_is_never_shown_again_and_other_cards_offer_no_
       return { status: r.status, body: await r.json() };
     }""", [token, elsewhere["id"]])
     assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer
+
+
+async def test_a_renewed_token_offers_no_secret_field_for_what_the_old_one_created(ui: UI) -> None:
+    """The server takes the provider's secret only from the token that created the connection: once the
+    product renews the page's token, the card's steps stop offering the field, and the API agrees."""
+    acct = account()
+    await ui.open(token=await grant_token(ui.system, acct, providers=["stripe"], limit=1))
+    await ui.wait_live()
+    picker = ui.component.locator(".picker")
+    await picker.locator('.pick[data-provider="stripe"]').click()
+    await picker.locator(".setup").get_by_role("button", name="Done").click()
+    [created] = await account_connections(ui.system, acct)
+    card = ui.card(created["id"])
+    await card.get_by_role("button", name="Setup steps").click()
+    steps = card.locator(".setup-again")
+    await expect(steps.get_by_label("Signing secret from Stripe")).to_be_visible()
+
+    fresh = await grant_token(ui.system, acct, providers=["stripe"], limit=1)
+    await ui.component.evaluate("(el, token) => el.setAttribute('token', token)", fresh)
+    await expect(steps.locator(".setup-secret-form")).to_have_count(0)
+    await expect(steps.locator(".setup-secret-note")).to_contain_text("never shown again")
+    await expect(steps.locator(".setup-url")).to_have_text(created["webhook_url"])  # the steps stay
+    answer = await ui.page.evaluate("""async ([token, id]) => {
+      const r = await fetch(`/v1/connections/${id}/reconnect`, { method: 'POST', headers: {
+        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ secret: 'whsec_' + 'cd'.repeat(16) }) });
+      return { status: r.status, body: await r.json() };
+    }""", [fresh, created["id"]])
+    assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer
