@@ -3,7 +3,6 @@ reason codes, the secret shown once, and addresses the notifier must not reach r
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -11,7 +10,8 @@ import pytest
 import redis.asyncio as aioredis
 from standardwebhooks import Webhook
 
-from tests.notifier.conftest import ProductReceiver, attempts, register
+from tests.notifier.conftest import ProductReceiver, register
+from tests.notifier.test_notifications import wait_attempts
 from tests.system import System, start_system
 
 ROUTE = "/v1/notification-endpoints"
@@ -101,9 +101,6 @@ async def test_the_notifier_refuses_a_name_that_resolves_to_loopback(
         conn = await system.create()
         status, test = await system.api("POST", f"/v1/connections/{conn['id']}/tests", json={"timeout_s": 1})
         assert status == 201, test
-        log: list[dict[str, object]] = []
-        while len(log) < 3:  # every attempt refused, then given up
-            await asyncio.sleep(0.05)
-            log = await attempts(system, endpoint["id"])
+        log = await wait_attempts(system, endpoint["id"], 3)  # every attempt refused, then given up
         assert {(a["outcome"], a["error"], a["status"]) for a in log} == {("failed", "loopback_address", None)}
         assert product.received == []

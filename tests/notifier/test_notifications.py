@@ -50,9 +50,11 @@ async def test_connected_failed_and_recovered_reach_the_product_signed(
     assert failed["data"]["state"] == "failed" and failed["data"]["reason"] == "deadline_no_events"
 
     await send_verified(notified, late)
-    recovered = verified(endpoint["secret"], await product.wait_event("all", "connection.recovered", late["id"]))
+    received = await product.wait_event("all", "connection.recovered", late["id"])
+    recovered = verified(endpoint["secret"], received)
     assert recovered["data"]["state"] == "connected"
-    [log_entry, *_] = await attempts(notified, endpoint["id"])
+    # The attempt is logged after the endpoint answered: wait for this event's entry, not the newest one.
+    log_entry = await wait_logged(notified, endpoint["id"], received.headers["webhook-id"])
     assert log_entry["outcome"] == "delivered" and log_entry["status"] == 200 and log_entry["attempt"] == 1
 
 
@@ -119,7 +121,9 @@ async def test_an_endpoint_that_keeps_failing_is_disabled(notified: System, prod
     witness = await register(notified, product.url("witness"))
     conn = await notified.create()
     await send_verified(notified, conn)  # fanned out to the witness, not to the disabled endpoint
-    await product.wait_event("witness", "connection.connected", conn["id"])
+    received = await product.wait_event("witness", "connection.connected", conn["id"])
+    # The notifier logs an attempt only after the endpoint answered: wait for the witness's entry.
+    await wait_logged(notified, witness["id"], received.headers["webhook-id"])
     assert len(product.at("down")) == 2 * per_event
     assert len(await attempts(notified, endpoint["id"])) == 2 * per_event
     assert len(await attempts(notified, witness["id"])) == 1
@@ -188,6 +192,19 @@ async def wait_attempts(system: System, eid: str, count: int, timeout_s: float =
             return log
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"{count} attempts not logged in {timeout_s}s: {log}")
+        await asyncio.sleep(0.05)
+
+
+async def wait_logged(system: System, eid: str, event_id: str, timeout_s: float = 40) -> dict[str, Any]:
+    """The newest attempts log entry of one event at one endpoint, once it is logged."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        log = await attempts(system, eid)
+        for entry in log:
+            if entry["event_id"] == event_id:
+                return entry
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no attempt of {event_id} logged in {timeout_s}s: {log}")
         await asyncio.sleep(0.05)
 
 

@@ -5,10 +5,12 @@ its consumers' watchdog rebuilds their connection."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import aio_pika
+import pytest
 
 from shared.watchdog import PROBE_TIMEOUT_S, STALL_S
 from tests.faults.harness import ServiceProcess, service_env
@@ -19,8 +21,10 @@ from tests.system import System
 
 
 async def test_a_retry_due_while_redis_is_away_is_held_then_delivered(
-    notified: System, product: ProductReceiver, redis_url: str, amqp_url: str, prefix: str
+    notified: System, product: ProductReceiver, redis_url: str, amqp_url: str, prefix: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="services.notifier.app")
     parts = urlsplit(redis_url)
     async with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
         await notified.stop_notifiers()
@@ -33,7 +37,10 @@ async def test_a_retry_due_while_redis_is_away_is_held_then_delivered(
         assert first["outcome"] == "failed"
 
         proxy.cut()  # the notifier's Redis only: the status API still reads the log
-        await asyncio.sleep(3)  # the retry comes due (after 1 s) and finds Redis away
+        # The retry comes due (after 1 s), finds Redis away and is held: wait for that, not a fixed time.
+        async with asyncio.timeout(40):
+            while not any(r.getMessage() == "notification held: a server is away" for r in caplog.records):
+                await asyncio.sleep(0.05)
         assert len(await attempts(notified, endpoint["id"])) == 1
         assert len(product.at("held")) == 1
         proxy.restore()
