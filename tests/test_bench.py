@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 import redis.asyncio as aioredis
 
 from bench.e2e import match_changes
+from bench.harness import Workload
 from bench.load import LoadResult
 from bench.loadgen import SPREAD, event_body, seeded_url
-from bench.plan import PER_ACCOUNT
+from bench.plan import PER_ACCOUNT, Plan
 from bench.plots import draw
 from bench.seed import CHUNK, Seeded, resp, seed_to
 from bench.series import Series
 from bench.sizing import size_for
 from bench.stats import growth_exponent, median, percentile
-from bench.table import Row, at_least, cpu_table, render
+from bench.table import Row, at_least, build_rows, cpu_table, render
 from shared.store import Store
 
 
@@ -175,3 +177,32 @@ async def test_seeded_connections_read_back_as_the_store_reads_them(redis_client
     assert await redis_client.scard(store.keys.account(seeded.account(0))) == PER_ACCOUNT
     assert int(await redis_client.hget(store.keys.state_counts, "connected") or 0) == 2 * CHUNK + 5
     assert await store.get(seeded.cid(2 * CHUNK + 5)) is None
+
+
+def test_build_rows_puts_each_target_beside_its_limit() -> None:
+    plan = Plan.from_env()
+    base, many = Workload("base", 1000, 1024), Workload("many", 100_000, 1024, seeded=True)
+    m = {
+        "base:recv": [900.0, 950.0, 1000.0], "base:min_recv": [1000.0], "bare": [5000.0],
+        "base:whole": [700.0], "base:min_pipe": [1000.0], "base:api": [850.0], "base:json": [1000.0],
+        "rate": [500.0], "recv_p99_rate": [3.0], "min_pipe_p99": [2.0], "refused_rate": [0.0],
+        "e2e_p50": [10.0], "e2e_p99": [40.0], "backlog_start": [3.0], "backlog_end": [4.0], "backlog_max": [9.0],
+        "over_rate": [2000.0], "over_shed": [0.25], "over_p99_accepted": [80.0], "over_accepted": [990.0],
+        "over_unanswered": [0.0], "api_p99": [2.0], "json_p99": [1.5], "redis_get": [90_000.0],
+        "verifier": [4000.0], "consume": [12_000.0],
+        "many:recv": [850.0], "many:min_recv": [1000.0], "many:whole": [820.0], "many:min_pipe": [1000.0],
+    }
+    bench = SimpleNamespace(m=m, plan=plan, base=base, variants_done=[many], sse=None, sweep={}, memory=700.0)
+    rows = {r.name: r for r in build_rows(bench)}  # type: ignore[arg-type]
+    recv = rows["receiver at saturation (1,000 conns, 1 KiB)"]
+    assert (recv.value, recv.limit, recv.ratio(), recv.passed) == (950.0, 1000.0, "95%", True)
+    whole = rows["whole path, accepted and stored (1,000 conns, 1 KiB)"]
+    assert (whole.ratio(), whole.passed) == ("70%", False)
+    assert rows["status API reads at saturation (1,000 conns, 1 KiB)"].passed is True
+    assert rows["  at 500/s: webhook -> status on SSE, p99"].passed is True
+    assert rows["  at 500/s: queue backlog at start -> end (max 9)"].passed is True
+    assert rows["  overload at 2,000/s (2x the minimal pipeline): 503 with Retry-After"].passed is True
+    assert rows["receiver at saturation (100,000 conns, 1 KiB)"].passed is False
+    assert rows["whole path, accepted and stored (100,000 conns, 1 KiB)"].passed is True
+    assert "status API reads at saturation (100,000 conns, 1 KiB)" not in rows  # not measured: no row
+    assert rows["Redis memory per idle connection (made through the API)"].passed is True
