@@ -281,5 +281,7 @@ async def test_a_disabled_endpoint_enabled_again_receives_the_next_events(
     await send_verified(notified, conn)
     event = await product.wait_event("flaky", "connection.connected", conn["id"])
     assert verified(endpoint["secret"], event)["data"]["id"] == conn["id"]
+    entry = await wait_logged(notified, endpoint["id"], event.headers["webhook-id"])  # logged after the answer
+    assert (entry["outcome"], entry["attempt"]) == ("delivered", 1)
     status, view = await notified.api("GET", path)
     assert (view["status"], view["failed_events"]) == ("enabled", 0)
