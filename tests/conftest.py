@@ -7,6 +7,7 @@ its own RabbitMQ queue and exchange names, and removes them afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
@@ -18,7 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from shared.config import DEFAULT_AMQP_URL, DEFAULT_REDIS_URL
-from tests.system import System, start_system
+from tests.system import System, SystemWith, start_system
 
 
 def _reachable(url: str, default_port: int) -> bool:
@@ -97,3 +98,12 @@ async def system(
     """The three services, in this process, on real sockets, the real broker and the real Redis."""
     async with start_system(amqp_url, redis_url, prefix) as running:
         yield running
+
+
+@pytest.fixture
+def system_with(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> SystemWith:
+    """The system with some settings changed, cleaned up like ``system``:
+    ``async with system_with(receiver={...}, status_api={...}) as running``."""
+    return functools.partial(start_system, amqp_url, redis_url, prefix)

@@ -7,7 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,3 +172,7 @@ async def start_system(
             await api.cleanup()
             await receiver_admin.cleanup()
             await receiver.cleanup()
+
+
+# What the ``system_with`` fixture gives: start_system with the test's broker, Redis and prefix bound.
+SystemWith = Callable[..., AbstractAsyncContextManager[System]]

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith, start_system
 
 BODY = orjson.dumps({"type": "invoice.paid", "data": {"amount": 1200}})
 
@@ -70,10 +70,8 @@ async def test_a_disconnected_sibling_is_not_a_candidate(system: System) -> None
 
 
 @pytest.fixture
-async def capped(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    async with start_system(amqp_url, redis_url, prefix, receiver={"other_secret_candidates": 2}) as running:
+async def capped(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(receiver={"other_secret_candidates": 2}) as running:
         yield running
 
 

@@ -13,12 +13,11 @@ from typing import Any
 
 import jwt
 import pytest
-import redis.asyncio as aioredis
 
 from hookstatus_client import HookStatusClient, HookStatusError
 from services.status_api.config import DEV_TOKEN_SIGNING_KEY
 from tests.signing import standard_webhooks_headers
-from tests.system import TOKEN, System, start_system
+from tests.system import TOKEN, System, SystemWith
 
 
 async def grant_token(system: System, account: str, **create: Any) -> str:
@@ -175,10 +174,8 @@ async def test_a_grant_minted_by_the_product_with_its_own_jwt_library_works(syst
 
 
 @pytest.fixture
-async def small_accounts(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    async with start_system(amqp_url, redis_url, prefix, status_api={"max_connections_per_account": 2}) as running:
+async def small_accounts(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(status_api={"max_connections_per_account": 2}) as running:
         yield running
 
 

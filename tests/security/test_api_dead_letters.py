@@ -13,21 +13,18 @@ from collections.abc import AsyncIterator
 import aio_pika
 import orjson
 import pytest
-import redis.asyncio as aioredis
 
 from shared.broker import DELIVERY_LIMIT, Topology
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
-async def idle(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
+async def idle(system_with: SystemWith) -> AsyncIterator[System]:
     """The system without a verifier running: deliveries wait in the queue."""
-    async with start_system(amqp_url, redis_url, prefix, verifiers=0) as running:
+    async with system_with(verifiers=0) as running:
         yield running
 
 

@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith
 
 
 async def mentions(redis_client: aioredis.Redis, prefix: str, needle: str) -> list[str]:
@@ -88,10 +88,8 @@ async def test_a_purge_erases_a_connection_and_everything_about_it(
 
 
 @pytest.fixture
-async def short_retention(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    async with start_system(amqp_url, redis_url, prefix, status_api={"disconnected_retention_s": 1}) as running:
+async def short_retention(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(status_api={"disconnected_retention_s": 1}) as running:
         yield running
 
 

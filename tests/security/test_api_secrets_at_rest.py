@@ -24,7 +24,7 @@ from shared.store import Store
 from tests.providers.flow import hmac_sha
 from tests.security.test_api_retention import mentions
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith, start_system
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEY_1 = "k1:" + base64.b64encode(b"k1-secrets-key-for-the-tests-000").decode()
@@ -33,10 +33,8 @@ EVENT = orjson.dumps({"events": [{"action": "changed", "resource": {"gid": "1"}}
 
 
 @pytest.fixture
-async def sealed(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    async with start_system(amqp_url, redis_url, prefix, secrets_keys=(KEY_1,)) as running:
+async def sealed(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(secrets_keys=(KEY_1,)) as running:
         yield running
 
 

@@ -19,7 +19,7 @@ import redis.asyncio as aioredis
 from shared.keys import Keys
 from shared.store import Store
 from tests.providers.flow import hmac_sha
-from tests.system import System, start_system
+from tests.system import System, SystemWith
 
 EVENT = orjson.dumps({"events": [{"action": "changed", "resource": {"gid": "1", "resource_type": "task"}}]})
 
@@ -57,11 +57,9 @@ async def test_two_racing_handshakes_exactly_one_wins(system: System) -> None:
 
 
 @pytest.fixture
-async def stopped(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
+async def stopped(system_with: SystemWith) -> AsyncIterator[System]:
     """The system with no verifier running: messages stay in the queue to be read."""
-    async with start_system(amqp_url, redis_url, prefix, verifiers=0) as running:
+    async with system_with(verifiers=0) as running:
         yield running
 
 

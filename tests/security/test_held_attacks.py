@@ -23,7 +23,7 @@ from services.status_api.config import Settings as StatusSettings
 from shared.errors import ConfigError
 from shared.store import DEDUPE_TTL_S
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith, start_system
 
 
 def forged_secret() -> str:
@@ -169,10 +169,8 @@ def test_nothing_is_held_longer_than_events_are_deduplicated(settings: Any) -> N
 
 
 @pytest.fixture
-async def short_rotation(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    async with start_system(amqp_url, redis_url, prefix, status_api={"rotation_window_s": 1}) as running:
+async def short_rotation(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(status_api={"rotation_window_s": 1}) as running:
         yield running
 
 
@@ -202,12 +200,10 @@ async def test_a_request_signed_with_a_retired_secret_never_turns_green_later(sh
 
 
 @pytest.fixture
-async def roomy(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
+async def roomy(system_with: SystemWith) -> AsyncIterator[System]:
     """A rejected-delivery budget that never runs out here, so every forgery goes the whole way: recorded,
     diagnosed, held (the fuzz test of the receiver soon meets the 429 and then never holds anything)."""
-    async with start_system(amqp_url, redis_url, prefix, receiver={"rejected_burst": 100_000}) as running:
+    async with system_with(receiver={"rejected_burst": 100_000}) as running:
         yield running
 
 
