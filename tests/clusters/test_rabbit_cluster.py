@@ -80,6 +80,8 @@ async def test_killing_the_leader_then_the_receivers_node_loses_nothing(
         accepted = ledger.accepted
         await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 60, "accepting with every node back")
         await stream.stop()
+    # Every member back in step before the next test uses the cluster.
+    await asyncio.to_thread(rabbit.wait_members_online, queue)
 
     retries = await sender.retry_refused(rounds=40)
     stored = await wait_stored(redis_client, prefix, targets, len(ledger.accepted_events), timeout_s=120)
@@ -119,6 +121,9 @@ async def test_a_node_cut_off_then_healed_loses_nothing(
     targets: list[Target] = await standard_targets(4)
     ledger = Ledger("cluster_rabbitmq_node_partitioned")
     sender = StandardSender(session, ledger, targets)
+    # The cut-off node is one of three: the other two are a majority only with both their members online
+    # (a node restarted by an earlier test may still be catching up).
+    await asyncio.to_thread(rabbit.wait_members_online, queue)
     silent = rabbit.by_node(await asyncio.to_thread(rabbit.queue_leader, queue, rabbit.nodes[0].node))
     async with Stream(sender, targets, "partition") as stream:
         await until(lambda: ledger.accepted >= QUIET_EVENTS, 60, "first events accepted")
