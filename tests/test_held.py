@@ -17,7 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.signing import standard_webhooks_headers
-from tests.system import System, start_system
+from tests.system import System, SystemWith, start_system
 
 
 def new_secret() -> str:
@@ -143,14 +143,14 @@ async def test_a_purge_erases_held_requests(system: System, redis_client: aiored
 
 # --- the attacks --------------------------------------------------------------------------------------
 
+# Small bounds: 3 held per connection, 4 KiB each connection, 5 KiB in total; 40 rejections at once.
+SMALL_HELD_BOUNDS = {"held_max_per_connection": 3, "held_max_bytes_per_connection": 4096,
+                     "held_max_total_bytes": 5120, "rejected_burst": 40}
+
+
 @pytest.fixture
-async def bounded(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    """Small bounds: 3 held per connection, 4 KiB each connection, 5 KiB in total; 40 rejections at once."""
-    receiver = {"held_max_per_connection": 3, "held_max_bytes_per_connection": 4096, "held_max_total_bytes": 5120,
-                "rejected_burst": 40}
-    async with start_system(amqp_url, redis_url, prefix, receiver=receiver) as running:
+async def bounded(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(receiver=SMALL_HELD_BOUNDS) as running:
         yield running
 
 

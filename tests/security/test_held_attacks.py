@@ -23,7 +23,8 @@ from services.status_api.config import Settings as StatusSettings
 from shared.errors import ConfigError
 from shared.store import DEDUPE_TTL_S
 from tests.signing import standard_webhooks_headers
-from tests.system import System, SystemWith, start_system
+from tests.system import System, SystemWith
+from tests.test_held import SMALL_HELD_BOUNDS
 
 
 def forged_secret() -> str:
@@ -38,12 +39,8 @@ async def forge(system: System, conn: dict[str, Any], padding: str = "") -> int:
 
 
 @pytest.fixture
-async def bounded(
-    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
-) -> AsyncIterator[System]:
-    receiver = {"held_max_per_connection": 3, "held_max_bytes_per_connection": 4096, "held_max_total_bytes": 5120,
-                "rejected_burst": 40}
-    async with start_system(amqp_url, redis_url, prefix, receiver=receiver) as running:
+async def bounded(system_with: SystemWith) -> AsyncIterator[System]:
+    async with system_with(receiver=SMALL_HELD_BOUNDS) as running:
         yield running
 
 
