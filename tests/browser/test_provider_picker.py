@@ -287,7 +287,8 @@ async def test_a_renewed_token_offers_no_secret_field_for_what_the_old_one_creat
     """The server takes the provider's secret only from the token that created the connection: once the
     product renews the page's token, the card's steps stop offering the field, and the API agrees."""
     acct = account()
-    await ui.open(token=await grant_token(ui.system, acct, providers=["stripe"], limit=1))
+    token = await grant_token(ui.system, acct, providers=["stripe"], limit=1)
+    await ui.open(token=token)
     await ui.wait_live()
     picker = ui.component.locator(".picker")
     await picker.locator('.pick[data-provider="stripe"]').click()
@@ -298,7 +299,9 @@ async def test_a_renewed_token_offers_no_secret_field_for_what_the_old_one_creat
     steps = card.locator(".setup-again")
     await expect(steps.get_by_label("Signing secret from Stripe")).to_be_visible()
 
-    fresh = await grant_token(ui.system, acct, providers=["stripe"], limit=1)
+    # Another grant, so another token: two mints of the same grant in the same second are the same token.
+    fresh = await grant_token(ui.system, acct, providers=["stripe"], limit=2)
+    assert fresh != token
     await ui.component.evaluate("(el, token) => el.setAttribute('token', token)", fresh)
     await expect(steps.locator(".setup-secret-form")).to_have_count(0)
     await expect(steps.locator(".setup-secret-note")).to_contain_text("never shown again")
