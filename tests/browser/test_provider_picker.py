@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import stripe
-from playwright.async_api import expect
+from playwright.async_api import Locator, expect
 
 from tests.browser.conftest import UI
 from tests.browser.test_integrations_page import account
@@ -34,6 +34,27 @@ async def account_connections(system: System, acct: str) -> list[dict[str, Any]]
     status, data = await system.api("GET", "/v1/connections", params={"account_id": acct})
     assert status == 200
     return list(data["connections"])
+
+
+async def _paste_stripes_secret_and_send_an_event(ui: UI, panel: Locator, webhook_url: str) -> str:
+    """In a setup panel: a secret not in Stripe's format is refused, Stripe's is saved (the field then
+    empties); an event Stripe's SDK signs with it is accepted. Returns the secret."""
+    field = panel.get_by_label("Signing secret from Stripe")
+    await field.fill("not a stripe secret")
+    await field.press("Enter")
+    await expect(panel.locator(".setup-secret-status")).to_have_attribute("data-outcome", "refused")
+    stripes_secret = "whsec_" + secrets.token_hex(16)
+    await field.fill(stripes_secret)
+    await panel.get_by_role("button", name="Save secret").click()
+    await expect(panel.locator(".setup-secret-status")).to_have_attribute("data-outcome", "saved")
+    await expect(field).to_have_value("")
+
+    body = orjson.dumps({"id": f"evt_{uuid.uuid4().hex[:10]}", "type": "payment_intent.succeeded"})
+    header = stripe.WebhookSignature.generate_signature_header(body.decode(), stripes_secret, int(time.time()))
+    status, _ = await ui.system.post_hook(webhook_url, body,
+                                          {"Stripe-Signature": header, "Content-Type": "application/json"})
+    assert status == 202
+    return stripes_secret
 
 
 async def test_search_narrows_and_a_pick_creates_a_connection_that_turns_connected_live(ui: UI) -> None:
@@ -171,21 +192,7 @@ async def test_a_provider_that_issues_its_secret_gets_it_pasted_on_the_page(ui: 
     await expect(setup.locator(".setup-secret")).to_have_count(0)  # we generated none: Stripe issues it
     [created] = await account_connections(ui.system, acct)
 
-    field = setup.get_by_label("Signing secret from Stripe")
-    await field.fill("not a stripe secret")
-    await field.press("Enter")
-    await expect(setup.locator(".setup-secret-status")).to_have_attribute("data-outcome", "refused")
-    stripes_secret = "whsec_" + secrets.token_hex(16)
-    await field.fill(stripes_secret)
-    await setup.get_by_role("button", name="Save secret").click()
-    await expect(setup.locator(".setup-secret-status")).to_have_attribute("data-outcome", "saved")
-    await expect(field).to_have_value("")
-
-    body = orjson.dumps({"id": f"evt_{uuid.uuid4().hex[:10]}", "type": "payment_intent.succeeded"})
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), stripes_secret, int(time.time()))
-    status, _ = await ui.system.post_hook(created["webhook_url"], body,
-                                          {"Stripe-Signature": header, "Content-Type": "application/json"})
-    assert status == 202
+    stripes_secret = await _paste_stripes_secret_and_send_an_event(ui, setup, created["webhook_url"])
     await expect(setup).to_have_attribute("data-state", "connected")
     await expect(ui.card(created["id"])).to_have_attribute("data-state", "connected")
     assert stripes_secret not in await ui.page.evaluate(
@@ -223,21 +230,7 @@ async def test_after_done_the_card_leads_back_to_the_setup_and_takes_the_provide
     await expect(steps.locator(".setup-url")).to_have_text(created["webhook_url"])
     await expect(steps.locator(".setup-test")).to_contain_text(stripe_entry["test_instructions"])
 
-    field = steps.get_by_label("Signing secret from Stripe")
-    await field.fill("not a stripe secret")
-    await field.press("Enter")
-    await expect(steps.locator(".setup-secret-status")).to_have_attribute("data-outcome", "refused")
-    stripes_secret = "whsec_" + secrets.token_hex(16)
-    await field.fill(stripes_secret)
-    await steps.get_by_role("button", name="Save secret").click()
-    await expect(steps.locator(".setup-secret-status")).to_have_attribute("data-outcome", "saved")
-    await expect(field).to_have_value("")
-
-    body = orjson.dumps({"id": f"evt_{uuid.uuid4().hex[:10]}", "type": "payment_intent.succeeded"})
-    header = stripe.WebhookSignature.generate_signature_header(body.decode(), stripes_secret, int(time.time()))
-    status, _ = await ui.system.post_hook(created["webhook_url"], body,
-                                          {"Stripe-Signature": header, "Content-Type": "application/json"})
-    assert status == 202
+    stripes_secret = await _paste_stripes_secret_and_send_an_event(ui, steps, created["webhook_url"])
     await expect(card).to_have_attribute("data-state", "connected")
     await expect(card.locator(".badge").first).to_have_text("Connected")
     # It verified: the server would refuse a secret from this token now, so the field is gone.
