@@ -156,6 +156,21 @@ class Store(RedisStore):
     async def get_credentials(self, cid: str) -> Credentials | None:
         """What the receiver verifies with (a few fields, not the whole hash), opened."""
         values = await self._read(lambda: awaited(self.redis.hmget(self.keys.conn(cid), list(Credentials.FIELDS))))
+        return self._credentials(cid, values)
+
+    async def get_credentials_many(self, ids: list[str]) -> list[Credentials | None]:
+        """``get_credentials`` of each of ``ids``, in one round trip (a pipeline of HMGETs)."""
+
+        async def op() -> list[list[str | None]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for cid in ids:
+                    pipe.hmget(self.keys.conn(cid), list(Credentials.FIELDS))
+                replies: list[list[str | None]] = await pipe.execute()
+                return replies
+
+        return [self._credentials(cid, values) for cid, values in zip(ids, await self._read(op), strict=True)]
+
+    def _credentials(self, cid: str, values: list[str | None]) -> Credentials | None:
         return Credentials.from_values([self.sealer.open(value, cid) if value and name in SEALED_FIELDS else value
                                         for name, value in zip(Credentials.FIELDS, values, strict=True)])
 

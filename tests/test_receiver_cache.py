@@ -139,3 +139,44 @@ async def test_a_cached_previous_secret_retires_when_its_window_ends(
     target, cached = await cache.get(cid, 6000)  # the rotation window is over: no Redis change says so
     assert cached and target is not None
     assert target.previous_secret is None and target.retired_secret == "whsec_OLD"
+
+
+async def test_misses_of_one_loop_turn_are_read_in_one_round_trip(redis_client: aioredis.Redis, prefix: str) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=100)
+    cache.live = True
+    ids = [await _stored_connection(redis_client, store) for _ in range(5)]
+    await redis_client.hset(store.keys.conn(ids[1]), "state", "failed")
+    unknown = uuid.uuid4().hex
+    asked = [*ids, ids[0], unknown]  # the same connection twice, and one that does not exist
+    got = await asyncio.gather(*(cache.get(cid, 0) for cid in asked))
+    assert cache.reads.batches == 1
+    assert [t.connection_id if t else None for t, _ in got] == [*ids, ids[0], None]
+    assert [t.state if t else None for t, _ in got] == ["connected", "failed", "connected", "connected",
+                                                        "connected", "connected", None]
+    assert all(not cached for _, cached in got)
+    again = [await cache.get(cid, 0) for cid in ids]
+    assert all(cached for _, cached in again)  # kept: now from the cache, no more reads
+    assert cache.reads.batches == 1
+
+
+async def test_a_batched_read_that_fails_fails_every_request_in_it(prefix: str) -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens there
+    cache = TargetCache(Store(client, prefix), ttl_s=3600, max_entries=10)
+    results = await asyncio.gather(*(cache.get(uuid.uuid4().hex, 0) for _ in range(3)), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["StoreUnavailable"] * 3
+    assert cache.reads.batches == 1
+    await client.aclose()
+
+
+async def test_a_request_given_up_on_does_not_cancel_the_read_others_wait_for(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    store = Store(redis_client, prefix)
+    cache = TargetCache(store, ttl_s=3600, max_entries=10)
+    cid = await _stored_connection(redis_client, store)
+    first, second = asyncio.create_task(cache.get(cid, 0)), asyncio.create_task(cache.get(cid, 0))
+    await asyncio.sleep(0)  # both wait on the same read
+    first.cancel()
+    target, _ = await second
+    assert target is not None and target.connection_id == cid and first.cancelled()

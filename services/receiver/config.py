@@ -18,7 +18,7 @@ class Settings(CommonSettings):
     # Processes serving the port (SO_REUSEPORT); each has its own cache and connections.
     receiver_workers: int = 1
     # Connection targets cached per process, evicted by the changes channel; the TTL is a safety net.
-    target_cache_ttl_s: float = 5.0
+    target_cache_ttl_s: float = 60.0
     target_cache_size: int = 100_000
     # A body that has not fully arrived this long after the headers is cut off with 408.
     body_read_timeout_s: float = 10.0
