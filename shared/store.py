@@ -175,6 +175,12 @@ class Store(RedisStore):
                                         for name, value in zip(Credentials.FIELDS, values, strict=True)])
 
     async def get_many(self, ids: list[str], *, opened: bool = True) -> list[ConnectionRecord]:
+        """The connections of ``ids`` that exist, in one round trip."""
+        return [record for record in await self.get_each(ids, opened=opened) if record is not None]
+
+    async def get_each(self, ids: list[str], *, opened: bool = True) -> list[ConnectionRecord | None]:
+        """``get`` of each of ``ids`` (None where there is none), in one round trip."""
+
         async def op() -> list[dict[str, str]]:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for cid in ids:
@@ -182,7 +188,8 @@ class Store(RedisStore):
                 replies: list[dict[str, str]] = await pipe.execute()
                 return replies
 
-        return [ConnectionRecord.from_hash(self._opened(raw["id"], raw, opened)) for raw in await self._call(op) if raw]
+        return [ConnectionRecord.from_hash(self._opened(cid, raw, opened)) if raw else None
+                for cid, raw in zip(ids, await self._read(op), strict=True)]
 
     async def account_connection_ids(self, account_id: str) -> list[str]:
         members = await self._call(lambda: awaited(self.redis.smembers(self.keys.account(account_id))))

@@ -20,15 +20,17 @@ from shared.store import Store
 
 
 class CountingStore:
-    """Our own seam (``ChangeHub.read`` takes anything with ``get``) wrapping the real store."""
+    """Our own seam (``ChangeHub.read`` takes anything with ``get_each``) wrapping the real store."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.reads = 0
+        self.reads = 0  # round trips
+        self.ids: list[str] = []  # connections read
 
-    async def get(self, cid: str, *, opened: bool = True) -> ConnectionRecord | None:
+    async def get_each(self, ids: list[str], *, opened: bool = True) -> list[ConnectionRecord | None]:
         self.reads += 1
-        return await self.store.get(cid, opened=opened)
+        self.ids += ids
+        return await self.store.get_each(ids, opened=opened)
 
 
 async def test_many_streams_share_one_read_per_change(redis_client: aioredis.Redis, prefix: str) -> None:
@@ -44,6 +46,21 @@ async def test_many_streams_share_one_read_per_change(redis_client: aioredis.Red
     assert len({id(row) for row in rows}) == 1  # one record, shared
     await hub.read(counting, Change("c1", "a", 4))  # a newer change is read again
     assert counting.reads == 2
+
+
+async def test_the_changed_connections_of_one_loop_turn_are_read_in_one_round_trip(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    store = Store(redis_client, prefix)
+    for n in range(20):
+        await redis_client.hset(store.keys.conn(f"t{n}"), mapping={"id": f"t{n}", "account_id": f"acct-{n % 3}",
+                                                                   "state": "connected", "version": str(n + 1)})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    counting = CountingStore(store)
+    changes = [Change(f"t{n}", f"acct-{n % 3}", n + 1) for n in range(20)] + [Change("gone", "acct-0", 1)]
+    rows = await asyncio.gather(*(hub.read(counting, change) for change in changes))  # type: ignore[arg-type]
+    assert counting.reads == 1 and sorted(counting.ids) == sorted(c.id for c in changes)
+    assert [(row.id, row.version) if row else None for row in rows] == [(f"t{n}", n + 1) for n in range(20)] + [None]
 
 
 async def test_a_stream_going_away_does_not_cancel_the_shared_read(

@@ -17,8 +17,8 @@ channel, which carries every stored change of any connection (with its id and ne
 A read that raced with a change (it began before an eviction that arrived while it was in flight) is
 used for that request but not kept.
 
-Misses are read together: the reads asked for during one turn of the event loop go to Redis as one
-pipeline (one write, one reply), and two requests for the same connection in that turn share one read.
+Misses are read together (``shared/coalesce.py``): the reads asked for during one turn of the event
+loop go to Redis as one pipeline, and two requests for the same connection in that turn share one read.
 Under load (many connections, most of them not cached) this is what keeps a miss cheap.
 """
 
@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 
 from shared.changes import follow_changes
+from shared.coalesce import TurnReads
 from shared.records import Credentials
 from shared.store import Store
 
@@ -92,59 +93,13 @@ class _Entry:
         return self.target.state
 
 
-class BatchedReads:
-    """``Store.get_credentials``, with the reads asked for in one loop turn sent as one pipeline."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._waiting: dict[str, asyncio.Future[Credentials | None]] = {}
-        self.batches = 0  # round trips made (for tests and the curious)
-
-    async def get(self, cid: str) -> Credentials | None:
-        future = self._waiting.get(cid)
-        if future is None:
-            loop = asyncio.get_running_loop()
-            if not self._waiting:  # the first of this turn: send them all once the turn is over
-                loop.call_soon(self._send)
-            future = self._waiting[cid] = loop.create_future()
-        # Shielded: one request given up on (its client gone) must not cancel the read the others wait for.
-        return await asyncio.shield(future)
-
-    def _send(self) -> None:
-        batch, self._waiting = self._waiting, {}
-        self.batches += 1
-        task = asyncio.get_running_loop().create_task(self._read(batch))
-        _KEEP.add(task)
-        task.add_done_callback(_KEEP.discard)
-
-    async def _read(self, batch: dict[str, asyncio.Future[Credentials | None]]) -> None:
-        try:
-            found = await self.store.get_credentials_many(list(batch))
-        except Exception as exc:  # every waiter gets it (StoreUnavailable: a 503 each)
-            for future in batch.values():
-                if not future.done():
-                    future.set_exception(exc)
-                    future.exception()  # marked retrieved: a waiter gone meanwhile leaves no warning
-            return
-        except BaseException:  # cancelled (shutting down): so are the waiters
-            for future in batch.values():
-                future.cancel()
-            raise
-        for future, stored in zip(batch.values(), found, strict=True):
-            if not future.done():
-                future.set_result(stored)
-
-
-_KEEP: set[asyncio.Task[None]] = set()  # the batches being read (the loop keeps only weak references)
-
-
 class TargetCache:
     """Connection targets kept in this process, evicted by the ``changes`` channel (see the module
     docstring). ``run`` must be running for anything to be cached."""
 
     def __init__(self, store: Store, ttl_s: float, max_entries: int) -> None:
         self.store = store
-        self.reads = BatchedReads(store)
+        self.reads: TurnReads[str, Credentials | None] = TurnReads(store.get_credentials_many)
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: OrderedDict[str, _Entry] = OrderedDict()

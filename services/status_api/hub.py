@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from shared import metrics
 from shared.changes import follow_changes
+from shared.coalesce import TurnReads
 from shared.errors import StoreUnavailable
 from shared.models import now_ms
 from shared.records import ConnectionRecord
@@ -98,6 +99,8 @@ class ChangeHub:
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
         self.closing = False
         self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
+        # The changed connections of one loop turn read in one pipeline (``shared/coalesce.py``), per store.
+        self._turn_reads: dict[int, tuple[Store, TurnReads[str, ConnectionRecord | None]]] = {}
         # The SSE frame body of a changed connection, rendered once for all the streams that show it
         # while it stays true (kept as long as its read; stream.py fills it).
         self.rendered: dict[tuple[str, int], Rendered] = {}
@@ -108,9 +111,19 @@ class ChangeHub:
         key = (change.id, change.version)
         pending = self._reads.get(key)
         if pending is None:
-            pending = self._reads[key] = asyncio.ensure_future(store.get(change.id, opened=False))
+            pending = self._reads[key] = asyncio.ensure_future(self._turn(store).get(change.id))
             pending.add_done_callback(lambda done: self._settled(key, done))
         return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
+
+    def _turn(self, store: Store) -> TurnReads[str, ConnectionRecord | None]:
+        kept = self._turn_reads.get(id(store))
+        if kept is None or kept[0] is not store:
+
+            async def bulk(ids: list[str]) -> list[ConnectionRecord | None]:
+                return await store.get_each(ids, opened=False)
+
+            kept = self._turn_reads[id(store)] = (store, TurnReads(bulk))
+        return kept[1]
 
     def _settled(self, key: tuple[str, int], done: asyncio.Future[ConnectionRecord | None]) -> None:
         if not done.cancelled():
