@@ -226,7 +226,7 @@ async def _reconnect_if_live(
 
 async def _live_sibling(store: Store, account_id: str, provider: str, exclude: str) -> ConnectionRecord | None:
     ids = [cid for cid in await store.account_connection_ids(account_id) if cid != exclude]
-    for record in await store.get_many(ids):
+    for record in await store.get_many(ids, opened=False):  # state and provider only: nothing to decrypt
         if record.provider == provider and record.state in LIVE_STATES:
             return record
     return None
