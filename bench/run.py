@@ -100,6 +100,7 @@ async def amain() -> int:
     print(cpu_table({"ours": bench.cpu["ours"], "minimal pipeline": bench.cpu["minimal"]},
                     {"minimal pipeline": {"receiver": "minimal receiver", "verifier": "minimal consumer"}}))
     print(f"(open loop at {median(bench.m['rate']):,.0f}/s, the same rate for both; median of the rounds)")
+    print(busy_line(bench))
     print()
     print("ledgers (every load: sent = accepted + refused; accepted = counted by what stores them):")
     for line in bench.ledgers:
@@ -125,6 +126,18 @@ async def amain() -> int:
         print(f"VOID: {void}")
     print(f"(bench took {time.monotonic() - started:.0f} s)")
     return 1 if bench.void else 0
+
+
+def busy_line(bench: Bench) -> str:
+    """What the open-loop rate asks of the box: CPU per webhook (every process) x rate, in CPUs. Past the
+    box's CPUs the processes queue for CPU, and latency grows with the queue whatever the code does."""
+    rate, cpus = median(bench.m["rate"]), os.cpu_count() or 1
+    needs = []
+    for name, runs in (("ours", bench.cpu["ours"]), ("the minimal pipeline", bench.cpu["minimal"])):
+        if runs:
+            needs.append(f"{name} {median([sum(run.values()) for run in runs]) * rate / 1e6:.2f}")
+    return (f"(CPUs that rate keeps busy, all processes and the load generator included, of the box's {cpus}: "
+            + ", ".join(needs) + ")")
 
 
 def main() -> None:

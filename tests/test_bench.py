@@ -87,6 +87,17 @@ def test_cpu_table_medians_and_totals() -> None:
     assert rows["all"] == ["800", "300"]  # the median of the rounds' totals (600, 800, 900)
 
 
+def test_busy_line_says_how_many_cpus_the_open_loop_rate_keeps_busy() -> None:
+    from types import SimpleNamespace
+
+    from bench.run import busy_line
+
+    bench = SimpleNamespace(m={"rate": [1000.0, 2000.0, 1500.0]},
+                            cpu={"ours": [{"receiver": 1200.0, "Redis": 400.0}], "minimal": [{"receiver": 800.0}]})
+    line = busy_line(bench)  # type: ignore[arg-type]
+    assert "ours 2.40" in line and "the minimal pipeline 1.20" in line  # 1,600 µs and 800 µs x 1,500/s
+
+
 def test_series_verdict_states_a_limit_only_past_linear() -> None:
     flat = Series("connections", "n", "p99", x=[1e3, 1e4, 1e5], throughput=[1000.0] * 3, p99_ms=[5.0] * 3)
     assert flat.verdict().endswith("flat")
