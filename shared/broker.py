@@ -40,6 +40,7 @@ from aiormq import spec
 from pamqp.commands import Basic
 from yarl import URL
 
+from shared.amqp_writes import TurnWrites
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,17 @@ class Topology:
         return exchange
 
 
-class RotatingConnection(RobustConnection):
+class TurnWritesConnection(RobustConnection):
+    """aio-pika's robust connection whose frames of one loop turn go out in one write
+    (``shared/amqp_writes.py``), on every (re)connection."""
+
+    def __init__(self, url: URL, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.writes = TurnWrites()
+        self.kwargs["transport_factory"] = self.writes  # passed on to aiormq's connection
+
+
+class RotatingConnection(TurnWritesConnection):
     """A robust connection over several addresses of one cluster: every reconnection attempt goes to
     the next address. (aio-pika clears ``transport`` at the start of each attempt and then connects to
     ``url``; that is where the address moves on.)"""
@@ -179,7 +190,8 @@ async def _connect(urls: Sequence[str], name: str) -> AbstractRobustConnection:
     if len(urls) == 1:
         async with asyncio.timeout(CONNECT_TIMEOUT_S + 1):
             return await aio_pika.connect_robust(
-                connection_url(urls[0]), client_properties={"connection_name": name}, timeout=CONNECT_TIMEOUT_S
+                connection_url(urls[0]), client_properties={"connection_name": name}, timeout=CONNECT_TIMEOUT_S,
+                connection_class=TurnWritesConnection,
             )
     parsed = [connection_url(u).update_query(name=name) for u in urls]  # the name the broker shows for it
     start = random.randrange(len(parsed))
