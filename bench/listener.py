@@ -12,12 +12,13 @@ import asyncio
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 import redis.asyncio as aioredis
 
 from bench.loadgen import run_loop
+from bench.sse_clients import open_all
 from shared.keys import quiet_changes
 
 Record = tuple[str, int, float]
@@ -42,31 +43,22 @@ async def pubsub(records: list[Record], redis_url: str, channel: str) -> None:
 
 
 async def sse(records: list[Record], urls: str, token: str) -> None:
-    """Hold one stream per URL (comma-separated); note every connection event on any of them."""
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
-    opened: list[asyncio.Future[None]] = []
-    # One connection per stream: aiohttp pools 100 by default, and a stream never gives its connection back.
-    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
-
-        async def hold(url: str, ready: asyncio.Future[None]) -> None:
-            async with session.get(url, headers=headers) as resp:
-                if resp.status != 200:
-                    raise SystemExit(f"the stream answered {resp.status}: {await resp.text()}")
-                ready.set_result(None)
-                async for line in resp.content:
-                    if line.startswith(b"data:"):
-                        change = orjson.loads(line[5:])
-                        if "id" in change and "version" in change:
-                            records.append((change["id"], int(change["version"]), time.time()))
-
-        tasks = []
-        for url in urls.split(","):
-            opened.append(asyncio.get_running_loop().create_future())
-            tasks.append(asyncio.create_task(hold(url, opened[-1])))
-        await asyncio.gather(*opened)
-        _ready()
-        await asyncio.gather(*tasks)
+    """Hold one stream per URL (comma-separated); note every connection event on any of them. Each
+    stream is a bare asyncio protocol (``bench.sse_clients``), not an HTTP client: this process shares
+    the box with the system it measures, so it should take as little of it as it can."""
+    parts = [urlsplit(url) for url in urls.split(",")]
+    host, port = parts[0].hostname or "127.0.0.1", parts[0].port or 80
+    changes: list[list[Any]] = []
+    streams, failed = await open_all(host, port, [p.path for p in parts], token, changes)
+    if failed:
+        raise SystemExit(f"{failed} of {len(parts)} streams did not open")
+    for stream in streams:
+        stream.mark = stream.events  # from now on, every change is noted
+    _ready()
+    try:
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        records.extend((str(c[0]), int(c[1]), float(c[2])) for c in changes)
 
 
 async def main(argv: list[str]) -> list[Record]:
@@ -78,6 +70,7 @@ async def main(argv: list[str]) -> list[Record]:
     if task.done():
         task.result()  # raise what went wrong
     task.cancel()
+    await asyncio.gather(task, return_exceptions=True)  # its last notes are kept on the way out
     return records
 
 
