@@ -21,6 +21,49 @@
 local conn, list, seen_d, seen_e, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local outcome, reason, message, at = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 
+-- The connection hash is read with one HMGET at the start and written with one HSET at the end (the
+-- counters stay HINCRBYs: they are not read otherwise): the script runs once per webhook, and each
+-- redis.call is a whole command (its lookup, its arguments, its reply). `h` holds the fields as Redis
+-- would return them now (false: absent): those read at the start, any other once read, and every field
+-- the script has set since (so a later read sees its own write, as it would in Redis); `writes` the
+-- field/value pairs to set. Nothing else runs while a script does, so holding the writes back until the
+-- end changes nothing anyone can see. (A script that fails part way, on a stored JSON value it cannot
+-- decode, keeps none of its held-back writes; Redis keeps the commands it did run.)
+local h
+do
+  local v = redis.call('HMGET', conn, 'state', 'rejected_since_event', 'last_event_at', 'expected_interval_s',
+    'quiet_after_ms', 'test_state', 'test_started_at', 'test_id', 'test_hops', 'gap_count', 'gap_mean_ms',
+    'gap_var_ms2', 'id', 'account_id')
+  h = {state = v[1], rejected_since_event = v[2], last_event_at = v[3], expected_interval_s = v[4],
+    quiet_after_ms = v[5], test_state = v[6], test_started_at = v[7], test_id = v[8], test_hops = v[9],
+    gap_count = v[10], gap_mean_ms = v[11], gap_var_ms2 = v[12], id = v[13], account_id = v[14]}
+end
+local writes = {}
+
+-- A field only a rarer path reads: read when first needed.
+local function get(name)
+  local value = h[name]
+  if value == nil then
+    value = redis.call('HGET', conn, name)
+    h[name] = value
+  end
+  return value
+end
+
+-- A field written twice is written twice in the one HSET: Redis sets them in order, so the last stays.
+local function put(name, value)
+  h[name] = value
+  local n = #writes
+  writes[n + 1], writes[n + 2] = name, value
+end
+
+local function flush()
+  if #writes > 0 then
+    redis.call('HSET', conn, unpack(writes))
+    writes = {}
+  end
+end
+
 -- The gap (ms) after which a connected connection is silent: the shorter of its expected interval and
 -- its learned limit (mark_silent.lua has the same rule); 0: neither.
 local function quiet_limit(expected_s, learned_ms)
@@ -29,10 +72,10 @@ local function quiet_limit(expected_s, learned_ms)
   return math.max(expected, learned)
 end
 
+-- From the fields as they are now (after this script's own writes).
 local function silent_at()
-  local h = redis.call('HMGET', conn, 'state', 'last_event_at', 'expected_interval_s', 'quiet_after_ms')
-  local limit, last_event = quiet_limit(h[3], h[4]), tonumber(h[2] or '0') or 0
-  if h[1] ~= 'connected' or limit <= 0 or last_event <= 0 then return 0 end
+  local limit, last_event = quiet_limit(h.expected_interval_s, h.quiet_after_ms), tonumber(h.last_event_at or '0') or 0
+  if h.state ~= 'connected' or limit <= 0 or last_event <= 0 then return 0 end
   return last_event + limit
 end
 
@@ -43,10 +86,9 @@ end
 -- connection that silences are usual.
 local function learn(last_event, now)
   if last_event <= 0 or now <= last_event then return end
-  local h = redis.call('HMGET', conn, 'gap_count', 'gap_mean_ms', 'gap_var_ms2', 'quiet_after_ms')
-  local n = (tonumber(h[1] or '0') or 0) + 1
-  local mean, var = tonumber(h[2] or '0') or 0, tonumber(h[3] or '0') or 0
-  local gap, known_limit = now - last_event, tonumber(h[4] or '0') or 0
+  local n = (tonumber(h.gap_count or '0') or 0) + 1
+  local mean, var = tonumber(h.gap_mean_ms or '0') or 0, tonumber(h.gap_var_ms2 or '0') or 0
+  local gap, known_limit = now - last_event, tonumber(h.quiet_after_ms or '0') or 0
   if known_limit > 0 and gap > known_limit then gap = known_limit end
   local weight = math.max(1 / n, tonumber(ARGV[19]))
   local diff = gap - mean
@@ -57,12 +99,14 @@ local function learn(last_event, now)
     limit = math.floor(math.max(mean + tonumber(ARGV[20]) * math.sqrt(var), tonumber(ARGV[21]) * mean,
       tonumber(ARGV[22])))
   end
-  redis.call('HSET', conn, 'gap_count', n, 'gap_mean_ms', string.format('%.3f', mean),
-    'gap_var_ms2', string.format('%.3f', var), 'quiet_after_ms', string.format('%d', limit))
+  put('gap_count', n)
+  put('gap_mean_ms', string.format('%.3f', mean))
+  put('gap_var_ms2', string.format('%.3f', var))
+  put('quiet_after_ms', string.format('%d', limit))
 end
 
-if redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0, 0} end
-local state = redis.call('HGET', conn, 'state')
+local state = h.state
+if not state and redis.call('EXISTS', conn) == 0 then return {'missing', '', '', 0, 0, 0} end
 if state == 'disconnected' then return {'ignored', state, state, 0, redis.call('LLEN', outbox), 0} end
 if not redis.call('SET', seen_d, '1', 'NX', 'EX', ARGV[6]) then
   return {'duplicate', state, state, 0, redis.call('LLEN', outbox), silent_at()}
@@ -74,17 +118,15 @@ local events = {}
 local failing, silent = false, false
 local failing_after = tonumber(ARGV[11]) or 1
 if state == 'connected' then
-  local h = redis.call('HMGET', conn, 'rejected_since_event', 'last_event_at', 'expected_interval_s',
-    'quiet_after_ms')
-  local last_event = tonumber(h[2] or '0') or 0
+  local last_event = tonumber(h.last_event_at or '0') or 0
   -- Failing: sustained rejection without verified traffic (so one forgery per real event never shows it).
-  failing = (tonumber(h[1] or '0') or 0) >= failing_after
-  local limit = quiet_limit(h[3], h[4])
+  failing = (tonumber(h.rejected_since_event or '0') or 0) >= failing_after
+  local limit = quiet_limit(h.expected_interval_s, h.quiet_after_ms)
   silent = limit > 0 and last_event > 0 and tonumber(at) - last_event > limit
 end
 -- A test window counts what arrives after it opened (what was seen decides why it fails at expiry).
-local test = redis.call('HMGET', conn, 'test_state', 'test_started_at', 'test_id', 'test_hops')
-local test_open = test[1] == 'waiting' and tonumber(at) >= tonumber(test[2] or '0')
+local test_id, test_hops = h.test_id, h.test_hops
+local test_open = h.test_state == 'waiting' and tonumber(at) >= tonumber(h.test_started_at or '0')
 local note = {}
 if outcome == 'verified' then
   -- A duplicate when its event id or (for an unsigned id) its signed content was seen before.
@@ -92,13 +134,14 @@ if outcome == 'verified' then
       or (ARGV[13] == '1' and redis.call('EXISTS', KEYS[6]) == 1) then
     -- A test window whose hops the receiver pointed at this repeat: say it repeats, and let the next
     -- delivery take its place (it cannot pass the test).
-    local hops = test[3] and cjson.decode(test[4] or '{}')
+    local hops = test_id and cjson.decode(test_hops or '{}')
     if type(hops) == 'table' and hops.delivery_id == ARGV[16] and not hops.duplicate then
       hops.duplicate = true
       if not hops.consumed and (tonumber(ARGV[15]) or 0) > 0 then hops.consumed = tonumber(ARGV[15]) end
-      redis.call('HSET', conn, 'test_hops', cjson.encode(hops))
-      redis.call('PUBLISH', ARGV[7], cjson.encode({id = redis.call('HGET', conn, 'id'),
-        account_id = redis.call('HGET', conn, 'account_id'), version = redis.call('HINCRBY', conn, 'version', 1),
+      put('test_hops', cjson.encode(hops))
+      local version = redis.call('HINCRBY', conn, 'version', 1)
+      flush()
+      redis.call('PUBLISH', ARGV[7], cjson.encode({id = h.id, account_id = h.account_id, version = version,
         state = state}))
     end
     return {'duplicate', state, state, 0, redis.call('LLEN', outbox), silent_at()}
@@ -106,57 +149,63 @@ if outcome == 'verified' then
   if ARGV[8] == '1' then redis.call('SET', seen_e, '1', 'EX', ARGV[6]) end
   if ARGV[13] == '1' then redis.call('SET', KEYS[6], '1', 'EX', ARGV[6]) end
   redis.call('HINCRBY', conn, 'events_received', 1)
-  local last_event = tonumber(redis.call('HGET', conn, 'last_event_at') or '0') or 0
+  local last_event = tonumber(h.last_event_at or '0') or 0
   learn(last_event, tonumber(at))
   -- The latest verified event's time: never moved back by one applied out of order.
-  if tonumber(at) > last_event then redis.call('HSET', conn, 'last_event_at', at) end
-  redis.call('HSET', conn, 'last_verified_slot', ARGV[9], 'rejected_since_event', 0)
-  if ARGV[9] == 'previous' then redis.call('HSET', conn, 'prev_secret_used_at', at) end
+  if tonumber(at) > last_event then put('last_event_at', at) end
+  put('last_verified_slot', ARGV[9])
+  put('rejected_since_event', '0')
+  if ARGV[9] == 'previous' then put('prev_secret_used_at', at) end
   if test_open then  -- an open test window passes with the first verified event or handshake
     local passed = 'test_event_verified'
     if ARGV[10] == '1' then passed = 'test_handshake_completed' end
-    redis.call('HSET', conn, 'test_state', 'passed', 'test_reason', passed, 'test_finished_at', at)
+    put('test_state', 'passed')
+    put('test_reason', passed)
+    put('test_finished_at', at)
     note.test = 'passed'
     events[#events + 1] = 'test.passed'
   end
   -- A held delivery that a reconnect verified, on a connection that failed since it last connected: the
   -- product was told it failed, so it is told it recovered (not that it connected for the first time).
   local refailed = ARGV[17] == '1' and state == 'pending'
-    and tonumber(redis.call('HGET', conn, 'failed_at') or '0') > tonumber(redis.call('HGET', conn, 'connected_at') or '0')
+    and tonumber(get('failed_at') or '0') > tonumber(get('connected_at') or '0')
   if state == 'pending' or state == 'failed' then
     to = 'connected'
     local why = 'verified_event'
     if ARGV[10] == '1' then why = 'handshake_completed' end
-    redis.call('HSET', conn, 'state', to, 'reason', why, 'connected_at', at, 'last_error', '')
+    put('state', to)
+    put('reason', why)
+    put('connected_at', at)
+    put('last_error', '')
   end
   if state == 'pending' and not refailed then events[#events + 1] = 'connection.connected'
   elseif state == 'failed' or failing or silent or refailed then events[#events + 1] = 'connection.recovered' end
 elseif outcome == 'reachable' then
-  redis.call('HSET', conn, 'reachable_at', at)
+  put('reachable_at', at)
   -- Worth telling while the connection waits for its first verified event (or failed without one).
   if state == 'pending' or state == 'failed' then events[#events + 1] = 'connection.reachable' end
 else
   local since = redis.call('HINCRBY', conn, 'rejected_since_event', 1)
   if state == 'connected' and since == failing_after then events[#events + 1] = 'connection.failing' end
-  redis.call('HSET', conn, 'last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))
+  put('last_error', cjson.encode({code = reason, message = message, at = tonumber(at)}))
   redis.call('HINCRBY', conn, 'rejected_total', 1)
   if state == 'pending' then
-    local seen = cjson.decode(redis.call('HGET', conn, 'seen') or '{}')
+    local seen = cjson.decode(get('seen') or '{}')
     seen[reason] = (seen[reason] or 0) + 1
-    redis.call('HSET', conn, 'seen', cjson.encode(seen))
+    put('seen', cjson.encode(seen))
   end
   if test_open then
-    local tseen = cjson.decode(redis.call('HGET', conn, 'test_seen') or '{}')
+    local tseen = cjson.decode(get('test_seen') or '{}')
     tseen[reason] = (tseen[reason] or 0) + 1
-    redis.call('HSET', conn, 'test_seen', cjson.encode(tseen))
+    put('test_seen', cjson.encode(tseen))
   end
 end
 
 -- The test window's hops follow one delivery: the one that passed it, else the first verified one,
 -- else the latest to arrive (the same rule as test_hop.lua, which the receiver and the status API
 -- record theirs with; a repeated event does not count as verified).
-if test[3] then
-  local hops = cjson.decode(test[4] or '{}')
+if test_id then
+  local hops = cjson.decode(test_hops or '{}')
   if type(hops) ~= 'table' then hops = {} end
   local follows = hops.delivery_id == ARGV[16]
   if not follows and test_open and (outcome == 'verified' or not hops.delivery_id
@@ -171,17 +220,17 @@ if test[3] then
     for name, value in pairs(add) do
       if not hops[name] and value > 0 then hops[name] = value end
     end
-    redis.call('HSET', conn, 'test_hops', cjson.encode(hops))
-    note.test_hop = {test = test[3], delivery = ARGV[16]}  -- a status API records when it pushed it
+    put('test_hops', cjson.encode(hops))
+    note.test_hop = {test = test_id, delivery = ARGV[16]}  -- a status API records when it pushed it
   end
 end
 
 redis.call('LPUSH', list, ARGV[1])
 redis.call('LTRIM', list, 0, tonumber(ARGV[12]) - 1)
-redis.call('HSET', conn, 'updated_at', at)
+put('updated_at', at)
 local version = redis.call('HINCRBY', conn, 'version', 1)
-local id = redis.call('HGET', conn, 'id')
-local account = redis.call('HGET', conn, 'account_id')
+flush()
+local id, account = h.id, h.account_id
 note.id, note.account_id, note.version, note.state = id, account, version, to
 local channel = ARGV[7]
 if ARGV[23] and state == 'connected' and to == 'connected' and note.test == nil and note.test_hop == nil then
