@@ -29,14 +29,19 @@ class TurnReads(Generic[K, V]):
         self.batches = 0  # bulk reads made (tests and the curious)
 
     async def get(self, key: K) -> V:
+        # Shielded: a caller given up on (its client gone) must not cancel the read others wait for.
+        return await asyncio.shield(self.ask(key))
+
+    def ask(self, key: K) -> asyncio.Future[V]:
+        """The future of ``key``'s value, shared by every caller of this turn: for a caller that keeps
+        the future itself (no coroutine and task per ask). Await it shielded, never cancel it."""
         future = self._waiting.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
             if not self._waiting:  # the first of this turn: read them all once the turn is over
                 loop.call_soon(self._send)
             future = self._waiting[key] = loop.create_future()
-        # Shielded: a caller given up on (its client gone) must not cancel the read others wait for.
-        return await asyncio.shield(future)
+        return future
 
     def _send(self) -> None:
         batch, self._waiting = self._waiting, {}

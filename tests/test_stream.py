@@ -4,6 +4,7 @@ stream (no polling), new connections appear on the account stream, and a resume 
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +14,8 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from hookstatus_client import HookStatusClient, SseParser, StreamEvent
 from services.status_api import presentation
@@ -144,11 +147,11 @@ async def test_heartbeats_keep_the_stream_alive(
     assert parser.comments >= 2
 
 
-async def _own_api(amqp_url: str, redis_url: str, prefix: str) -> tuple[web.AppRunner, int]:
+async def _own_api(amqp_url: str, redis_url: str, prefix: str, **overrides: Any) -> tuple[web.AppRunner, int]:
     """A status API of our own (no receiver or verifier), so the test can reach into it."""
     settings = StatusSettings.from_env(
         amqp_url=amqp_url, redis_url=redis_url, redis_prefix=prefix, amqp_prefix=prefix,
-        analytics_exchange=f"{prefix}.analytics", status_api_token=(TOKEN,),
+        analytics_exchange=f"{prefix}.analytics", status_api_token=(TOKEN,), **overrides,
     )
     runner = web.AppRunner(create_status_api(settings))
     await runner.setup()
@@ -200,6 +203,46 @@ async def test_shutdown_closes_open_streams(
     assert b"event: connection" not in rest
 
 
+async def test_a_client_that_stops_reading_is_ended_by_the_write_timeout(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    """A frame the socket takes at once is written without a timer; one that must wait for the client
+    is still bounded: a client that never reads ends its stream, not holds it forever."""
+    runner, port = await _own_api(amqp_url, redis_url, prefix, sse_write_timeout_s=0.3)
+    keys, ids = Keys(prefix), [f"{n:032x}" for n in range(50)]
+    for cid in ids:  # big frames (a long URL), so the socket fills soon
+        await redis_client.hset(keys.conn(cid), mapping={
+            "id": cid, "account_id": "acct-stuck", "state": "connected", "provider": "stripe", "version": "1",
+            "webhook_url": "https://example.com/" + "x" * 4000})
+        await redis_client.sadd(keys.account("acct-stuck"), cid)
+    hub = runner.app[API].hub
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sent = 0
+    try:
+        async with asyncio.timeout(GUARD_S):
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            sock.sendall(f"GET /v1/accounts/acct-stuck/stream HTTP/1.1\r\nHost: x\r\n"
+                         f"Authorization: Bearer {TOKEN}\r\n\r\n".encode())
+            while not hub.listeners:
+                await asyncio.sleep(0.01)
+            version = 1
+            while hub.listeners:  # changes until the stream, stuck writing, has ended
+                version += 1
+                async with redis_client.pipeline(transaction=False) as pipe:
+                    for cid in ids:  # one change of each: one frame each
+                        pipe.hset(keys.conn(cid), "version", version)
+                        pipe.publish(keys.changes, orjson.dumps(
+                            {"id": cid, "account_id": "acct-stuck", "version": version, "state": "connected"}))
+                    await pipe.execute()
+                sent += len(ids)
+                await asyncio.sleep(0.02)
+    finally:
+        sock.close()
+        await runner.cleanup()
+    assert sent > 100  # it wrote frames until the client's socket was full, then waited, then ended
+
+
 def test_a_stream_that_falls_behind_is_dropped_not_the_process() -> None:
     hub = ChangeHub(aioredis.Redis(), "unused", queue_size=3)
     slow = hub.listen("acct", None)
@@ -215,6 +258,15 @@ def test_a_stream_that_falls_behind_is_dropped_not_the_process() -> None:
 @pytest.mark.parametrize("versions", [{}, {"a" * 32: 3}, {"a" * 32: 3, "b" * 32: 12, "c" * 32: 1}])
 def test_cursor_round_trip(versions: dict[str, int]) -> None:
     assert decode_cursor(encode_cursor(versions)) == {k[:12]: v for k, v in versions.items()}
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a" * 32, "a" * 12 + "b" * 20, "c" * 32, "d" * 32, "0" * 32]),
+                          st.integers(1, 50)), max_size=30))
+def test_a_streams_cursor_kept_encoded_is_the_cursor_of_what_it_showed(marks: list[tuple[str, int]]) -> None:
+    stream = stream_module.EventStream(None, 1.0)  # type: ignore[arg-type]  # writes nothing here
+    for cid, version in marks:
+        stream.mark(cid, version)
+        assert stream.cursor.text() == encode_cursor(stream.shown)
 
 
 def test_cursor_leaves_out_colliding_prefixes_and_ignores_garbage() -> None:

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
+from services.status_api import hub as hub_module
 from services.status_api import presentation
 from services.status_api import stream as stream_module
 from services.status_api.hub import Change, ChangeHub, Signal
@@ -75,6 +76,30 @@ async def test_a_stream_going_away_does_not_cancel_the_shared_read(
     staying = hub.read(store, change)
     leaving.cancel()
     assert (await staying) is not None
+
+
+async def test_a_read_is_shared_for_a_while_then_forgotten_with_its_rendering(
+    redis_client: aioredis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream that wakes late still shares the read (and the rendering) of a change, for
+    ``READ_SHARE_S``; after that both are let go (with no timer per change: the next read does it)."""
+    monkeypatch.setattr(hub_module, "READ_SHARE_S", 0.2)
+    store = Store(redis_client, prefix)
+    for cid in ("k1", "k2"):
+        await redis_client.hset(store.keys.conn(cid), mapping={"id": cid, "account_id": "a", "state": "connected",
+                                                                "version": "2"})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    counting = CountingStore(store)
+    record = await hub.read(counting, Change("k1", "a", 2))  # type: ignore[arg-type]
+    assert record is not None
+    await stream_module.EventStream(Sink(), 1.0).connection(record, hub.rendered)  # type: ignore[arg-type]
+    assert await hub.read(counting, Change("k1", "a", 2)) is record  # type: ignore[arg-type]  # shared
+    assert counting.reads == 1 and ("k1", 2) in hub.rendered
+    await asyncio.sleep(0.25)
+    await hub.read(counting, Change("k2", "a", 2))  # type: ignore[arg-type]  # a new read lets old ones go
+    assert ("k1", 2) not in hub.rendered
+    assert await hub.read(counting, Change("k1", "a", 2)) is not record  # type: ignore[arg-type]
+    assert counting.reads == 3
 
 
 class Sink:

@@ -13,6 +13,7 @@ out, the test's ``pushed`` hop (once, whichever process is first; docs/API.md, "
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -99,6 +100,7 @@ class ChangeHub:
         self.listeners: weakref.WeakSet[Listener] = weakref.WeakSet()  # every open stream
         self.closing = False
         self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
+        self._kept: collections.deque[tuple[float, tuple[str, int]]] = collections.deque()  # (until, key)
         # The changed connections of one loop turn read in one pipeline (``shared/coalesce.py``), per store.
         self._turn_reads: dict[int, tuple[Store, TurnReads[str, ConnectionRecord | None]]] = {}
         # The SSE frame body of a changed connection, rendered once for all the streams that show it
@@ -107,13 +109,26 @@ class ChangeHub:
 
     def read(self, store: Store, change: Change) -> Awaitable[ConnectionRecord | None]:
         """The changed connection, read once per change for all the streams that show it (not once
-        per stream: a thousand streams on one account would otherwise be a thousand reads)."""
+        per stream: a thousand streams on one account would otherwise be a thousand reads). The read's
+        future itself is shared (no task, no timer per change); each stream awaits it shielded, so one
+        that goes away does not cancel the others' read."""
         key = (change.id, change.version)
         pending = self._reads.get(key)
         if pending is None:
-            pending = self._reads[key] = asyncio.ensure_future(self._turn(store).get(change.id))
-            pending.add_done_callback(lambda done: self._settled(key, done))
-        return asyncio.shield(pending)  # a stream that goes away must not cancel the others' read
+            now = asyncio.get_running_loop().time()
+            self._expire(now)
+            pending = self._reads[key] = self._turn(store).ask(change.id)
+            self._kept.append((now + READ_SHARE_S, key))
+        return asyncio.shield(pending)
+
+    def _expire(self, now: float) -> None:
+        """Forget the reads (and renderings) kept longer than ``READ_SHARE_S``: the oldest first, as
+        many as are due, when a new read is made (no timer per change)."""
+        kept = self._kept
+        while kept and kept[0][0] <= now:
+            key = kept.popleft()[1]
+            self._reads.pop(key, None)
+            self.rendered.pop(key, None)
 
     def _turn(self, store: Store) -> TurnReads[str, ConnectionRecord | None]:
         kept = self._turn_reads.get(id(store))
@@ -124,16 +139,6 @@ class ChangeHub:
 
             kept = self._turn_reads[id(store)] = (store, TurnReads(bulk))
         return kept[1]
-
-    def _settled(self, key: tuple[str, int], done: asyncio.Future[ConnectionRecord | None]) -> None:
-        if not done.cancelled():
-            done.exception()  # retrieved here, so a failure nobody waited for is not logged as lost
-        # Keep the result a moment for streams that wake late, then let it go.
-        asyncio.get_running_loop().call_later(READ_SHARE_S, self._forget_read, key)
-
-    def _forget_read(self, key: tuple[str, int]) -> None:
-        self._reads.pop(key, None)
-        self.rendered.pop(key, None)
 
     def listen(self, account_id: str, connection_id: str | None) -> Listener:
         listener = Listener(account_id, connection_id, self._queue_size)

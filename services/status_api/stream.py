@@ -18,6 +18,7 @@ stream re-reads its scope (notifications may have been lost meanwhile).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,6 +62,35 @@ def encode_cursor(versions: dict[str, int]) -> str:
     return "-".join(f"{p}.{vs[0]}" for p, vs in sorted(by_prefix.items()) if len(vs) == 1)
 
 
+class Cursor:
+    """``encode_cursor`` of a stream's shown versions, kept encoded as they change: a frame's id costs
+    one join of the parts, not a sort and a format of every connection the stream has shown."""
+
+    def __init__(self) -> None:
+        self._owner: dict[str, str | None] = {}  # prefix -> the one id shown with it; None: ids collide
+        self._parts: dict[str, str] = {}  # prefix -> "<prefix>.<version>", for the prefixes that do not
+        self._order: list[str] = []  # those prefixes, sorted
+        self._text: str | None = ""
+
+    def note(self, cid: str, version: int) -> None:
+        prefix = cid[:ID_CHARS]
+        owner = self._owner.setdefault(prefix, cid)
+        if owner == cid:
+            if prefix not in self._parts:
+                bisect.insort(self._order, prefix)
+            self._parts[prefix] = f"{prefix}.{version}"
+        elif owner is not None:  # a second id with this prefix: left out from now on (so re-sent)
+            self._owner[prefix] = None
+            del self._parts[prefix]
+            self._order.remove(prefix)
+        self._text = None
+
+    def text(self) -> str:
+        if self._text is None:
+            self._text = "-".join(map(self._parts.__getitem__, self._order))
+        return self._text
+
+
 def decode_cursor(text: str | None) -> dict[str, int]:
     """The cursor's versions by id prefix; anything unreadable counts as unknown (so re-sent)."""
     known: dict[str, int] = {}
@@ -83,17 +113,36 @@ class Scope:
 class EventStream:
     """Writes SSE frames to one response, remembering what it has shown (its cursor)."""
 
-    def __init__(self, response: web.StreamResponse, write_timeout_s: float) -> None:
+    def __init__(self, response: web.StreamResponse, write_timeout_s: float,
+                 transport: asyncio.WriteTransport | None = None) -> None:
         self.response = response
         self.write_timeout_s = write_timeout_s
+        self.transport = transport  # the client's socket; None: every write is bounded by the timeout
         self.shown: dict[str, int] = {}
+        self.cursor = Cursor()  # ``encode_cursor(self.shown)``, kept as ``shown`` changes (``mark``)
         # When a shown connection's display changes by time alone (a deadline passes, it goes silent):
         # no change is published then, so the stream re-reads it at that moment.
         self.due: dict[str, int] = {}
 
     async def _write(self, frame: str) -> None:
+        data = frame.encode()
+        if self._cannot_wait(len(data)):
+            await self.response.write(data)
+            return
         async with asyncio.timeout(self.write_timeout_s):  # not wait_for: no task per frame per stream
-            await self.response.write(frame.encode())
+            await self.response.write(data)
+
+    def _cannot_wait(self, size: int) -> bool:
+        """True when the socket takes ``size`` more bytes without pausing the writer: a write waits only
+        for a paused writer (a client reading slower than we write), so this one needs no timeout (a
+        timer per frame per stream was a good part of a frame's CPU). Paused writers resume only at or
+        below the low-water mark, so below it none is paused."""
+        transport = self.transport
+        if transport is None:
+            return False
+        buffered = transport.get_write_buffer_size()
+        low, high = transport.get_write_buffer_limits()
+        return buffered <= low and buffered + size <= high
 
     async def comment(self, text: str) -> None:
         await self._write(f": {text}\n\n")
@@ -106,6 +155,11 @@ class EventStream:
 
     def is_new(self, cid: str, version: int) -> bool:
         return version > self.shown.get(cid, 0)
+
+    def mark(self, cid: str, version: int) -> None:
+        """Record ``version`` of ``cid`` as shown (its cursor with it)."""
+        self.shown[cid] = version
+        self.cursor.note(cid, version)
 
     def watch(self, record: ConnectionRecord, now: int | None = None) -> None:
         at = _time_boundary(record, now_ms() if now is None else now)
@@ -127,9 +181,9 @@ class EventStream:
             rendered = Rendered(view, orjson.dumps(view).decode(), now, view_valid_until(record, now))
             if shared is not None:
                 shared[key] = rendered
-        self.shown[record.id] = max(record.version, self.shown.get(record.id, 0))
+        self.mark(record.id, max(record.version, self.shown.get(record.id, 0)))
         self.watch(record, now)  # the same now as what is sent: its next time boundary is after it
-        await self._write(f"id: {encode_cursor(self.shown)}\nevent: connection\ndata: {rendered.body}\n\n")
+        await self._write(f"id: {self.cursor.text()}\nevent: connection\ndata: {rendered.body}\n\n")
         return rendered.view
 
 
@@ -173,7 +227,7 @@ def _changed(
     for record in records:
         seen = known.get(record.id[:ID_CHARS])
         if seen is not None and record.version <= seen and not _shown_by_time(record, now):
-            stream.shown[record.id] = seen
+            stream.mark(record.id, seen)
             stream.watch(record)
         elif stream.is_new(record.id, record.version) or seen is not None:
             fresh.append(record)
@@ -216,18 +270,22 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
     """Forward changes until the client leaves, the token expires, or the process shuts down."""
     principal = require(request)
     heartbeat_s = api(request).settings.sse_heartbeat_s
+    queue = listener.queue
     while True:
-        try:
-            async with asyncio.timeout(_wait_s(heartbeat_s, principal, stream)):  # no task per wait
-                item = await listener.queue.get()
-        except TimeoutError:
-            if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
-                await stream.event("token_expired", {"error": {
-                    "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
-                return
-            if not await _on_time(request, stream):
-                await stream.comment("heartbeat")
-            continue
+        if not queue.empty():  # taken without waiting: no timer (the wait below would not wait either)
+            item = queue.get_nowait()
+        else:
+            try:
+                async with asyncio.timeout(_wait_s(heartbeat_s, principal, stream)):  # no task per wait
+                    item = await queue.get()
+            except TimeoutError:
+                if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
+                    await stream.event("token_expired", {"error": {
+                        "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
+                    return
+                if not await _on_time(request, stream):
+                    await stream.comment("heartbeat")
+                continue
         if item is Signal.CLOSE or item is Signal.DROPPED:
             return
         if item is Signal.RESYNC:
@@ -252,7 +310,7 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
         last_id = request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
         known = decode_cursor(last_id)
         response = web.StreamResponse(headers=SSE_HEADERS)
-        stream = EventStream(response, api(request).settings.sse_write_timeout_s)
+        stream = EventStream(response, api(request).settings.sse_write_timeout_s, request.transport)
         rows = _changed(await _load(request, scope), known, stream)
         await response.prepare(request)
         metrics.SSE_STREAMS.inc()
