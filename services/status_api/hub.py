@@ -57,7 +57,7 @@ class Rendered:
     connection changes): the time-derived parts (a passed deadline, silence) hold only that long."""
 
     view: dict[str, Any]
-    body: str
+    body: bytes  # the JSON, as sent (encoded once)
     at: int
     until: int | None
 

@@ -71,6 +71,7 @@ class Cursor:
         self._parts: dict[str, str] = {}  # prefix -> "<prefix>.<version>", for the prefixes that do not
         self._order: list[str] = []  # those prefixes, sorted
         self._text: str | None = ""
+        self._bytes = b""  # ``_text`` encoded
 
     def note(self, cid: str, version: int) -> None:
         prefix = cid[:ID_CHARS]
@@ -88,7 +89,13 @@ class Cursor:
     def text(self) -> str:
         if self._text is None:
             self._text = "-".join(map(self._parts.__getitem__, self._order))
+            self._bytes = self._text.encode()
         return self._text
+
+    def encoded(self) -> bytes:
+        if self._text is None:
+            self.text()
+        return self._bytes
 
 
 def decode_cursor(text: str | None) -> dict[str, int]:
@@ -125,7 +132,9 @@ class EventStream:
         self.due: dict[str, int] = {}
 
     async def _write(self, frame: str) -> None:
-        data = frame.encode()
+        await self._write_bytes(frame.encode())
+
+    async def _write_bytes(self, data: bytes) -> None:
         if self._cannot_wait(len(data)):
             await self.response.write(data)
             return
@@ -178,12 +187,13 @@ class EventStream:
         rendered = shared.get(key) if shared is not None else None
         if rendered is None or not rendered.holds_at(now):
             view = connection_view(record, now)
-            rendered = Rendered(view, orjson.dumps(view).decode(), now, view_valid_until(record, now))
+            rendered = Rendered(view, orjson.dumps(view), now, view_valid_until(record, now))
             if shared is not None:
                 shared[key] = rendered
         self.mark(record.id, max(record.version, self.shown.get(record.id, 0)))
         self.watch(record, now)  # the same now as what is sent: its next time boundary is after it
-        await self._write(f"id: {self.cursor.text()}\nevent: connection\ndata: {rendered.body}\n\n")
+        await self._write_bytes(b"".join((b"id: ", self.cursor.encoded(), b"\nevent: connection\ndata: ",
+                                          rendered.body, b"\n\n")))
         return rendered.view
 
 
