@@ -243,6 +243,48 @@ async def test_a_client_that_stops_reading_is_ended_by_the_write_timeout(
     assert sent > 100  # it wrote frames until the client's socket was full, then waited, then ended
 
 
+async def test_a_busy_stream_sends_no_heartbeat_and_an_idle_one_does(
+    amqp_url: str, redis_url: str, prefix: str, redis_client: aioredis.Redis, amqp_cleanup: None
+) -> None:
+    """A heartbeat follows ``SSE_HEARTBEAT_S`` without anything sent, as before one timer served
+    every wait: changes coming faster than that keep it away, and it comes once they stop."""
+    runner, port = await _own_api(amqp_url, redis_url, prefix, sse_heartbeat_s=0.6)
+    keys, cid = Keys(prefix), "e" * 32
+    await redis_client.hset(keys.conn(cid), mapping={"id": cid, "account_id": "acct-busy", "state": "connected",
+                                                     "provider": "stripe", "version": "1"})
+    await redis_client.sadd(keys.account("acct-busy"), cid)
+    lines: list[tuple[float, bytes]] = []
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession() as session, asyncio.timeout(GUARD_S), session.get(
+                f"http://127.0.0.1:{port}/v1/accounts/acct-busy/stream",
+                headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+            async for raw in resp.content:
+                if raw.startswith(b"event: ready"):
+                    break
+
+            async def read() -> None:
+                async for raw in resp.content:
+                    lines.append((loop.time(), raw))
+                    if raw.startswith(b": heartbeat"):
+                        return
+
+            reading = asyncio.create_task(read())
+            for version in range(2, 42):  # a change every 50 ms for 2 s
+                await redis_client.hset(keys.conn(cid), "version", version)
+                await redis_client.publish(keys.changes, orjson.dumps(
+                    {"id": cid, "account_id": "acct-busy", "version": version, "state": "connected"}))
+                await asyncio.sleep(0.05)
+            stopped = loop.time()
+            await reading
+    finally:
+        await runner.cleanup()
+    frames = [at for at, raw in lines if raw.startswith(b"id: ")]
+    heartbeats = [at for at, raw in lines if raw.startswith(b": heartbeat")]
+    assert len(frames) >= 30
+    assert len(heartbeats) == 1 and heartbeats[0] > stopped  # none while busy, one once idle
+
+
 def test_a_stream_that_falls_behind_is_dropped_not_the_process() -> None:
     hub = ChangeHub(aioredis.Redis(), "unused", queue_size=3)
     slow = hub.listen("acct", None)

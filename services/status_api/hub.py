@@ -42,6 +42,7 @@ class Signal(enum.Enum):
     RESYNC = "resync"  # notifications may have been lost: re-read the whole scope
     CLOSE = "close"  # the process is shutting down
     DROPPED = "dropped"  # the stream fell behind
+    TICK = "tick"  # the stream's wait has run out (``Listener.wake_at``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,9 @@ class Listener:
         self.account_id = account_id
         self.connection_id = connection_id
         self.queue: asyncio.Queue[Change | Signal] = asyncio.Queue(size)
+        self.wake_deadline = 0.0  # when the stream's current wait runs out (loop time)
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at = 0.0
 
     def offer(self, item: Change | Signal) -> None:
         try:
@@ -79,6 +83,32 @@ class Listener:
         except asyncio.QueueFull:
             metrics.SSE_DROPPED.inc()
             self.interrupt(Signal.DROPPED)
+
+    def wake_at(self, deadline: float) -> None:
+        """Queue ``Signal.TICK`` at ``deadline`` (loop time) if nothing is queued by then. One timer
+        serves many waits: it is moved only when it would ring too late, and when it rings early (the
+        wait it was set for ended with an item) it is set again for the wait then current, so a
+        stream that waits once per change does not make and cancel a timer per change."""
+        self.wake_deadline = deadline
+        if self._alarm is None or self._alarm_at > deadline:
+            self.stop_alarm()
+            self._arm(deadline)
+
+    def _arm(self, at: float) -> None:
+        self._alarm_at = at
+        self._alarm = asyncio.get_running_loop().call_at(at, self._ring)
+
+    def _ring(self) -> None:
+        self._alarm = None
+        if asyncio.get_running_loop().time() < self.wake_deadline:
+            self._arm(self.wake_deadline)
+        elif self.queue.empty():  # only a stream with nothing queued can be waiting
+            self.queue.put_nowait(Signal.TICK)
+
+    def stop_alarm(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
 
     def interrupt(self, signal: Signal) -> None:
         """Replace whatever is queued with ``signal`` (it must get through even to a full queue)."""

@@ -280,15 +280,16 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
     """Forward changes until the client leaves, the token expires, or the process shuts down."""
     principal = require(request)
     heartbeat_s = api(request).settings.sse_heartbeat_s
-    queue = listener.queue
+    queue, loop = listener.queue, asyncio.get_running_loop()
     while True:
-        if not queue.empty():  # taken without waiting: no timer (the wait below would not wait either)
+        if not queue.empty():  # taken without waiting (the wait below would not wait either)
             item = queue.get_nowait()
+            if item is Signal.TICK:
+                continue  # it rang while this stream was busy: no wait of it ran out
         else:
-            try:
-                async with asyncio.timeout(_wait_s(heartbeat_s, principal, stream)):  # no task per wait
-                    item = await queue.get()
-            except TimeoutError:
+            listener.wake_at(loop.time() + _wait_s(heartbeat_s, principal, stream))  # no timer per wait
+            item = await queue.get()
+            if item is Signal.TICK:  # the wait ran out with nothing queued
                 if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
                     await stream.event("token_expired", {"error": {
                         "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
@@ -330,7 +331,10 @@ async def _serve(request: web.Request, scope: Scope, hub: ChangeHub) -> web.Stre
             await stream.event("ready", {"connections": len(stream.shown), "resumed": last_id is not None})
             if last_id is None:
                 analytics.status_shown(api(request).analytics, request.get(PRINCIPAL), views)
-            await _pump(request, scope, stream, listener)
+            try:
+                await _pump(request, scope, stream, listener)
+            finally:
+                listener.stop_alarm()
         except (ConnectionResetError, TimeoutError, StoreUnavailable) as exc:
             log.info("stream ended", extra={"why": type(exc).__name__})
         except Exception:  # headers are sent: no error response is possible, only an end
