@@ -28,6 +28,11 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
+def json_body_response(body: bytes, status: int = 200) -> web.Response:
+    """``json_response`` of a value already serialised (``body``: its ``orjson.dumps``)."""
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:

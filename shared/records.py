@@ -20,6 +20,8 @@ import orjson
 from shared.models import State
 
 Hash = Mapping[str, str]
+SHOWN_KEPT = 4096  # records of hashes read only to be shown, kept by connection id (``from_hash``)
+SEALED = "(sealed)"  # a sealed field of a hash read only to be shown (``shared.store.SEALED``)
 
 
 def _int(value: str | None) -> int:
@@ -135,6 +137,25 @@ class ConnectionRecord:
 
     @classmethod
     def from_hash(cls, raw: Hash) -> ConnectionRecord:
+        """The record of ``raw``. A hash without its sealed fields (read only to be shown: a status page
+        polls the same connection over and over) gives the same record object as long as it is exactly
+        the same, field for field, as the one it was parsed from (``SHOWN_KEPT`` connections, by id):
+        comparing the fields costs a fraction of parsing them, and a view of it can be kept with it
+        (``presentation.shown``). A hash with a secret or settings is never kept."""
+        if "secret" in raw or "settings" in raw or raw.get("prev_secret", SEALED) != SEALED:
+            return cls._parse(raw)
+        items, cid = tuple(raw.items()), raw["id"]
+        kept = _SHOWN.get(cid)
+        if kept is not None and kept[0] == items:
+            return kept[1]
+        record = cls._parse(raw)
+        if len(_SHOWN) >= SHOWN_KEPT:
+            del _SHOWN[next(iter(_SHOWN))]  # the oldest kept
+        _SHOWN[cid] = (items, record)
+        return record
+
+    @classmethod
+    def _parse(cls, raw: Hash) -> ConnectionRecord:
         return cls(
             id=raw["id"],
             account_id=raw.get("account_id", ""),
@@ -194,6 +215,9 @@ class ConnectionRecord:
         if self.expected_interval_s:
             fields["expected_interval_s"] = self.expected_interval_s
         return fields
+
+
+_SHOWN: dict[str, tuple[tuple[tuple[str, str], ...], ConnectionRecord]] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.status_api import schema as s
-from services.status_api.presentation import REASON_WORDS, TEST_REASON_WORDS, connection_view, view_of_test
+from services.status_api.presentation import REASON_WORDS, TEST_REASON_WORDS, connection_view, shown, view_of_test
 from shared.models import STATES
 from shared.records import ConnectionRecord, TestWindow
 
@@ -137,3 +137,15 @@ def test_every_test_window_is_shown_as_the_model_says(raw: dict[str, str]) -> No
     assert view is not None
     shown = s.LastTest.model_validate_json(orjson.dumps(view), strict=True)
     assert shown.id == raw["test_id"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=stored_connections(), later=st.one_of(st.integers(0, 3000), st.integers(0, 3 * 24 * 3600 * 1000)))
+def test_a_kept_view_is_the_view_of_the_moment(raw: dict[str, str], later: int) -> None:
+    """``shown`` keeps a rendered view until ``view_valid_until``: whenever it is asked again, what it
+    answers is exactly what rendering at that moment gives."""
+    record = ConnectionRecord.from_hash(raw)
+    shown(record, NOW_MS)
+    view, body = shown(record, NOW_MS + later)
+    assert view == connection_view(record, NOW_MS + later)
+    assert body == orjson.dumps(connection_view(record, NOW_MS + later))

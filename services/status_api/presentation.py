@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import humanize
+import orjson
 
 from shared.models import FAILING_AFTER_REJECTED, iso, now_ms
 from shared.providers import PROVIDERS
@@ -302,6 +303,27 @@ def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[st
         "previous_secret_last_used_at": iso(record.prev_secret_used_at_ms or None),
         "version": record.version,
     }
+
+
+SHOWN_KEPT = 4096  # rendered views kept, by connection id (``shown``)
+_SHOWN: dict[str, tuple[ConnectionRecord, int | None, dict[str, Any], bytes]] = {}
+
+
+def shown(record: ConnectionRecord, now: int | None = None) -> tuple[dict[str, Any], bytes]:
+    """``connection_view(record, now)`` and its JSON. Kept for the very same record object (a hash read
+    again unchanged gives the same one: ``ConnectionRecord.from_hash``) until ``view_valid_until``, so a
+    page polling a connection that did not change is answered without building and serialising its view
+    again; the view is the same, byte for byte, as one rendered at ``now``. Read-only: callers share it."""
+    now = now_ms() if now is None else now
+    kept = _SHOWN.get(record.id)
+    if kept is not None and kept[0] is record and (kept[1] is None or now < kept[1]):
+        return kept[2], kept[3]
+    view = connection_view(record, now)
+    body = orjson.dumps(view)
+    if len(_SHOWN) >= SHOWN_KEPT:
+        del _SHOWN[next(iter(_SHOWN))]  # the oldest kept
+    _SHOWN[record.id] = (record, view_valid_until(record, now), view, body)
+    return view, body
 
 
 def view_valid_until(record: ConnectionRecord, now: int) -> int | None:

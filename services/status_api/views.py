@@ -11,11 +11,11 @@ from services.status_api import validation as v
 from services.status_api.access import visible
 from services.status_api.auth import PRINCIPAL, Principal, require, require_service, require_service_for
 from services.status_api.connections import NewConnection, not_found
-from services.status_api.presentation import connection_view
+from services.status_api.presentation import connection_view, shown
 from services.status_api.state import api
 from services.status_api.token_codec import CLOCK_SKEW_S
 from shared.errors import ApiError, NotFound
-from shared.http import json_response
+from shared.http import json_body_response, json_response
 from shared.models import now_ms
 from shared.providers import PROVIDERS, ProviderInfo
 from shared.records import ConnectionRecord
@@ -96,9 +96,9 @@ async def me(request: web.Request) -> web.Response:
 
 
 async def get_connection(request: web.Request) -> web.Response:
-    view = connection_view(await visible(request, opened=False))
+    view, body = shown(await visible(request, opened=False))
     analytics.status_shown(api(request).analytics, request.get(PRINCIPAL), [view], via="api")
-    return json_response(view)
+    return json_body_response(body)
 
 
 async def list_connections(request: web.Request) -> web.Response:
