@@ -12,7 +12,11 @@ import orjson
 import pytest
 
 from hookstatus_client import HookStatusClient, HookStatusError
+from services.status_api import app as status_api_app
 from services.status_api import tokens
+from services.status_api.app import BrowserPrincipals
+from services.status_api.config import Settings
+from shared.errors import Unauthorized
 from tests.system import System
 
 
@@ -184,3 +188,37 @@ def test_bad_token_and_stream_settings_refuse_to_start(overrides: dict[str, Any]
 
     with pytest.raises(ConfigError):
         Settings.from_env(**overrides)
+
+
+def test_a_verified_browser_token_is_kept_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The middleware's principal of a browser token is verified once and used again until the token
+    expires (then ``token_expired``, as without the cache); a token that fails is never kept; a clock
+    that went back verifies again; at most ``BROWSER_KEPT`` are kept, the oldest dropped."""
+    settings = Settings.from_env()
+    keys = tokens.signing_keys(settings.token_signing_key)
+    token = tokens.mint(keys, "acct-a", 1_000, 2_000)
+    kept = BrowserPrincipals(settings)
+    first = kept.principal(token, 1_500_000)
+    assert first.kind == "browser" and first.account_id == "acct-a" and first.expires_at_ms == 2_000_000
+    assert first.token_id == tokens.fingerprint(token)
+    assert kept.principal(token, 1_999_999) is first
+    with pytest.raises(Unauthorized) as err:
+        kept.principal(token, 2_000_000)
+    assert err.value.code == "token_expired"
+    assert token not in kept.kept
+
+    again = kept.principal(token, 1_500_000)
+    assert again == first and kept.principal(token, 1_400_000) is not again  # the clock went back: verified again
+
+    header, payload, signature = token.split(".")
+    forged = ".".join([header, _b64(orjson.dumps({**orjson.loads(base64.urlsafe_b64decode(payload + "==")),
+                                                   "sub": "acct-b"})), signature])
+    with pytest.raises(Unauthorized) as err:
+        kept.principal(forged, 1_500_000)
+    assert err.value.code == "invalid_token" and forged not in kept.kept
+
+    monkeypatch.setattr(status_api_app, "BROWSER_KEPT", 2)
+    others = [tokens.mint(keys, f"acct-{i}", 1_000, 2_000) for i in range(3)]
+    for other in others:
+        kept.principal(other, 1_500_000)
+    assert list(kept.kept) == others[1:]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from services.status_api import (
     analytics,
@@ -21,6 +22,7 @@ from services.status_api import (
 )
 from services.status_api.auth import (
     PRINCIPAL,
+    SERVICE,
     Principal,
     bearer_token,
     query_token_allowed,
@@ -42,30 +44,67 @@ from shared.notify_store import NotifyStore
 from shared.redis import SOCKET_TIMEOUT_S, redis_client
 from shared.store import Store
 
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: http.Handler) -> web.StreamResponse:
-    if request.path.startswith("/v1/"):
-        request[PRINCIPAL] = _principal(request)
-    return await handler(request)
+BROWSER_KEPT = 4096  # verified browser tokens' principals kept (``BrowserPrincipals``)
 
 
-def _principal(request: web.Request) -> Principal:
-    presented = bearer_token(request)
-    if presented is None:
-        raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-    token, settings = presented.value, request.app[API].settings
-    if service_token_matches(token, settings.status_api_token):
-        if presented.in_url:
-            raise service_token_in_url()
-        return Principal("service")
-    if presented.in_url and not query_token_allowed(request):
-        raise token_in_url()
-    if tokens.looks_like_browser_token(token):
-        keys = tokens.signing_keys(settings.token_signing_key)
-        claims = tokens.verify(keys, token, now_ms(), settings.browser_token_max_ttl_s, settings.max_creates_per_token)
-        return Principal("browser", claims.account_id, claims.expires_at_ms, tokens.fingerprint(token), claims.create)
-    raise Unauthorized("the token is not valid", code="invalid_token")
+def auth_middleware(settings: Settings) -> Middleware:
+    """Puts the caller's ``Principal`` on every ``/v1`` request (``auth.py``), or answers 401. The
+    service tokens are encoded once; a browser token's principal is kept once verified
+    (``BrowserPrincipals``), so a page's next calls skip the verification until the token expires."""
+    service_tokens = tuple(candidate.encode() for candidate in settings.status_api_token)
+    browser = BrowserPrincipals(settings)
+
+    def principal(request: web.Request) -> Principal:
+        presented = bearer_token(request)
+        if presented is None:
+            raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+        token = presented.value
+        if service_token_matches(token, service_tokens):
+            if presented.in_url:
+                raise service_token_in_url()
+            return SERVICE
+        if presented.in_url and not query_token_allowed(request):
+            raise token_in_url()
+        if tokens.looks_like_browser_token(token):
+            return browser.principal(token, now_ms())
+        raise Unauthorized("the token is not valid", code="invalid_token")
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: http.Handler) -> web.StreamResponse:
+        if request.path.startswith("/v1/"):
+            request[PRINCIPAL] = principal(request)
+        return await handler(request)
+
+    return authenticate
+
+
+class BrowserPrincipals:
+    """The principals of browser tokens verified by this process, by token (``BROWSER_KEPT`` at most,
+    the oldest dropped first; a token that fails is never kept). One is used again only between the
+    moment it was verified and the token's expiry: a page presents the same token on every call, and
+    its verification (the claims, the fingerprint, the principal) was a good part of a browser read."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kept: dict[str, tuple[Principal, int]] = {}  # token -> (its principal, when it was verified)
+
+    def principal(self, token: str, now: int) -> Principal:
+        kept = self.kept.get(token)
+        if kept is not None:
+            principal, verified_at = kept
+            assert principal.expires_at_ms is not None
+            if verified_at <= now < principal.expires_at_ms:
+                return principal
+            del self.kept[token]  # expired (or the clock went back): verified again, below
+        settings = self.settings
+        claims = tokens.verify(tokens.signing_keys(settings.token_signing_key), token, now,
+                               settings.browser_token_max_ttl_s, settings.max_creates_per_token)
+        principal = Principal("browser", claims.account_id, claims.expires_at_ms, tokens.fingerprint(token),
+                              claims.create)
+        if len(self.kept) >= BROWSER_KEPT:
+            del self.kept[next(iter(self.kept))]
+        self.kept[token] = (principal, now)
+        return principal
 
 
 def _state_ctx(settings: Settings) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -105,7 +144,7 @@ async def _ready(app: web.Application) -> dict[str, bool]:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware])
+    app = web.Application(client_max_size=64 * 1024, middlewares=[http.error_middleware, auth_middleware(settings)])
     app[http.SERVICE_NAME] = "status_api"
     app[http.READY_CHECK] = lambda: _ready(app)
     app.cleanup_ctx.append(_state_ctx(settings))

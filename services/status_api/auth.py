@@ -35,6 +35,7 @@ class Principal:
         return self.account_id is None or hmac.compare_digest(self.account_id, account_id)
 
 
+SERVICE = Principal("service")  # every request with a service token: one object, immutable
 PRINCIPAL = web.RequestKey("principal", Principal)
 TokenCheck = Callable[[str], Awaitable[Principal | None]]
 
@@ -73,8 +74,9 @@ def token_in_url() -> Unauthorized:
                         code="token_in_url")
 
 
-def service_token_matches(token: str, valid: tuple[str, ...]) -> bool:
-    return any_matches(token.encode(), (candidate.encode() for candidate in valid))
+def service_token_matches(token: str, valid: tuple[bytes, ...]) -> bool:
+    """``token`` is one of the service tokens ``valid`` (encoded once, when the app is made)."""
+    return any_matches(token.encode(), valid)
 
 
 def require(request: web.Request) -> Principal:
