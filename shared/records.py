@@ -11,6 +11,7 @@ the code reads attributes. Times are milliseconds since the epoch (``*_ms``); 0 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
@@ -138,21 +139,33 @@ class ConnectionRecord:
     @classmethod
     def from_hash(cls, raw: Hash) -> ConnectionRecord:
         """The record of ``raw``. A hash without its sealed fields (read only to be shown: a status page
-        polls the same connection over and over) gives the same record object as long as it is exactly
-        the same, field for field, as the one it was parsed from (``SHOWN_KEPT`` connections, by id):
-        comparing the fields costs a fraction of parsing them, and a view of it can be kept with it
-        (``presentation.shown``). A hash with a secret or settings is never kept."""
+        polls the same connection over and over) read a second time lately is kept (``SHOWN_KEPT``
+        connections, by id, the oldest dropped first), and gives the same record object as long as it is
+        exactly the same, field for field: comparing the fields costs a fraction of parsing them, and
+        a view of it can be kept with it (``presentation.shown``). Only what is read again is kept, so
+        reads spread over many connections pay next to nothing for it. A hash with a secret or settings
+        is never kept."""
         if "secret" in raw or "settings" in raw or raw.get("prev_secret", SEALED) != SEALED:
             return cls._parse(raw)
-        items, cid = tuple(raw.items()), raw["id"]
+        cid = raw["id"]
         kept = _SHOWN.get(cid)
-        if kept is not None and kept[0] == items:
+        if kept is not None and kept[0] == raw:
             return kept[1]
         record = cls._parse(raw)
-        if len(_SHOWN) >= SHOWN_KEPT:
-            del _SHOWN[next(iter(_SHOWN))]  # the oldest kept
-        _SHOWN[cid] = (items, record)
+        if kept is None and _READ_ONCE.pop(cid, True):  # the first read lately: remembered, not kept
+            _READ_ONCE[cid] = False
+            if len(_READ_ONCE) > SHOWN_KEPT:
+                _READ_ONCE.popitem(last=False)
+            return record
+        _SHOWN[cid] = (dict(raw), record)  # a copy: the caller's may change
+        if len(_SHOWN) > SHOWN_KEPT:
+            _SHOWN.popitem(last=False)  # the oldest kept
         return record
+
+    def is_kept(self) -> bool:
+        """This very record is the one ``from_hash`` keeps for its connection."""
+        kept = _SHOWN.get(self.id)
+        return kept is not None and kept[1] is self
 
     @classmethod
     def _parse(cls, raw: Hash) -> ConnectionRecord:
@@ -217,7 +230,8 @@ class ConnectionRecord:
         return fields
 
 
-_SHOWN: dict[str, tuple[tuple[tuple[str, str], ...], ConnectionRecord]] = {}
+_SHOWN: OrderedDict[str, tuple[dict[str, str], ConnectionRecord]] = OrderedDict()
+_READ_ONCE: OrderedDict[str, bool] = OrderedDict()  # connections read once lately (``from_hash``)
 
 
 @dataclass(frozen=True, slots=True)

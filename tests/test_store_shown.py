@@ -5,6 +5,7 @@ status object made from it is the same as from a fully opened read."""
 from __future__ import annotations
 
 import base64
+from collections import OrderedDict
 
 import orjson
 import pytest
@@ -48,17 +49,20 @@ async def test_a_record_read_to_be_shown_is_not_decrypted(redis_client: aioredis
 
 async def test_a_hash_read_again_unchanged_is_parsed_and_shown_once(redis_client: aioredis.Redis, prefix: str,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """A status read of a connection that did not change gives the very record it gave before, and its
-    view and JSON are the ones rendered before (``presentation.shown``); any change of any field gives a
-    new record and a new view. A read with the secret opened is never kept."""
+    """A status read of a connection read lately and not changed since gives the very record it gave
+    before, and its view and JSON are the ones rendered before (``presentation.shown``); any change of any
+    field gives a new record and a new view. A connection read once is not kept; a read with the secret
+    opened never is."""
     store = Store(redis_client, prefix, Sealer((KEY,)))
     record = ConnectionRecord(id="e" * 32, account_id="acct-kept", provider="standard-webhooks", state="pending",
                               reason="awaiting_first_event", webhook_url="http://x/hooks/" + "e" * 32, version=1,
                               secret="whsec_c2hvd24tc2VjcmV0", settings={"tolerance_s": 60}, created_at_ms=1,
                               pending_deadline_ms=2**42)
     await store.create(record)
+    once = await store.get(record.id, opened=False)
+    assert once is not None and not once.is_kept()
     first = await store.get(record.id, opened=False)
-    assert first is not None and await store.get(record.id, opened=False) is first
+    assert first is not None and first.is_kept() and await store.get(record.id, opened=False) is first
     view, body = shown(first, 10)
     assert body == orjson.dumps(connection_view(first, 10)) and view["events_received"] == 0
     again = await store.get(record.id, opened=False)
@@ -75,16 +79,22 @@ async def test_a_hash_read_again_unchanged_is_parsed_and_shown_once(redis_client
     assert ConnectionRecord.from_hash(plain) is not ConnectionRecord.from_hash(plain)
 
     monkeypatch.setattr(records, "SHOWN_KEPT", 2)
-    monkeypatch.setattr(records, "_SHOWN", {})
+    monkeypatch.setattr(records, "_SHOWN", OrderedDict())
+    monkeypatch.setattr(records, "_READ_ONCE", OrderedDict())
     for cid in ("a" * 32, "b" * 32, "c" * 32):
         ConnectionRecord.from_hash({"id": cid, "state": "pending"})
+        ConnectionRecord.from_hash({"id": cid, "state": "pending"})
     assert list(records._SHOWN) == ["b" * 32, "c" * 32]
+    for cid in ("d" * 32, "e" * 32, "f" * 32):
+        ConnectionRecord.from_hash({"id": cid, "state": "pending"})  # read once each: not kept
+    assert list(records._SHOWN) == ["b" * 32, "c" * 32] and list(records._READ_ONCE) == ["e" * 32, "f" * 32]
 
 
 def test_a_kept_view_ends_when_the_view_would_change() -> None:
     """A pending connection's kept view is used until its deadline passes, then rendered again (failed)."""
-    record = ConnectionRecord.from_hash({"id": "9" * 32, "account_id": "acct-kept", "state": "pending",
-                                         "pending_deadline": "5000", "version": "1"})
+    raw = {"id": "9" * 32, "account_id": "acct-kept", "state": "pending", "pending_deadline": "5000", "version": "1"}
+    ConnectionRecord.from_hash(raw)
+    record = ConnectionRecord.from_hash(raw)
     view, body = shown(record, 4_999)
     assert view["display"] == "pending" and shown(record, 4_999)[1] is body
     later, later_body = shown(record, 5_000)

@@ -9,6 +9,7 @@ says so, not that its first event verified). The button table is in docs/API.md.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -306,23 +307,27 @@ def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[st
 
 
 SHOWN_KEPT = 4096  # rendered views kept, by connection id (``shown``)
-_SHOWN: dict[str, tuple[ConnectionRecord, int | None, dict[str, Any], bytes]] = {}
+_SHOWN: OrderedDict[str, tuple[ConnectionRecord, int | None, dict[str, Any], bytes]] = OrderedDict()
 
 
 def shown(record: ConnectionRecord, now: int | None = None) -> tuple[dict[str, Any], bytes]:
-    """``connection_view(record, now)`` and its JSON. Kept for the very same record object (a hash read
-    again unchanged gives the same one: ``ConnectionRecord.from_hash``) until ``view_valid_until``, so a
-    page polling a connection that did not change is answered without building and serialising its view
-    again; the view is the same, byte for byte, as one rendered at ``now``. Read-only: callers share it."""
+    """``connection_view(record, now)`` and its JSON. For a record ``ConnectionRecord.from_hash`` keeps
+    (a connection read again unchanged gives the same one) both are kept until ``view_valid_until``, so
+    a page polling a connection that did not change is answered without building and serialising its
+    view again; the view is the same, byte for byte, as one rendered at ``now``. Read-only: callers
+    share it."""
     now = now_ms() if now is None else now
     kept = _SHOWN.get(record.id)
     if kept is not None and kept[0] is record and (kept[1] is None or now < kept[1]):
         return kept[2], kept[3]
     view = connection_view(record, now)
-    body = orjson.dumps(view)
-    if len(_SHOWN) >= SHOWN_KEPT:
-        del _SHOWN[next(iter(_SHOWN))]  # the oldest kept
+    if not record.is_kept():
+        return view, orjson.dumps(view)
+    # Copied to its own size: orjson's bytes keep the 8 KiB buffer they were written in.
+    body = memoryview(orjson.dumps(view)).tobytes()
     _SHOWN[record.id] = (record, view_valid_until(record, now), view, body)
+    if len(_SHOWN) > SHOWN_KEPT:
+        _SHOWN.popitem(last=False)  # the oldest kept
     return view, body
 
 
