@@ -76,7 +76,12 @@ async def run_load(spec: dict[str, Any], processes: int, tmp: str) -> LoadResult
             raise RuntimeError(f"load generator failed to start: {line!r}")
     start_at = time.time() + 0.3
     outputs = await asyncio.gather(*(p.communicate(f"{start_at}\n".encode()) for p in procs))
-    parts = [orjson.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    parts = []
+    for i, (out, _) in enumerate(outputs):
+        if out.strip().splitlines()[-1:] != [b"done"]:
+            raise RuntimeError(f"load generator {i} did not finish: {out[-300:]!r}")
+        with open(os.path.join(tmp, f"load-{i}.json.result"), "rb") as fh:
+            parts.append(orjson.loads(fh.read()))
     merged = LoadResult.empty(start_at, float(spec["duration_s"]))
     for part in parts:
         merged.accepted_ms.extend(part["accepted_ms"])

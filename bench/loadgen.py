@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import sys
 import time
 import uuid
@@ -259,7 +258,10 @@ if __name__ == "__main__":
     with open(sys.argv[1], "rb") as fh:
         loaded = orjson.loads(fh.read())
     result = run_loop(main(loaded))
-    # The event loop may leave stdout non-blocking: a result larger than the pipe's buffer would then be
-    # cut short (BlockingIOError) while the harness reads it.
-    os.set_blocking(sys.stdout.fileno(), True)
-    sys.stdout.buffer.write(orjson.dumps(result) + b"\n")
+    # The result goes to a file beside the spec, and "done" to stdout once it is complete: a result of
+    # hundreds of KiB sent down the pipe was at times cut short on the harness's side (its uvloop
+    # subprocess transport closing with the process), which voided a run.
+    with open(sys.argv[1] + ".result", "wb") as out:
+        out.write(orjson.dumps(result))
+    sys.stdout.write("done\n")
+    sys.stdout.flush()
