@@ -24,13 +24,14 @@ import argparse
 import asyncio
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from bench.load import LoadResult, get_spec, run_load
-from bench.plan import PY, TOKEN, Plan, free_port
+from bench.plan import PER_ACCOUNT, PY, TOKEN, Plan, free_port
 from bench.processes import cpu_seconds, say, wait_http, wait_port
 from bench.stats import median
 from bench.system import System
@@ -156,26 +157,38 @@ class Reads:
         return "\n".join(lines)
 
 
-async def seed_connections(system: System, n: int) -> list[str]:
-    """``n`` connections stored as the status API stores them (secrets sealed), 10 to an account, written
-    in pipelines; returns their ids in account order."""
+async def store_records(system: System, n: int, account_stem: str,
+                        make: Callable[[str, str, int], ConnectionRecord]) -> list[str]:
+    """``n`` connections made by ``make(id, account, now)``, stored as the status API stores them
+    (secrets sealed; in their account's set; a pending one in the pending index), 10 to an account
+    (``<account_stem>-<i>``), written in pipelines; returns their ids in account order."""
     sealer = Sealer((DEV_SECRETS_KEY,))  # the bench's status API runs without SECRETS_KEYS
     keys, now, ids = system.keys, now_ms(), []
     for start in range(0, n, SEED_BATCH):
         async with system.redis.pipeline(transaction=False) as pipe:
             for i in range(start, min(n, start + SEED_BATCH)):
-                cid, account = new_id(), f"acct-bench-seed-{i // 10}"
-                record = ConnectionRecord(id=cid, account_id=account, provider="standard-webhooks", state="pending",
-                                          reason="awaiting_first_event", webhook_url=f"{system.receiver}/hooks/{cid}",
-                                          version=1, secret="whsec_" + cid, pending_deadline_ms=now + 3_600_000,
-                                          timeout_s=3600, created_at_ms=now, updated_at_ms=now)
+                cid, account = new_id(), f"{account_stem}-{i // PER_ACCOUNT}"
+                record = make(cid, account, now)
                 fields = {k: sealer.seal(str(v), cid) if k in SEALED_FIELDS else v for k, v in record.to_hash().items()}
                 pipe.hset(keys.conn(cid), mapping=fields)
                 pipe.sadd(keys.account(account), cid)
-                pipe.zadd(keys.pending, {cid: record.pending_deadline_ms})
+                if record.state == "pending":
+                    pipe.zadd(keys.pending, {cid: record.pending_deadline_ms})
                 ids.append(cid)
             await pipe.execute()
     return ids
+
+
+async def seed_connections(system: System, n: int) -> list[str]:
+    """``n`` pending connections (``store_records``)."""
+
+    def pending(cid: str, account: str, now: int) -> ConnectionRecord:
+        return ConnectionRecord(id=cid, account_id=account, provider="standard-webhooks", state="pending",
+                                reason="awaiting_first_event", webhook_url=f"{system.receiver}/hooks/{cid}",
+                                version=1, secret="whsec_" + cid, pending_deadline_ms=now + 3_600_000,
+                                timeout_s=3600, created_at_ms=now, updated_at_ms=now)
+
+    return await store_records(system, n, "acct-bench-seed", pending)
 
 
 async def main() -> int:

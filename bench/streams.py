@@ -31,15 +31,14 @@ import orjson
 
 from bench.plan import PER_ACCOUNT, PY, ROOT, Plan
 from bench.processes import cpu_seconds, say, wait_http
+from bench.reads import store_records
 from bench.stats import median
 from bench.system import System
-from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
-from shared.models import new_id, now_ms
+from shared.models import now_ms
 from shared.records import ConnectionRecord
 from shared.runner import die_with_parent
 
 TICK_S = 0.005  # the producer's pacing step: each step publishes what the rate owes by then
-SEED_BATCH = 1000
 
 # An event counted on a connected connection, as apply_delivery.lua stores and announces it.
 COUNTED = """
@@ -73,24 +72,15 @@ class Run:
 
 async def seed(system: System, n: int) -> list[str]:
     """``n`` connected connections (10 to an account, ``acct-bench-streams-<i>``); their ids."""
-    sealer = Sealer((DEV_SECRETS_KEY,))  # the bench's status API runs without SECRETS_KEYS
-    keys, now, ids = system.keys, now_ms(), []
-    for start in range(0, n, SEED_BATCH):
-        async with system.redis.pipeline(transaction=False) as pipe:
-            for i in range(start, min(n, start + SEED_BATCH)):
-                cid, account = new_id(), f"acct-bench-streams-{i // PER_ACCOUNT}"
-                record = ConnectionRecord(
-                    id=cid, account_id=account, provider="standard-webhooks", state="connected",
-                    reason="verified_event", webhook_url=f"{system.receiver}/hooks/{cid}", version=2,
-                    secret="whsec_" + cid, timeout_s=3600, created_at_ms=now, updated_at_ms=now,
-                    connected_at_ms=now, last_event_at_ms=now, events_received=1, last_verified_slot="current")
-                fields = {k: sealer.seal(str(v), cid) if k in SEALED_FIELDS else v
-                          for k, v in record.to_hash().items()}
-                pipe.hset(keys.conn(cid), mapping=fields)
-                pipe.sadd(keys.account(account), cid)
-                ids.append(cid)
-            await pipe.execute()
-    return ids
+
+    def connected(cid: str, account: str, now: int) -> ConnectionRecord:
+        return ConnectionRecord(
+            id=cid, account_id=account, provider="standard-webhooks", state="connected",
+            reason="verified_event", webhook_url=f"{system.receiver}/hooks/{cid}", version=2,
+            secret="whsec_" + cid, timeout_s=3600, created_at_ms=now, updated_at_ms=now,
+            connected_at_ms=now, last_event_at_ms=now, events_received=1, last_verified_slot="current")
+
+    return await store_records(system, n, "acct-bench-streams", connected)
 
 
 class Streams:
