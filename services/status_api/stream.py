@@ -282,23 +282,24 @@ async def _pump(request: web.Request, scope: Scope, stream: EventStream, listene
     heartbeat_s = api(request).settings.sse_heartbeat_s
     queue, loop = listener.queue, asyncio.get_running_loop()
     while True:
-        if not queue.empty():  # taken without waiting (the wait below would not wait either)
-            item = queue.get_nowait()
-            if item is Signal.TICK:
-                continue  # it rang while this stream was busy: no wait of it ran out
-        else:
+        waited = queue.empty()
+        if waited:
             listener.wake_at(loop.time() + _wait_s(heartbeat_s, principal, stream))  # no timer per wait
             item = await queue.get()
-            if item is Signal.TICK:  # the wait ran out with nothing queued
-                if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
-                    await stream.event("token_expired", {"error": {
-                        "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
-                    return
-                if not await _on_time(request, stream):
-                    await stream.comment("heartbeat")
-                continue
+        else:  # taken without waiting (the wait would not wait either)
+            item = queue.get_nowait()
         if item is Signal.CLOSE or item is Signal.DROPPED:
             return
+        # Checked for every item, not only when a wait runs out: a stream kept busy by changes must end
+        # at its token's expiry all the same.
+        if principal.expires_at_ms is not None and principal.expires_at_ms <= now_ms():
+            await stream.event("token_expired", {"error": {
+                "code": "token_expired", "message": "the browser token has expired; reload with a new one"}})
+            return
+        if item is Signal.TICK:  # the wait ran out, or it rang while this stream was busy
+            if not await _on_time(request, stream) and waited:
+                await stream.comment("heartbeat")
+            continue
         if item is Signal.RESYNC:
             await _send_rows(stream, _changed(await _load(request, scope), {}, stream))
         else:
