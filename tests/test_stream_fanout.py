@@ -259,3 +259,39 @@ def test_a_rendering_holds_until_its_boundary_and_not_at_it(
     assert presentation.connection_view(record, rendered_at + int((until - 1 - rendered_at) * later)) == view
     assert presentation.connection_view(record, until - 1) == view
     assert presentation.connection_view(record, until) != view
+
+
+async def test_a_stream_kept_busy_by_changes_still_ends_when_its_token_expires(
+    redis_client: aioredis.Redis, prefix: str
+) -> None:
+    """A leaked page token must not stay useful past its expiry because the account keeps changing:
+    changes already queued for the stream are not sent once the token has expired (the stream never
+    has to wait for one, so only a check per change can end it)."""
+    from types import SimpleNamespace
+
+    from aiohttp import web
+    from aiohttp.test_utils import make_mocked_request
+
+    from services.status_api.auth import PRINCIPAL, Principal
+    from services.status_api.state import API
+    from shared.models import now_ms
+
+    store = Store(redis_client, prefix)
+    for n in range(3):
+        await redis_client.hset(store.keys.conn(f"b{n}"), mapping={
+            "id": f"b{n}", "account_id": "acct-busy", "state": "connected", "version": "5"})
+    hub = ChangeHub(redis_client, store.keys.changes, 16)
+    app = web.Application()
+    app[API] = SimpleNamespace(settings=SimpleNamespace(sse_heartbeat_s=15.0), reads=store, hub=hub)  # type: ignore[assignment]
+    request = make_mocked_request("GET", "/v1/accounts/acct-busy/stream", app=app)
+    request[PRINCIPAL] = Principal("browser", "acct-busy", expires_at_ms=now_ms() - 1, token_id="t")
+    listener = hub.listen("acct-busy", None)
+    for n in range(3):  # queued before the stream looks: it never waits
+        listener.offer(Change(f"b{n}", "acct-busy", 5))
+    sink = Sink()
+    stream = stream_module.EventStream(sink, 1.0)  # type: ignore[arg-type]
+    await asyncio.wait_for(stream_module._pump(request, stream_module.Scope("acct-busy"), stream, listener), 5)
+    listener.stop_alarm()
+    sent = b"".join(sink.frames)
+    assert b"event: token_expired" in sent
+    assert b"event: connection" not in sent  # none of the queued changes went out after the expiry
