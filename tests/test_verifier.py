@@ -84,6 +84,17 @@ async def test_dead_letter_queue_gets_the_reason_and_consuming_goes_on(system: S
         await message.ack()
 
 
+async def _delivered(system: System, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST until answered other than 503: a receiver past its load-shedding bound (a busy machine) says
+    503 with Retry-After, and a provider sends the same delivery again, as this does."""
+    for _ in range(50):
+        status, _ = await system.post_hook(url, body, headers)
+        if status != 503:
+            return status
+        await asyncio.sleep(0.2)
+    return status
+
+
 async def test_two_verifiers_count_every_delivery_exactly_once(system: System) -> None:
     system.start_verifier()  # a second consumer on the same queue
     conns = [await system.create() for _ in range(4)]
@@ -93,15 +104,15 @@ async def test_two_verifiers_count_every_delivery_exactly_once(system: System) -
         for i in range(per_conn):
             body = orjson.dumps({"type": "load", "n": i})
             headers = standard_webhooks_headers(conn["secret"], body, f"msg_{conn['id']}_{i}")
-            sends.append(system.post_hook(conn["webhook_url"], body, headers))
+            sends.append(_delivered(system, conn["webhook_url"], body, headers))
     # each event also retried once by the "provider": the retry must not count
     retries = []
     for conn in conns:
         body = orjson.dumps({"type": "load", "n": 0})
         headers = standard_webhooks_headers(conn["secret"], body, f"msg_{conn['id']}_0")
-        retries.append(system.post_hook(conn["webhook_url"], body, headers))
+        retries.append(_delivered(system, conn["webhook_url"], body, headers))
     results = await asyncio.gather(*sends, *retries)
-    assert all(status == 202 for status, _ in results)
+    assert all(status == 202 for status in results)
     for conn in conns:
         view = await system.wait_for(conn["id"], lambda v: v["events_received"] >= per_conn, timeout_s=20)
         assert view["state"] == "connected"
