@@ -153,3 +153,7 @@ def test_a_kept_view_is_the_view_of_the_moment(raw: dict[str, str], later: int) 
     view, body = shown(record, NOW_MS + later)
     assert view == connection_view(record, NOW_MS + later)
     assert body == orjson.dumps(connection_view(record, NOW_MS + later))
+    # Asked about an earlier moment (a clock that went back): never the view kept from the later one.
+    view, body = shown(record, NOW_MS)
+    assert view == connection_view(record, NOW_MS)
+    assert body == orjson.dumps(connection_view(record, NOW_MS))

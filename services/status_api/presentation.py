@@ -307,7 +307,8 @@ def connection_view(record: ConnectionRecord, now: int | None = None) -> dict[st
 
 
 SHOWN_KEPT = 4096  # rendered views kept, by connection id (``shown``)
-_SHOWN: OrderedDict[str, tuple[ConnectionRecord, int | None, dict[str, Any], bytes]] = OrderedDict()
+# By connection id: (the record, rendered at, valid until, the view, its JSON).
+_SHOWN: OrderedDict[str, tuple[ConnectionRecord, int, int | None, dict[str, Any], bytes]] = OrderedDict()
 
 
 def shown(record: ConnectionRecord, now: int | None = None) -> tuple[dict[str, Any], bytes]:
@@ -318,14 +319,16 @@ def shown(record: ConnectionRecord, now: int | None = None) -> tuple[dict[str, A
     share it."""
     now = now_ms() if now is None else now
     kept = _SHOWN.get(record.id)
-    if kept is not None and kept[0] is record and (kept[1] is None or now < kept[1]):
-        return kept[2], kept[3]
+    # Only between the moment it was rendered and the next change by time: a clock that went back (or a
+    # caller asking about an earlier moment) gets a fresh rendering, never a view of the future.
+    if kept is not None and kept[0] is record and kept[1] <= now and (kept[2] is None or now < kept[2]):
+        return kept[3], kept[4]
     view = connection_view(record, now)
     if not record.is_kept():
         return view, orjson.dumps(view)
     # Copied to its own size: orjson's bytes keep the 8 KiB buffer they were written in.
     body = memoryview(orjson.dumps(view)).tobytes()
-    _SHOWN[record.id] = (record, view_valid_until(record, now), view, body)
+    _SHOWN[record.id] = (record, now, view_valid_until(record, now), view, body)
     if len(_SHOWN) > SHOWN_KEPT:
         _SHOWN.popitem(last=False)  # the oldest kept
     return view, body
