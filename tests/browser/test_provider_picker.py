@@ -57,6 +57,17 @@ async def _paste_stripes_secret_and_send_an_event(ui: UI, panel: Locator, webhoo
     return stripes_secret
 
 
+async def _page_may_not_set_the_secret(ui: UI, token: str, cid: str) -> None:
+    """From the page itself (its origin, its fetch), ``token`` asks to set ``cid``'s secret: 403."""
+    answer = await ui.page.evaluate("""async ([token, id]) => {
+      const r = await fetch(`/v1/connections/${id}/reconnect`, { method: 'POST', headers: {
+        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ secret: 'whsec_' + 'ab'.repeat(16) }) });
+      return { status: r.status, body: await r.json() };
+    }""", [token, cid])
+    assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer
+
+
 async def test_search_narrows_and_a_pick_creates_a_connection_that_turns_connected_live(ui: UI) -> None:
     acct = account()
     await ui.open(token=await grant_token(ui.system, acct, limit=2))
@@ -267,13 +278,7 @@ async def test_a_generated_secret_is_never_shown_again_and_other_cards_offer_no_
     assert secret not in await ui.page.evaluate(
         "() => document.querySelector('integration-status').shadowRoot.innerHTML")
     # What the page offers matches the server: this token may not set the other connection's secret.
-    answer = await ui.page.evaluate("""async ([token, id]) => {
-      const r = await fetch(`/v1/connections/${id}/reconnect`, { method: 'POST', headers: {
-        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ secret: 'whsec_' + 'ab'.repeat(16) }) });
-      return { status: r.status, body: await r.json() };
-    }""", [token, elsewhere["id"]])
-    assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer
+    await _page_may_not_set_the_secret(ui, token, elsewhere["id"])
 
 
 async def test_a_renewed_token_offers_no_secret_field_for_what_the_old_one_created(ui: UI) -> None:
@@ -299,10 +304,4 @@ async def test_a_renewed_token_offers_no_secret_field_for_what_the_old_one_creat
     await expect(steps.locator(".setup-secret-form")).to_have_count(0)
     await expect(steps.locator(".setup-secret-note")).to_contain_text("never shown again")
     await expect(steps.locator(".setup-url")).to_have_text(created["webhook_url"])  # the steps stay
-    answer = await ui.page.evaluate("""async ([token, id]) => {
-      const r = await fetch(`/v1/connections/${id}/reconnect`, { method: 'POST', headers: {
-        Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ secret: 'whsec_' + 'cd'.repeat(16) }) });
-      return { status: r.status, body: await r.json() };
-    }""", [fresh, created["id"]])
-    assert answer["status"] == 403 and answer["body"]["error"]["code"] == "service_token_required", answer
+    await _page_may_not_set_the_secret(ui, fresh, created["id"])
