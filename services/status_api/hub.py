@@ -131,8 +131,9 @@ class ChangeHub:
         self.closing = False
         self._reads: dict[tuple[str, int], asyncio.Future[ConnectionRecord | None]] = {}
         self._kept: collections.deque[tuple[float, tuple[str, int]]] = collections.deque()  # (until, key)
-        # The changed connections of one loop turn read in one pipeline (``shared/coalesce.py``), per store.
-        self._turn_reads: dict[int, tuple[Store, TurnReads[str, ConnectionRecord | None]]] = {}
+        # The changed connections of one loop turn read in one pipeline (``shared/coalesce.py``), through
+        # the store the streams read with (a process has one).
+        self._turn_reads: tuple[Store, TurnReads[str, ConnectionRecord | None]] | None = None
         # The SSE frame body of a changed connection, rendered once for all the streams that show it
         # while it stays true (kept as long as its read; stream.py fills it).
         self.rendered: dict[tuple[str, int], Rendered] = {}
@@ -161,13 +162,13 @@ class ChangeHub:
             self.rendered.pop(key, None)
 
     def _turn(self, store: Store) -> TurnReads[str, ConnectionRecord | None]:
-        kept = self._turn_reads.get(id(store))
+        kept = self._turn_reads
         if kept is None or kept[0] is not store:
 
             async def bulk(ids: list[str]) -> list[ConnectionRecord | None]:
                 return await store.get_each(ids, opened=False)
 
-            kept = self._turn_reads[id(store)] = (store, TurnReads(bulk))
+            kept = self._turn_reads = (store, TurnReads(bulk))
         return kept[1]
 
     def listen(self, account_id: str, connection_id: str | None) -> Listener:
