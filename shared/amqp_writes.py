@@ -32,12 +32,13 @@ class TurnWriter(asyncio.StreamWriter):
                  reader: asyncio.StreamReader, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(transport, protocol, reader, loop)
         self._held: list[bytes] = []
+        self._call_soon = loop.call_soon  # (asyncio.get_running_loop() asks the OS for the pid each time)
         self.writes = 0  # chunks written by the caller, and
         self.flushes = 0  # writes handed to the transport (tests, and the curious)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self._held:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._call_soon(self.flush)
         self._held.append(bytes(data))
         self.writes += 1
 

@@ -18,6 +18,7 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -50,32 +51,43 @@ from shared.redis import redis_client
 from shared.store import Store
 
 log = logging.getLogger(__name__)
-SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)
-PUBLISHER = web.AppKey("publisher", ConfirmedPublisher)
-LIMITER = web.AppKey("reject_limiter", RejectLimiter)
-HANDSHAKES = web.AppKey("handshake_limiter", RejectLimiter)
-TARGETS = web.AppKey("target_cache", TargetCache)
-SUMMARY = web.AppKey("accepted_summary", Summary)
-ADMISSION = web.AppKey("admission", Admission)
-HELD = web.AppKey("held", HeldStore)
-ADMITTED = web.RequestKey("admitted", bool)  # counted in flight (shedding): leave once answered
+
+
+@dataclass(slots=True)
+class Parts:
+    """What handling a webhook uses, in one object: a request looks it up once (``request.app[PARTS]``)
+    and reads attributes, instead of a chain of app look-ups for each part. The Redis and AMQP parts
+    are set by the app's cleanup contexts, when the connections are up."""
+
+    settings: Settings
+    summary: Summary
+    store: Store = field(init=False)
+    limiter: RejectLimiter = field(init=False)
+    handshakes: RejectLimiter = field(init=False)
+    held: HeldStore = field(init=False)
+    targets: TargetCache = field(init=False)
+    publisher: ConfirmedPublisher = field(init=False)
+    admission: Admission = field(init=False)
+
+
+PARTS = web.AppKey("receiver_parts", Parts)
 CONNECTION_ID = re.compile(r"^[0-9a-f]{32}$")
 RETRY_AFTER_S = 5
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    r = app[PARTS]
+    settings = r.settings
     async with redis_client(settings.redis_url) as client:
-        app[STORE] = store = Store(client, settings.redis_prefix, settings.sealer())
+        r.store = store = Store(client, settings.redis_prefix, settings.sealer())
         warn_if_development_key(settings.uses_dev_secrets_key)
-        app[LIMITER] = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
-        app[HANDSHAKES] = RejectLimiter(
+        r.limiter = RejectLimiter(store, RejectLimit(settings.rejected_burst, settings.rejected_per_s))
+        r.handshakes = RejectLimiter(
             store, RejectLimit(settings.handshake_burst, settings.handshake_per_s, "HANDSHAKE"),
             key=store.keys.handshake_bucket,
         )
-        app[HELD] = HeldStore(store, settings.held_limits)
-        app[TARGETS] = cache = TargetCache(store, settings.target_cache_ttl_s, settings.target_cache_size)
+        r.held = HeldStore(store, settings.held_limits)
+        r.targets = cache = TargetCache(store, settings.target_cache_ttl_s, settings.target_cache_size)
         task = asyncio.create_task(cache.run())
         yield
         task.cancel()
@@ -84,11 +96,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _amqp_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    r = app[PARTS]
+    settings = r.settings
     topology = Topology(settings.amqp_prefix, settings.analytics_exchange, settings.quorum_members)
     async with amqp_connection(settings.amqp_addresses, "receiver") as connection:
-        app[PUBLISHER] = publisher = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
-        app[ADMISSION] = admission = Admission(publisher, settings.shed_in_flight, settings.shed_confirm_wait_s,
+        r.publisher = publisher = ConfirmedPublisher(connection, topology, settings.publish_timeout_s)
+        r.admission = admission = Admission(publisher, settings.shed_in_flight, settings.shed_confirm_wait_s,
                                                Summary(log, "webhooks shed", level=logging.WARNING))
         metrics.WEBHOOKS_IN_FLIGHT.set_function(lambda: admission.in_flight)
         yield
@@ -100,27 +113,27 @@ def _request_for(request: web.Request, target: ConnectionTarget, body: bytes) ->
     return InboundRequest(request.method, url, request.headers, request.query, body)
 
 
-async def _publish(app: web.Application, msg: DeliveryMessage, testing: bool = False) -> None:
+async def _publish(r: Parts, msg: DeliveryMessage, testing: bool = False) -> None:
     """Publish and wait for the confirm; ``testing`` (a test window is open): then record the
     delivery's receiver hops, the confirm time included, which the message itself cannot carry."""
     started = time.perf_counter()
     try:
-        await app[PUBLISHER].publish(msg.to_bytes(), message_id=msg.delivery_id)
+        await r.publisher.publish(msg.to_bytes(), message_id=msg.delivery_id)
     except BrokerUnavailable:
         metrics.PUBLISH_FAILURES.inc()
         raise
     metrics.PUBLISH_CONFIRM.observe(time.perf_counter() - started)
     if testing:
-        await _record_hops(app, msg, now_ms())
+        await _record_hops(r, msg, now_ms())
 
 
-async def _record_hops(app: web.Application, msg: DeliveryMessage, queued_at: int) -> None:
+async def _record_hops(r: Parts, msg: DeliveryMessage, queued_at: int) -> None:
     """A test window's received, checked and queued hops, live (the verifier records the rest). Only
     while a window is open: no Redis call for ordinary webhooks. Best effort: the delivery is confirmed
     and its answer stands whatever happens here."""
     hops = {"received": msg.received_at_ms, "checked": msg.checked_at_ms or msg.received_at_ms, "queued": queued_at}
     try:
-        await app[STORE].record_test_hops(msg.connection_id, "", msg.delivery_id, msg.outcome, msg.reason, hops)
+        await r.store.record_test_hops(msg.connection_id, "", msg.delivery_id, msg.outcome, msg.reason, hops)
     except StoreUnavailable:
         log.warning("could not record a test's hops", extra={"delivery_id": msg.delivery_id})
 
@@ -167,7 +180,7 @@ def _check(
 
 
 async def _verify(
-    app: web.Application, provider: Provider, inbound: InboundRequest, target: ConnectionTarget, cached: bool,
+    r: Parts, provider: Provider, inbound: InboundRequest, target: ConnectionTarget, cached: bool,
     at: int, over_budget: bool = False,
 ) -> Verified:
     """Verify; a mismatch against a *cached* secret is checked once more against a fresh read (the
@@ -178,38 +191,38 @@ async def _verify(
     except VerificationError as exc:
         if not cached or exc.code != SIGNATURE_MISMATCH or over_budget:
             raise
-        fresh = await app[TARGETS].reload(target.connection_id, at)
+        fresh = await r.targets.reload(target.connection_id, at)
         if fresh is None or fresh.secrets() == target.secrets():
             raise
     return _check(provider, inbound, fresh, at)
 
 
 async def _rejected(
-    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError | ApiError,
+    r: Parts, target: ConnectionTarget, delivery_id: str, at: int, exc: VerificationError | ApiError,
     checked: tuple[Provider, InboundRequest] | None = None,
 ) -> ApiError:
     """Record a rejected delivery in its connection's deliveries (within the connection's budget, else
     429) and return the error to answer with, carrying the delivery id. A request whose signature was
     ``checked`` is diagnosed further (another connection's secret) and held, within the budget only."""
     metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
-    wait_s = await app[LIMITER].retry_after_s(target.connection_id, at)
+    wait_s = await r.limiter.retry_after_s(target.connection_id, at)
     if wait_s is not None:  # a flood of bad deliveries: record no more of them for now
         return _too_many_rejected(wait_s)
     other: str | None = None
     if checked is not None and isinstance(exc, VerificationError) and exc.code == SIGNATURE_MISMATCH:
-        found = await _other_connection(app, target, *checked, at)
+        found = await _other_connection(r, target, *checked, at)
         if found is not None:
             exc, other = found, str(found.detail["connection_id"])
     msg = _message(target, delivery_id, at, outcome="rejected", reason=exc.code, message=exc.message,
                    other_connection_id=other)
     try:
-        await _publish(app, msg, target.testing)
+        await _publish(r, msg, target.testing)
     except BrokerUnavailable:
         return _unavailable()
     log.info("webhook rejected", extra={"delivery_id": delivery_id, "provider": target.provider,
                                          "reason": exc.code})
     if checked is not None:
-        await _hold(app, target, delivery_id, at, exc.code, checked[1], other)
+        await _hold(r, target, delivery_id, at, exc.code, checked[1], other)
     if other is not None:  # the sender is not told which connection its secret belongs to
         return ApiError(OTHER_CONNECTION_WORDS, code=exc.code, status=exc.status, delivery_id=delivery_id)
     detail = exc.detail if isinstance(exc, ApiError) else {}  # a verification's detail stays in the logs
@@ -222,15 +235,15 @@ NOT_HELD_METHODS = frozenset({"GET", "HEAD"})
 
 
 async def _other_connection(
-    app: web.Application, target: ConnectionTarget, provider: Provider, inbound: InboundRequest, at: int
+    r: Parts, target: ConnectionTarget, provider: Provider, inbound: InboundRequest, at: int
 ) -> VerificationError | None:
     """After a signature mismatch: does a sibling's secret (same account, same provider; at most
     ``OTHER_SECRET_CANDIDATES`` of them) sign it? Never fails the answer: Redis away, no diagnosis."""
-    limit = app[SETTINGS].other_secret_candidates
+    limit = r.settings.other_secret_candidates
     if limit < 1 or inbound.method in NOT_HELD_METHODS:
         return None
     try:
-        found = await app[STORE].siblings(target.connection_id, limit)
+        found = await r.store.siblings(target.connection_id, limit)
     except StoreUnavailable:
         return None
     siblings = [Sibling(other, stored.secret, stored.settings) for other, stored in found]
@@ -238,7 +251,7 @@ async def _other_connection(
 
 
 async def _hold(
-    app: web.Application, target: ConnectionTarget, delivery_id: str, at: int, reason: str,
+    r: Parts, target: ConnectionTarget, delivery_id: str, at: int, reason: str,
     inbound: InboundRequest, other: str | None,
 ) -> None:
     """Keep the rejected request, sealed, to verify it again after a fix (``shared/held.py``). The
@@ -248,7 +261,7 @@ async def _hold(
     query = inbound.url.partition("?")[2]
     request = held_request(delivery_id, at, reason, inbound.method, query, inbound.headers, inbound.body)
     try:
-        await app[HELD].hold(target.connection_id, request, other)
+        await r.held.hold(target.connection_id, request, other)
     except StoreUnavailable:
         log.warning("a rejected delivery could not be held", extra={"delivery_id": delivery_id})
     except Exception as exc:  # noqa: BLE001 - the rejection is recorded: its 401 stands, never a 500
@@ -258,14 +271,14 @@ async def _hold(
 
 
 async def _learn(
-    app: web.Application, provider: Provider, target: ConnectionTarget, offered: str, at: int
+    r: Parts, provider: Provider, target: ConnectionTarget, offered: str, at: int
 ) -> VerificationError | None:
     """Store a secret a handshake offers, once (compare-and-set on the placeholder, in one script): of
     two racing handshakes exactly one wins. The secret never goes into a delivery message."""
     placeholder = provider.secret_placeholder
     if not placeholder:
         return secret_already_learnt()
-    outcome = await app[STORE].learn_secret(target.connection_id, offered, placeholder, at)
+    outcome = await r.store.learn_secret(target.connection_id, offered, placeholder, at)
     if outcome in ("learnt", "same"):
         return None
     if outcome == "taken":
@@ -279,12 +292,12 @@ def _too_many_rejected(wait_s: int) -> TooManyRequests:
                            code="too_many_rejected", retry_after_s=wait_s)
 
 
-async def _target(request: web.Request, cid: str, at: int) -> tuple[ConnectionTarget, Provider, bool]:
+async def _target(r: Parts, request: web.Request, cid: str, at: int) -> tuple[ConnectionTarget, Provider, bool]:
     """The connection the URL names, its provider, and whether it came from the cache; else 404/405/410."""
     unknown = NotFound("No connection has this id.", code="unknown_connection")
     if not CONNECTION_ID.match(cid):
         raise unknown
-    target, cached = await request.app[TARGETS].get(cid, at)
+    target, cached = await r.targets.get(cid, at)
     if target is None:
         raise unknown
     if target.state == "disconnected":
@@ -298,62 +311,60 @@ async def _target(request: web.Request, cid: str, at: int) -> tuple[ConnectionTa
 
 
 async def receive(request: web.Request) -> web.StreamResponse:
-    admission = request.app[ADMISSION]
+    r = request.app[PARTS]
+    admission = r.admission
     admission.check()  # past the load-shedding bounds: 503 overloaded, before anything is read
+    admitted = False
     try:
-        return await _receive(request)
+        at = now_ms()
+        target, provider, cached = await _target(r, request, request.match_info["connection_id"], at)
+        settings = r.settings
+        delivery_id = new_id()
+        # A connection already over its rejected budget: a request that fails is answered 429 at once.
+        # The signature is still checked (bounded), so the real provider is never crowded out.
+        wait_s = r.limiter.over_budget_s(target.connection_id, at)
+        try:
+            body = await read_body(request, settings.body_read_timeout_s, settings.max_body_bytes)
+            # Counted in flight from here (the bounds checked again): a slow sender's wait is not our load.
+            admission.admit()
+            admitted = True
+            inbound = _request_for(request, target, body)
+            verified = await _verify(r, provider, inbound, target, cached, at, wait_s is not None)
+        except (VerificationError, PayloadTooLarge) as exc:
+            if wait_s is not None:
+                metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
+                raise _too_many_rejected(wait_s) from exc
+            checked = (provider, inbound) if isinstance(exc, VerificationError) else None
+            raise await _rejected(r, target, delivery_id, at, exc, checked) from exc
+        return await _accepted(r, provider, target, delivery_id, at, verified)
     finally:
-        if request.get(ADMITTED):
+        if admitted:
             admission.leave()
 
 
-async def _receive(request: web.Request) -> web.StreamResponse:
-    at = now_ms()
-    target, provider, cached = await _target(request, request.match_info["connection_id"], at)
-    settings = request.app[SETTINGS]
-    delivery_id = new_id()
-    # A connection already over its rejected budget: a request that fails is answered 429 at once.
-    # The signature is still checked (bounded), so the real provider is never crowded out.
-    wait_s = request.app[LIMITER].over_budget_s(target.connection_id, at)
-    try:
-        body = await read_body(request, settings.body_read_timeout_s, settings.max_body_bytes)
-        # Counted in flight from here (the bounds checked again): a slow sender's wait is not our load.
-        request.app[ADMISSION].admit()
-        request[ADMITTED] = True
-        inbound = _request_for(request, target, body)
-        verified = await _verify(request.app, provider, inbound, target, cached, at, wait_s is not None)
-    except (VerificationError, PayloadTooLarge) as exc:
-        if wait_s is not None:
-            metrics.child(metrics.WEBHOOKS, target.provider, exc.code).inc()
-            raise _too_many_rejected(wait_s) from exc
-        checked = (provider, inbound) if isinstance(exc, VerificationError) else None
-        raise await _rejected(request.app, target, delivery_id, at, exc, checked) from exc
-    return await _accepted(request.app, provider, target, delivery_id, at, verified)
-
-
 async def _accepted(
-    app: web.Application, provider: Provider, target: ConnectionTarget, delivery_id: str, at: int, verified: Verified
+    r: Parts, provider: Provider, target: ConnectionTarget, delivery_id: str, at: int, verified: Verified
 ) -> web.Response:
     """A request that verified: within the handshake budget, its offered secret stored (once), published."""
     if verified.handshake:
-        wait_s = await app[HANDSHAKES].retry_after_s(target.connection_id, at)
+        wait_s = await r.handshakes.retry_after_s(target.connection_id, at)
         if wait_s is not None:  # anyone can trigger an echo: answer (and record) only so many
             raise TooManyRequests("Too many handshakes to this connection; retry later.",
                                   code="too_many_handshakes", retry_after_s=wait_s)
     if verified.learnt_secret is not None:
-        refused = await _learn(app, provider, target, verified.learnt_secret, at)
+        refused = await _learn(r, provider, target, verified.learnt_secret, at)
         if refused is not None:
-            raise await _rejected(app, target, delivery_id, at, refused)
+            raise await _rejected(r, target, delivery_id, at, refused)
     outcome = "reachable" if verified.reachable_only else "verified"
     metrics.child(metrics.WEBHOOKS, target.provider, outcome).inc()
     try:
-        await _publish(app, _verified_message(target, delivery_id, at, verified), target.testing)
+        await _publish(r, _verified_message(target, delivery_id, at, verified), target.testing)
     except BrokerUnavailable as exc:
         raise _unavailable() from exc
-    if app[SETTINGS].log_each_delivery:
+    if r.settings.log_each_delivery:
         log.info("webhook accepted", extra={"delivery_id": delivery_id, "provider": target.provider})
     else:  # one line a second for all of them (a rejection is always logged on its own)
-        app[SUMMARY].count(target.provider, outcome)
+        r.summary.count(target.provider, outcome)
     if verified.reply is not None:
         reply = verified.reply
         return web.Response(
@@ -362,9 +373,9 @@ async def _accepted(
     return http.json_response({"status": "accepted", "delivery_id": delivery_id}, 202)
 
 
-async def _ready(app: web.Application) -> dict[str, bool]:
-    publisher_ok = await app[PUBLISHER].ready()
-    return {"redis": await app[STORE].ping(), "rabbitmq": publisher_ok}
+async def _ready(r: Parts) -> dict[str, bool]:
+    publisher_ok = await r.publisher.ready()
+    return {"redis": await r.store.ping(), "rabbitmq": publisher_ok}
 
 
 async def ready_bare(request: web.Request) -> web.Response:
@@ -374,16 +385,15 @@ async def ready_bare(request: web.Request) -> web.Response:
 
 
 async def _flush_summaries(app: web.Application) -> None:
-    app[SUMMARY].flush()
+    app[PARTS].summary.flush()
 
 
 def create_app(settings: Settings) -> web.Application:
     """The provider-facing app: webhooks, /healthz and the bare /readyz (no /metrics)."""
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[http.error_middleware])
-    app[SETTINGS] = settings
+    app[PARTS] = parts = Parts(settings, Summary(log, "webhooks accepted"))
     app[http.SERVICE_NAME] = "receiver"
-    app[http.READY_CHECK] = lambda: _ready(app)
-    app[SUMMARY] = Summary(log, "webhooks accepted")
+    app[http.READY_CHECK] = lambda: _ready(parts)
     app.cleanup_ctx.extend([_redis_ctx, _amqp_ctx])
     app.on_cleanup.append(_flush_summaries)
     app.router.add_route("POST", "/hooks/{connection_id}", receive)
@@ -398,7 +408,7 @@ def create_admin_app(public: web.Application) -> web.Application:
     """The admin listener's app: /healthz, the detailed /readyz and /metrics, for ``public``'s process."""
     admin = web.Application(middlewares=[http.error_middleware])
     admin[http.SERVICE_NAME] = "receiver"
-    admin[http.READY_CHECK] = lambda: _ready(public)
+    admin[http.READY_CHECK] = lambda: _ready(public[PARTS])
     http.add_health_routes(admin)
     return admin
 

@@ -86,6 +86,10 @@ class RejectLimiter:
         return max(1, math.ceil((until - now_ms) / 1000))
 
 
+def _too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes.", limit_bytes=max_bytes)
+
+
 async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> bytes:
     """The whole raw body, within ``timeout_s`` (a client that trickles it is cut off with 408).
 
@@ -93,18 +97,16 @@ async def read_body(request: web.Request, timeout_s: float, max_bytes: int) -> b
     so is a body that grows past it while streaming (aiohttp's ``client_max_size``); a body that ends before its
     Content-Length (the client went away, or sent less than it announced) is a 400, not our error.
     """
-    too_large = PayloadTooLarge(f"The request body is larger than the limit of {max_bytes} bytes.",
-                                limit_bytes=max_bytes)
     announced = request.content_length
     if announced is not None and announced > max_bytes:
-        raise too_large
+        raise _too_large(max_bytes)
     try:
         if request.content.is_eof():  # all of it arrived with the headers (most webhooks): no wait to bound
             return await request.read()
         async with asyncio.timeout(timeout_s):
             return await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise too_large from None
+        raise _too_large(max_bytes) from None
     except TimeoutError:
         raise ApiError("The request body did not arrive in time.", code="body_timeout", status=408) from None
     except (ConnectionResetError, RequestPayloadError) as exc:

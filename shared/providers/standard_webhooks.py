@@ -10,6 +10,7 @@ given at creation is stored as its public key only: verifying never needs the pr
 from __future__ import annotations
 
 import base64
+import functools
 import secrets as _secrets
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -34,8 +35,10 @@ def _b64(raw: str, what: str) -> bytes:
                            advice="; paste it again exactly as the sender shows it")
 
 
+@functools.lru_cache(maxsize=4096)
 def decode_secret(secret: str) -> bytes:
-    """The HMAC key of a ``whsec_`` secret (the prefix is optional)."""
+    """The HMAC key of a ``whsec_`` secret (the prefix is optional). Kept for the secrets in use, which
+    the receiver holds in memory anyway: a webhook does not decode its connection's key again."""
     raw = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
     return _b64(raw, "signing secret (whsec_<base64>)")
 
@@ -55,6 +58,12 @@ def public_of_private(secret: str) -> str:
         raise VerificationError("secret_format", "A whsk_ secret key must be 32 or 64 bytes (base64).")
     pub = Ed25519PrivateKey.from_private_bytes(raw[:32]).public_key()
     return PUBLIC_PREFIX + base64.b64encode(pub.public_bytes(Encoding.Raw, PublicFormat.Raw)).decode()
+
+
+@functools.cache
+def _header_names(prefixes: tuple[str, ...], suffix: str) -> tuple[str, ...]:
+    """A header's names under each prefix (a subclass may reorder them): built once, not per request."""
+    return tuple(p + suffix for p in prefixes)
 
 
 class StandardWebhooks(Provider):
@@ -93,7 +102,7 @@ class StandardWebhooks(Provider):
         return secret
 
     def _header(self, request: InboundRequest, suffix: str) -> str:
-        return core.require_header(request, *(p + suffix for p in self.header_prefixes))
+        return core.require_header(request, *_header_names(self.header_prefixes, suffix))
 
     def verify(
         self, request: InboundRequest, secret: str, settings: Mapping[str, Any], now: float
