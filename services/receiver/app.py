@@ -293,13 +293,16 @@ def _too_many_rejected(wait_s: int) -> TooManyRequests:
 
 
 async def _target(r: Parts, request: web.Request, cid: str, at: int) -> tuple[ConnectionTarget, Provider, bool]:
-    """The connection the URL names, its provider, and whether it came from the cache; else 404/405/410."""
-    unknown = NotFound("No connection has this id.", code="unknown_connection")
-    if not CONNECTION_ID.match(cid):
-        raise unknown
-    target, cached = await r.targets.get(cid, at)
+    """The connection the URL names, its provider, and whether it came from the cache; else 404/405/410.
+    A cached one is found without awaiting anything (most webhooks); otherwise Redis is read."""
+    target = r.targets.cached(cid, at)
+    cached = target is not None
     if target is None:
-        raise unknown
+        if not CONNECTION_ID.match(cid):
+            raise _unknown()
+        target, cached = await r.targets.get(cid, at)
+        if target is None:
+            raise _unknown()
     if target.state == "disconnected":
         raise Gone("This connection was disconnected.", code="connection_disconnected")
     provider = PROVIDERS.get(target.provider)
@@ -308,6 +311,10 @@ async def _target(r: Parts, request: web.Request, cid: str, at: int) -> tuple[Co
     if request.method not in provider.methods:
         raise ApiError(f"{target.provider} webhooks use POST.", code="method_not_allowed", status=405)
     return target, provider, cached
+
+
+def _unknown() -> NotFound:
+    return NotFound("No connection has this id.", code="unknown_connection")
 
 
 async def receive(request: web.Request) -> web.StreamResponse:

@@ -110,14 +110,21 @@ class TargetCache:
         self.hits = 0
         self.misses = 0
 
+    def cached(self, cid: str, now: int) -> ConnectionTarget | None:
+        """The target when this process holds a live entry for it (nothing awaited), else None."""
+        entry = self._entries.get(cid)
+        if entry is None or entry.expires_at <= time.monotonic():
+            return None
+        self.hits += 1
+        if now >= entry.changes_at_ms:
+            entry.target, entry.changes_at_ms = target_from(cid, entry.stored, now), float("inf")
+        return entry.target
+
     async def get(self, cid: str, now: int) -> tuple[ConnectionTarget | None, bool]:
         """The target, and whether it came from the cache (then a mismatch deserves a fresh read)."""
-        entry = self._entries.get(cid)
-        if entry is not None and entry.expires_at > time.monotonic():
-            self.hits += 1
-            if now >= entry.changes_at_ms:
-                entry.target, entry.changes_at_ms = target_from(cid, entry.stored, now), float("inf")
-            return entry.target, True
+        target = self.cached(cid, now)
+        if target is not None:
+            return target, True
         self.misses += 1
         return await self.reload(cid, now), False
 
