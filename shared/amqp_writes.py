@@ -17,12 +17,16 @@ factories do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 
 from aiormq.connection import TransportFactory
 from aiormq.exceptions import AMQPConnectionError
 from yarl import URL
+
+# How long a close may wait for the peer to take what is still buffered before the connection is dropped.
+CLOSE_WAIT_S = 5.0
 
 
 class TurnWriter(asyncio.StreamWriter):
@@ -67,6 +71,19 @@ class TurnWriter(asyncio.StreamWriter):
     def close(self) -> None:
         self.flush()
         super().close()
+
+    async def wait_closed(self) -> None:
+        """Wait for the close, at most ``CLOSE_WAIT_S``. A graceful close first hands the peer what is
+        still buffered; a peer that stopped reading (a paused or cut-off broker) never takes it, and
+        aiormq's close would wait for it with no end, holding back the reconnection. Past the bound the
+        connection is dropped instead."""
+        closing = asyncio.ensure_future(super().wait_closed())
+        try:
+            await asyncio.wait_for(asyncio.shield(closing), CLOSE_WAIT_S)
+        except TimeoutError:
+            self.transport.abort()
+            with contextlib.suppress(Exception):  # closed either way; how is not the caller's concern
+                await closing
 
 
 class TurnWrites(TransportFactory):
