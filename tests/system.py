@@ -4,6 +4,7 @@ verifier consuming from the real broker, all on a test's own prefixes. And a sma
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,10 +28,36 @@ from services.verifier.config import Settings as VerifierSettings
 TOKEN = "test-service-token"
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel gives outgoing connections (Linux; elsewhere the IANA default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49152
+
+
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free port for a test's listener, below the kernel's range for outgoing connections. A port the
+    kernel hands out for ``bind(0)`` is from that range, so an outgoing connection (a client's socket
+    to RabbitMQ, say) can take it before the listener binds it: "address already in use". Never the
+    same port twice in one test run."""
+    low = _ephemeral_low()
+    for _ in range(1000):
+        port = random.randint(10_000, low - 1)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass
