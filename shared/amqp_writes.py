@@ -78,12 +78,18 @@ class TurnWriter(asyncio.StreamWriter):
         aiormq's close would wait for it with no end, holding back the reconnection. Past the bound the
         connection is dropped instead."""
         closing = asyncio.ensure_future(super().wait_closed())
+        closing.add_done_callback(_retrieve)  # its error, if nobody awaits it any more, is not news
         try:
             await asyncio.wait_for(asyncio.shield(closing), CLOSE_WAIT_S)
         except TimeoutError:
             self.transport.abort()
             with contextlib.suppress(Exception):  # closed either way; how is not the caller's concern
                 await closing
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class TurnWrites(TransportFactory):
