@@ -248,7 +248,11 @@ class ConfirmChannel(Generic[T]):
     just-killed node led that queue keeps getting every publish Nacked, long after a new leader was
     elected, while a fresh channel on the same connection is confirmed at once. A robust connection
     that reconnects to a surviving node within milliseconds of losing the leader's node restores its
-    channels in exactly that window."""
+    channels in exactly that window. Such a channel does not always Nack at once: seen on a node that
+    had been cut off and came back, it answered each publish with a Nack seconds after the publisher's
+    deadline had passed (and the request was answered 503), so no Nack ever reached ``publish_on`` and
+    the channel was never replaced. A publish given up on before its answer (its deadline passed, or the
+    service is stopping) therefore retires its channel too."""
 
     def __init__(self, connection: AbstractConnection, declare: Callable[[AbstractChannel], Awaitable[T]]) -> None:
         self._connection = connection
@@ -277,23 +281,27 @@ class ConfirmChannel(Generic[T]):
             return ready
 
     async def publish_on(self, channel: AbstractChannel, publishing: Awaitable[object]) -> object:
-        """Await ``publishing`` (a publish on ``channel``); a Nack or a returned message retires it."""
+        """Await ``publishing`` (a publish on ``channel``); a Nack, a returned message or a publish given
+        up on before the broker answered (cancelled: its deadline passed) retires it."""
         try:
             confirm = await publishing
         except aiormq.exceptions.DeliveryError:
-            self.retire(channel)
+            self.retire(channel, "not taken")
+            raise
+        except asyncio.CancelledError:
+            self.retire(channel, "no answer in time")
             raise
         if not isinstance(confirm, Basic.Ack):
-            self.retire(channel)
+            self.retire(channel, "not taken")
         return confirm
 
-    def retire(self, channel: AbstractChannel) -> None:
+    def retire(self, channel: AbstractChannel, why: str = "not taken") -> None:
         """Stop publishing on ``channel`` (if it is still the current one) and close it in the background;
         publishes still waiting on it are answered by the close (unreachable: refused, not lost)."""
         if self._open is None or self._open[0] is not channel:
             return
         self._open = None
-        log.warning("amqp publishing channel retired after a message the broker did not take")
+        log.warning("amqp publishing channel retired", extra={"why": why})
         task = asyncio.get_running_loop().create_task(_close_channel(channel))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)

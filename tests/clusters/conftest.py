@@ -38,12 +38,14 @@ def rabbit() -> Iterator[rabbitmq.RabbitCluster]:
 
 @pytest.fixture
 async def rabbit_cleanup(rabbit: rabbitmq.RabbitCluster, prefix: str) -> AsyncIterator[None]:
-    """Every node running again after the test, and the test's queues and exchanges deleted."""
+    """Every node running again and the cluster whole after the test, and the test's queues and
+    exchanges deleted."""
     yield
     for node in rabbit.nodes:
         node.signal_safe_resume()
         if not node.running:
             rabbit.restart(node)
+    await asyncio.to_thread(rabbit.wait_whole)
     connection = await aio_pika.connect(rabbit.nodes[0].url)
     async with connection:
         for name in (f"{prefix}.deliveries", f"{prefix}.deliveries.dead"):

@@ -99,7 +99,9 @@ class RabbitNode:
             "loopback_users = none\n"
             # the suite shares a busy machine: fail over within seconds, never pause for a slow disk
             "disk_free_limit.absolute = 50MB\n"
-            "cluster_partition_handling = ignore\n"
+            # A node cut off and back (a test pauses one) is restarted by the side that kept the majority
+            # and rejoins; with RabbitMQ's default (ignore) the cluster would stay split for good.
+            "cluster_partition_handling = autoheal\n"
         )
         (self.base / "rabbitmq-env.conf").write_text("")  # not the machine's (it names the node rabbit@)
         (self.base / "enabled_plugins").write_text("[].\n")
@@ -269,6 +271,25 @@ class RabbitCluster:
             if time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"{queue}: members online {online}, not {every}")
             time.sleep(1)
+
+    def wait_whole(self, timeout_s: float = 240) -> float:
+        """Wait until every node runs and each sees all the others, with no partition on record (after a
+        node was cut off, autoheal restarts it: a minute or so); returns how long that took."""
+        started = time.monotonic()
+        every = sorted(n.node for n in self.nodes)
+        while True:
+            views: list[object] = []
+            for node in self.nodes:
+                try:
+                    status = json.loads(node.ctl("cluster_status", "--formatter", "json", "--quiet", timeout_s=30))
+                    views.append((sorted(status["running_nodes"]), status["partitions"]))
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
+                    views.append(type(exc).__name__)
+            if all(view == (every, {}) or view == (every, []) for view in views):
+                return time.monotonic() - started
+            if time.monotonic() - started > timeout_s:
+                raise RuntimeError(f"the cluster is not whole after {timeout_s:.0f} s: {views}")
+            time.sleep(2)
 
     def queue_members_all(self, starting: str) -> dict[str, list[str]]:
         """The members of every quorum queue whose name starts with ``starting`` (one CLI call)."""

@@ -4,7 +4,10 @@ the second publish, as a cluster node does for a channel that lost track of a qu
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from pamqp.commands import Basic
 from aio_pika.abc import AbstractChannel, AbstractExchange
 
 from shared.broker import ConfirmChannel, amqp_connection, confirmed, persistent_message
@@ -64,3 +67,24 @@ async def test_a_late_nack_on_a_retired_channel_leaves_the_current_one_alone(amq
 
 async def _declare_nothing(channel: AbstractChannel) -> None:
     pass
+
+
+async def test_a_publish_left_unanswered_past_its_deadline_retires_the_channel(amqp_url: str) -> None:
+    """A channel that does not answer a publish before its deadline is not published on again: on a
+    node that was cut off and came back, a stuck channel Nacked each publish only after the deadline
+    had already answered the request, so waiting for a Nack never replaced it."""
+    async with amqp_connection(amqp_url, "test") as connection:
+        holder: ConfirmChannel[None] = ConfirmChannel(connection, _declare_nothing)
+        stuck, _ = await holder.get()
+        never_answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        with pytest.raises(BrokerUnavailable, match="TimeoutError"):
+            await confirmed(holder.publish_on(stuck, never_answered), 0.05)
+        assert holder.current() is None, "the channel that left a publish unanswered is retired"
+        fresh, _ = await holder.get()
+        assert fresh is not stuck and not fresh.is_closed
+        answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        answered.set_result(Basic.Ack(delivery_tag=1))
+        await confirmed(holder.publish_on(fresh, answered), 0.05)
+        assert holder.current() == (fresh, None), "an answered publish keeps the channel"
+        await holder.close()
+        assert stuck.is_closed and fresh.is_closed

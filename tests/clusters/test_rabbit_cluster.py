@@ -109,7 +109,8 @@ async def test_a_node_cut_off_then_healed_loses_nothing(
 ) -> None:
     """The node leading the deliveries queue stops answering anyone (SIGSTOP: its peers and clients
     hear nothing, as in a network partition), the others elect a new leader and go on; then it answers
-    again (SIGCONT) and catches up. AMQP heartbeats of 5 s let a client on the silent node move on."""
+    again (SIGCONT), the majority's side restarts it (autoheal) and it catches up. AMQP heartbeats of
+    5 s let a client on the silent node move on."""
     async with amqp_connection(rabbit.nodes[0].url, "test") as connection:
         await Topology(prefix, f"{prefix}.analytics", len(rabbit.nodes)).declare(await connection.channel())
     urls = ",".join(f"{url}?heartbeat=5" for url in rabbit.urls)

@@ -50,6 +50,7 @@ class Ledger:
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     unanswered: int = 0
+    unanswered_why: Counter[str] = field(default_factory=Counter)  # the client's error, by type
     accepted_events: dict[str, str] = field(default_factory=dict)  # event id -> connection id
     refused_events: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,10 +64,12 @@ class Ledger:
     def refused(self) -> int:
         return sum(n for status, n in self.statuses.items() if 400 <= status < 600)
 
-    def record(self, event_id: str, cid: str, status: int | None) -> None:
+    def record(self, event_id: str, cid: str, status: int | None, why: str = "") -> None:
+        """One request's answer: its status, or None and ``why`` (the client's error) for none."""
         self.sent += 1
         if status is None:
             self.unanswered += 1
+            self.unanswered_why[why or "unknown"] += 1
             self.refused_events.setdefault(event_id, cid)
             return
         self.statuses[status] += 1
@@ -85,6 +88,7 @@ class Ledger:
             "accepted": self.accepted,
             "refused": self.refused,
             "unanswered": self.unanswered,
+            **({"unanswered_why": dict(self.unanswered_why)} if self.unanswered_why else {}),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "events_accepted": len(self.accepted_events),
             **self.extra,
@@ -168,6 +172,7 @@ class Sender:
 
     async def send(self, target: Target, event_id: str) -> int | None:
         body, headers = self.sign(target, event_id)
+        why = ""
         async with self._slots:
             try:
                 async with self.session.post(target.url, data=body, headers=headers, timeout=self.timeout) as r:
@@ -175,9 +180,9 @@ class Sender:
                     status: int | None = r.status
                     if r.status == 503:
                         assert r.headers.get("Retry-After"), "a 503 must carry Retry-After"
-            except (TimeoutError, aiohttp.ClientError):
-                status = None
-        self.ledger.record(event_id, target.cid, status)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                status, why = None, f"{type(exc).__name__}: {exc}"[:120]
+        self.ledger.record(event_id, target.cid, status, why)
         return status
 
     async def send_many(self, items: list[tuple[Target, str]]) -> None:
