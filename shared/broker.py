@@ -288,8 +288,8 @@ class ConfirmChannel(Generic[T]):
         except aiormq.exceptions.DeliveryError:
             self.retire(channel, "not taken")
             raise
-        except asyncio.CancelledError:
-            self.retire(channel, "no answer in time")
+        except asyncio.CancelledError:  # given up on (``confirmed``'s deadline), or the connection closed
+            self.retire(channel, "no answer in time" if _cancelling() else "closed")
             raise
         if not isinstance(confirm, Basic.Ack):
             self.retire(channel, "not taken")
@@ -392,6 +392,12 @@ def persistent_message(body: bytes, message_id: str, headers: dict[str, Any] | N
                             message_id=message_id, headers=headers or {})
 
 
+def _cancelling() -> bool:
+    """True when the running task itself is being cancelled (not merely handed a CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def confirmed(publishing: Awaitable[object], timeout_s: float) -> None:
     """Await a publish (and whatever set-up it needs) under one deadline, cheaper per message than
     wait_for's task and aio-pika's per-step countdowns. Only the broker's Ack counts: an unreachable
@@ -399,6 +405,13 @@ async def confirmed(publishing: Awaitable[object], timeout_s: float) -> None:
     try:
         async with asyncio.timeout(timeout_s):
             confirm = await publishing
+    except asyncio.CancelledError:
+        if _cancelling():  # this task is being cancelled (shutting down): so be it
+            raise
+        # aiormq answers the confirms still awaited on a connection that closes (its node restarted,
+        # say) with CancelledError: a refusal to retry, not the end of the request's task (which
+        # would leave its client with no answer at all).
+        raise BrokerUnavailable("the broker did not confirm: the connection closed") from None
     except Exception as exc:
         if is_unreachable(exc):
             raise BrokerUnavailable(f"the broker did not confirm: {type(exc).__name__}") from exc

@@ -88,3 +88,36 @@ async def test_a_publish_left_unanswered_past_its_deadline_retires_the_channel(a
         assert holder.current() == (fresh, None), "an answered publish keeps the channel"
         await holder.close()
         assert stuck.is_closed and fresh.is_closed
+
+
+async def test_a_publish_waiting_when_its_connection_closes_is_refused_not_cancelled(amqp_url: str) -> None:
+    """aiormq answers the confirms still awaited on a connection that closes (a node restarted by the
+    cluster, say) with CancelledError. The publish is refused (``BrokerUnavailable``: its request gets
+    a 503) instead of ending its request's task as if cancelled: the client got no answer at all."""
+    async with amqp_connection(amqp_url, "test") as connection:
+        holder: ConfirmChannel[None] = ConfirmChannel(connection, _declare_nothing)
+        channel, _ = await holder.get()
+        underlay = await channel.get_underlay_channel()
+        waiting = underlay.create_future()  # as a confirm is: answered when the connection closes
+        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, waiting), 5))
+        await asyncio.sleep(0)
+        await underlay.connection.close()
+        with pytest.raises(BrokerUnavailable, match="connection closed"):
+            await publish
+        assert holder.current() is None, "the channel is not published on again"
+        await holder.close()
+
+
+async def test_a_cancelled_publish_is_still_cancelled(amqp_url: str) -> None:
+    """A publish whose own task is cancelled (the service stopping) stays cancelled."""
+    async with amqp_connection(amqp_url, "test") as connection:
+        holder: ConfirmChannel[None] = ConfirmChannel(connection, _declare_nothing)
+        channel, _ = await holder.get()
+        never: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, never), 5))
+        await asyncio.sleep(0)
+        publish.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await publish
+        assert holder.current() is None
+        await holder.close()
