@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from pamqp.commands import Basic
 from aio_pika.abc import AbstractChannel, AbstractExchange
+from pamqp.commands import Basic
 
 from shared.broker import ConfirmChannel, amqp_connection, confirmed, persistent_message
 from shared.errors import BrokerUnavailable
