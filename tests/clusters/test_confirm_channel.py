@@ -1,6 +1,8 @@
 """A publishing channel the broker did not take a message on is replaced (``ConfirmChannel``), on the
 machine's own broker: a quorum queue that holds one message and refuses more (``reject-publish``) Nacks
-the second publish, as a cluster node does for a channel that lost track of a queue's leader."""
+the second publish, as a cluster node does for a channel that lost track of a queue's leader. A publish
+left unanswered past its deadline retires its channel too, and one whose connection closes under it is
+refused, not cancelled."""
 
 from __future__ import annotations
 
