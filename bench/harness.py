@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import redis.asyncio as aioredis
 
 from bench.e2e import match_changes
 from bench.limit_runs import HookKw, Limits
@@ -51,6 +52,21 @@ WATCHED = 5_000  # seeded connections watched end to end (500 account streams; t
 def per_webhook_us(used: dict[str, float], webhooks: int) -> dict[str, float]:
     """CPU seconds by process group -> microseconds per webhook."""
     return {k: v / max(1, webhooks) * 1e6 for k, v in used.items()}
+
+
+async def redis_commands(client: aioredis.Redis) -> dict[str, tuple[int, int]]:
+    """Calls and microseconds so far of every command Redis has run (``INFO commandstats``)."""
+    info = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for name, v in info.items()}
+
+
+def redis_commands_line(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], webhooks: int,
+                        top: int = 8) -> str:
+    """The commands that took most of Redis's time between two ``redis_commands``, per webhook."""
+    spent = {name: (calls - before.get(name, (0, 0))[0], usec - before.get(name, (0, 0))[1])
+             for name, (calls, usec) in after.items()}
+    ranked = sorted(((n, c, u) for n, (c, u) in spent.items() if c > 0), key=lambda x: -x[2])[:top]
+    return ", ".join(f"{n} {c / webhooks:.2f}x {u / webhooks:.1f} µs" for n, c, u in ranked)
 
 
 class Bench:
@@ -176,20 +192,33 @@ class Bench:
         """Everything running, the receiver saturated: webhooks accepted / time until all are stored, next
         to the minimal pipeline measured the same way. Returns the minimal pipeline's capacity."""
         before = await self.limits.pipeline_counted()
+        lim_groups = self.limits.pipeline_cpu_groups()
+        lim_cpu_before = cpu_seconds(lim_groups)
         lim = await self.limits.measure("pipeline-receiver", "saturate", self.hook_kw(w))
         lim_done = await self.settled(self.limits.pipeline_counted, before, lim, f"minimal pipeline ({w.label})")
         capacity = lim.accepted / (lim_done - lim.start_at) if lim_done else float("nan")
         self.m[f"{w.key}:min_pipe"].append(capacity)
+        lim_used = {k: v - lim_cpu_before[k] for k, v in cpu_seconds(lim_groups).items()}
         groups = self.system.cpu_groups()
         before = await self.applied()
+        commands_before = await redis_commands(self.system.redis)
         cpu_before, wall_before = cpu_seconds(groups), time.monotonic()
         result = await self.load(f"whole path ({w.label})", self.ours(w, "saturate"))
         done_at = await self.settled(self.applied, before, result, f"whole path ({w.label})")
+        if self.first_round and w is self.base and result.accepted:
+            self.notes.append("whole path at saturation, Redis's own time per webhook by command (INFO "
+                              "commandstats; a script's time includes the commands it runs): "
+                              + redis_commands_line(commands_before, await redis_commands(self.system.redis),
+                                                    result.accepted))
         self.counts_for_final_check(w, result.accepted)
         self.m[f"{w.key}:whole"].append(result.accepted / (done_at - result.start_at) if done_at else float("nan"))
+        used = {k: v - cpu_before[k] for k, v in cpu_seconds(groups).items()}
+        used["load generator"] = result.cpu_s
+        if w is self.base and done_at and lim_done:  # the CPU table at saturation: where the gap is
+            self.cpu["saturated ours"].append(per_webhook_us(used, result.accepted))
+            self.cpu["saturated minimal"].append(per_webhook_us({**lim_used, "load generator": lim.cpu_s},
+                                                                lim.accepted))
         if self.first_round and w is self.base:  # where the two cores went, during the first round
-            used = {k: v - cpu_before[k] for k, v in cpu_seconds(groups).items()}
-            used["load generator"] = result.cpu_s
             elapsed = done_at - result.start_at if done_at else time.monotonic() - wall_before
             wall = elapsed * (os.cpu_count() or 1)
             shares = ", ".join(f"{k} {v / wall:.0%}" for k, v in sorted(used.items(), key=lambda x: -x[1]))

@@ -102,6 +102,12 @@ async def amain() -> int:
     print(f"(open loop at {median(bench.m['rate']):,.0f}/s, the same rate for both; median of the rounds)")
     print(busy_line(bench))
     print()
+    if bench.cpu["saturated ours"]:
+        print(cpu_table({"ours": bench.cpu["saturated ours"], "minimal pipeline": bench.cpu["saturated minimal"]},
+                        {"minimal pipeline": {"receiver": "minimal receiver", "verifier": "minimal consumer"}}))
+        print("(whole path at saturation: each process's CPU from the load's start until the last webhook was "
+              "stored, divided by the webhooks; median of the rounds)")
+        print()
     print("ledgers (every load: sent = accepted + refused; accepted = counted by what stores them):")
     for line in bench.ledgers:
         print(f"  {line}")

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.e2e import match_changes
-from bench.harness import Workload
+from bench.harness import Workload, redis_commands, redis_commands_line
 from bench.load import LoadResult
 from bench.loadgen import SPREAD, event_body, seeded_url
 from bench.plan import PER_ACCOUNT, Plan
@@ -217,3 +217,20 @@ def test_build_rows_puts_each_target_beside_its_limit() -> None:
     assert rows["whole path, accepted and stored (100,000 conns, 1 KiB)"].passed is True
     assert "status API reads at saturation (100,000 conns, 1 KiB)" not in rows  # not measured: no row
     assert rows["Redis memory per idle connection (made through the API)"].passed is True
+
+
+async def test_redis_commands_counts_what_ran_between_two_readings(redis_client: aioredis.Redis, prefix: str) -> None:
+    before = await redis_commands(redis_client)
+    for n in range(10):
+        await redis_client.hincrby(f"{prefix}:counted", "n", n)
+    after = await redis_commands(redis_client)
+    calls = after["hincrby"][0] - before.get("hincrby", (0, 0))[0]
+    assert calls >= 10  # other clients of the machine's Redis may add to it, never take away
+    assert f"hincrby {calls / 10:.2f}x" in redis_commands_line(before, after, 10)
+
+
+def test_redis_commands_line_ranks_by_time_per_webhook() -> None:
+    before = {"evalsha": (100, 5_000), "hmget": (100, 500), "ping": (1, 1)}
+    after = {"evalsha": (300, 17_000), "hmget": (300, 1_500), "ping": (1, 1), "publish": (200, 200)}
+    assert redis_commands_line(before, after, 200) == "evalsha 1.00x 60.0 µs, hmget 1.00x 5.0 µs, publish 1.00x 1.0 µs"
+    assert redis_commands_line(before, after, 200, top=1) == "evalsha 1.00x 60.0 µs"
