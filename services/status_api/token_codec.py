@@ -31,6 +31,7 @@ import binascii
 import functools
 import hashlib
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -113,7 +114,10 @@ def fingerprint(token: str) -> str:
 def mint(keys: tuple[SigningKey, ...], account_id: str, issued_at_s: int, expires_at_s: int,
          create: CreateGrant | None = None) -> str:
     key = keys[0]
-    claims: dict[str, object] = {"aud": AUDIENCE, "sub": account_id, "iat": issued_at_s, "exp": expires_at_s}
+    # ``jti``: a random id, so two tokens minted for the same account, grant and second are two tokens
+    # (each with its own per-token limits: a create grant's count, the streams it may hold).
+    claims: dict[str, object] = {"aud": AUDIENCE, "sub": account_id, "iat": issued_at_s, "exp": expires_at_s,
+                                 "jti": secrets.token_urlsafe(12)}
     if create is not None:
         claims["scope"] = CREATE_SCOPE
         claims["create_limit"] = create.limit

@@ -201,3 +201,22 @@ async def test_the_python_client_mints_a_grant(system: System) -> None:
         with pytest.raises(HookStatusError) as refused:
             await page.create_connection("acct-g8", "github")
     assert (refused.value.status, refused.value.code) == (403, "create_limit_reached")
+
+
+async def test_two_tokens_minted_alike_in_the_same_second_are_two_tokens(system: System) -> None:
+    """Same account, same grant, same second: still two tokens, each with its own create count (a
+    token's limits are counted by the token; identical tokens would share them)."""
+    grant = {"providers": ["standard-webhooks"], "limit": 1}
+    for _ in range(5):  # minted back to back: the same second, nearly always at once
+        first, second = await grant_token(system, "acct-g9", **grant), await grant_token(system, "acct-g9", **grant)
+        iats = [jwt.decode(t, options={"verify_signature": False})["iat"] for t in (first, second)]
+        if iats[0] == iats[1]:
+            break
+    assert iats[0] == iats[1], "could not mint two tokens within one second"
+    assert first != second
+    body = {"account_id": "acct-g9", "provider": "standard-webhooks"}
+    assert (await as_browser(system, first, "POST", "/v1/connections", json=body))[0] == 201
+    status, data = await as_browser(system, first, "POST", "/v1/connections", json=body)
+    assert (status, code(data)) == (403, "create_limit_reached")
+    assert (await as_browser(system, second, "GET", "/v1/me"))[1]["create"]["remaining"] == 1
+    assert (await as_browser(system, second, "POST", "/v1/connections", json=body))[0] == 201

@@ -133,7 +133,8 @@ async def test_minted_tokens_are_standard_jwts(keyed: System) -> None:
     token = data["token"]
     assert jwt.get_unverified_header(token) == {"alg": "HS256", "typ": "JWT", "kid": "k2026"}
     claims = jwt.decode(token, KEY_NEW.split(":", 1)[1], algorithms=["HS256"], audience=AUDIENCE)
-    assert set(claims) == {"aud", "sub", "iat", "exp"}
+    assert set(claims) == {"aud", "sub", "iat", "exp", "jti"}
+    assert isinstance(claims["jti"], str) and len(claims["jti"]) >= 16  # random: tokens minted alike differ
     assert claims["sub"] == "acct-a" and claims["exp"] - claims["iat"] == 120
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, KEY_OLD.split(":", 1)[1], algorithms=["HS256"], audience=AUDIENCE)
