@@ -133,7 +133,7 @@ async def test_a_node_cut_off_then_healed_loses_nothing(
             accepted = ledger.accepted
             try:
                 await until(lambda: ledger.accepted >= accepted + QUIET_EVENTS, 120, f"accepting without {silent.node}")
-            except AssertionError as exc:  # rare, and not understood yet: say what each side saw
+            except AssertionError as exc:  # say what each side saw (a stuck publishing channel, once)
                 raise AssertionError(f"{exc}\n{ledger.summary()}\nreceiver log (last lines):\n"
                                      f"{receiver.logs()[-4000:]}") from None
         finally:
