@@ -19,6 +19,7 @@ import redis.exceptions
 from shared import lua, metrics
 from shared.compare import any_matches
 from shared.crypto import DEV_SECRETS_KEY, SEALED_FIELDS, Sealer
+from shared.deadlines import Deadlines
 from shared.errors import StoreUnavailable
 from shared.keys import Keys
 from shared.models import FAILING_AFTER_REJECTED, STATES, DeliveryMessage, now_ms
@@ -55,8 +56,10 @@ class RedisStore:
     def __init__(self, client: RedisClient, prefix: str, sealer: Sealer | None = None, *,
                  deadline_s: float | None = None) -> None:
         self.redis = client
+        self.clustered = is_cluster(client)
         # For a client without socket timeouts (``make_redis``): how long one call may take, as a whole.
         self.deadline_s = deadline_s
+        self.deadlines = Deadlines(deadline_s) if deadline_s is not None else None
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
         # Secrets at rest: sealed on the way in, opened on the way out (shared/crypto.py). The services
@@ -65,10 +68,9 @@ class RedisStore:
 
     async def _call(self, op: Callable[[], Awaitable[T]]) -> T:
         try:
-            if self.deadline_s is None:
+            if self.deadlines is None:
                 return await op()
-            async with asyncio.timeout(self.deadline_s):
-                return await op()
+            return await self.deadlines.run(op())
         except Exception as exc:
             if is_unreachable(exc):
                 raise StoreUnavailable("Redis is not reachable") from exc
@@ -79,7 +81,7 @@ class RedisStore:
         command there that meets a node that just died makes redis-py drop every node's connections and
         re-read the slot map, failing the commands in flight on the healthy nodes too. A read of a
         healthy shard then succeeds on the second try; a read of the dead one is still an outage."""
-        if not is_cluster(self.redis):
+        if not self.clustered:
             return await self._call(op)
         try:
             return await op()
@@ -550,7 +552,7 @@ class Store(RedisStore):
         if self.wait_replicas:
             shas = [(script.sha, keys, list(args)) for keys, args in calls]
             return await run_and_wait(self.redis, shas, self.wait_replicas, self.wait_timeout_ms)
-        if is_cluster(self.redis):
+        if self.clustered:
             # redis-py refuses scripts in a cluster pipeline: run them side by side instead, each sent
             # to the node of its connection's slot.
             results = await asyncio.gather(
