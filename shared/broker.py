@@ -41,6 +41,7 @@ from pamqp.commands import Basic
 from yarl import URL
 
 from shared.amqp_writes import TurnWrites
+from shared.deadlines import Deadlines
 from shared.errors import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -341,6 +342,7 @@ class ConfirmedPublisher:
         self._connection = connection
         self._channel: ConfirmChannel[AbstractExchange] = ConfirmChannel(connection, topology.declare)
         self._timeout_s = timeout_s
+        self._deadlines = Deadlines(timeout_s)
         self._waiting: OrderedDict[int, float] = OrderedDict()  # publish ticket -> when it began
         self._tickets = itertools.count()
 
@@ -371,7 +373,7 @@ class ConfirmedPublisher:
         ticket = next(self._tickets)
         self._waiting[ticket] = time.monotonic()
         try:
-            await confirmed(self._publish(body, message_id, headers), self._timeout_s)
+            await confirmed(self._publish(body, message_id, headers), self._deadlines)
         finally:
             del self._waiting[ticket]
 
@@ -398,13 +400,13 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
-async def confirmed(publishing: Awaitable[object], timeout_s: float) -> None:
-    """Await a publish (and whatever set-up it needs) under one deadline, cheaper per message than
-    wait_for's task and aio-pika's per-step countdowns. Only the broker's Ack counts: an unreachable
-    broker, a deadline passed or a Nack/Reject is ``BrokerUnavailable``."""
+async def confirmed(publishing: Awaitable[object], deadlines: Deadlines) -> None:
+    """Await a publish (and whatever set-up it needs) under one deadline (``deadlines``: the publisher's,
+    a timer for all its publishes instead of one each), cheaper per message than wait_for's task and
+    aio-pika's per-step countdowns. Only the broker's Ack counts: an unreachable broker, a deadline
+    passed or a Nack/Reject is ``BrokerUnavailable``."""
     try:
-        async with asyncio.timeout(timeout_s):
-            confirm = await publishing
+        confirm = await deadlines.run(publishing)
     except asyncio.CancelledError:
         if _cancelling():  # this task is being cancelled (shutting down): so be it
             raise

@@ -13,6 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange
 from pamqp.commands import Basic
 
 from shared.broker import ConfirmChannel, amqp_connection, confirmed, persistent_message
+from shared.deadlines import Deadlines
 from shared.errors import BrokerUnavailable
 
 
@@ -31,7 +32,7 @@ async def test_a_nacked_publish_retires_the_channel_and_the_next_opens_a_fresh_o
         async def publish(message_id: str) -> AbstractChannel:
             channel, exchange = await holder.get()
             message = persistent_message(b"{}", message_id)
-            await confirmed(holder.publish_on(channel, exchange.publish(message, name, mandatory=True)), 5)
+            await confirmed(holder.publish_on(channel, exchange.publish(message, name, mandatory=True)), Deadlines(5))
             return channel
 
         try:
@@ -80,13 +81,13 @@ async def test_a_publish_left_unanswered_past_its_deadline_retires_the_channel(a
         stuck, _ = await holder.get()
         never_answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         with pytest.raises(BrokerUnavailable, match="TimeoutError"):
-            await confirmed(holder.publish_on(stuck, never_answered), 0.05)
+            await confirmed(holder.publish_on(stuck, never_answered), Deadlines(0.05, tick_s=0.01))
         assert holder.current() is None, "the channel that left a publish unanswered is retired"
         fresh, _ = await holder.get()
         assert fresh is not stuck and not fresh.is_closed
         answered: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         answered.set_result(Basic.Ack(delivery_tag=1))
-        await confirmed(holder.publish_on(fresh, answered), 0.05)
+        await confirmed(holder.publish_on(fresh, answered), Deadlines(0.05, tick_s=0.01))
         assert holder.current() == (fresh, None), "an answered publish keeps the channel"
         await holder.close()
         assert stuck.is_closed and fresh.is_closed
@@ -101,7 +102,7 @@ async def test_a_publish_waiting_when_its_connection_closes_is_refused_not_cance
         channel, _ = await holder.get()
         underlay = await channel.get_underlay_channel()
         waiting = underlay.create_future()  # as a confirm is: answered when the connection closes
-        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, waiting), 5))
+        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, waiting), Deadlines(5)))
         await asyncio.sleep(0)
         await underlay.connection.close()
         with pytest.raises(BrokerUnavailable, match="connection closed"):
@@ -116,7 +117,7 @@ async def test_a_cancelled_publish_is_still_cancelled(amqp_url: str) -> None:
         holder: ConfirmChannel[None] = ConfirmChannel(connection, _declare_nothing)
         channel, _ = await holder.get()
         never: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, never), 5))
+        publish = asyncio.ensure_future(confirmed(holder.publish_on(channel, never), Deadlines(5)))
         await asyncio.sleep(0)
         publish.cancel()
         with pytest.raises(asyncio.CancelledError):
