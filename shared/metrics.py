@@ -12,30 +12,155 @@ replica reports the same value: aggregate them with ``max``, never ``sum``.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import prometheus_client
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.registry import REGISTRY
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import REGISTRY, CollectorRegistry
+from prometheus_client.utils import INF, floatToGoString
 
 # No ``*_created`` series: they double the families a dashboard sees and nothing here reads them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
+
+# --- the families counted once per request or per message ------------------------------------------
+
+
+class _Count:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self.value += amount
+
+
+class _Spread:
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * len(bounds)  # observations in each bucket alone (not cumulative)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bound >= value: Prometheus' ``le``
+        self.sum += value
+
+
+class _LoopFamily:
+    """A labelled family counted in plain numbers and handed to Prometheus when scraped, for the few
+    updated on every request or message. ``prometheus_client``'s own take a lock and check their state
+    on every update: measured under callgrind, a request's counter and histogram were about 26,000
+    instructions, a twentieth of a status read. These are updated by the process's one event loop
+    thread only (every service here is one such thread), so they need no lock. Same names, types, labels
+    and exposition as the library's; ``labels`` and the updates keep the library's signatures."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], Any] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def _new(self) -> Any:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes the labels {self.labelnames}, not {values}")
+            child = self._children[values] = self._new()
+        return child
+
+    def _family(self) -> Metric:
+        raise NotImplementedError
+
+    def _add(self, family: Metric, values: tuple[str, ...], child: Any) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> list[Metric]:
+        return [self._family()]
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
+        for values, child in list(self._children.items()):
+            self._add(family, values, child)
+        yield family
+
+
+class LoopCounter(_LoopFamily):
+    """A counter (``_LoopFamily``): ``labels(...).inc()``, or ``inc()`` on one without labels."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        super().__init__(name, documentation, labelnames, registry)
+        if not self.labelnames:
+            self.inc = self.labels().inc
+
+    def _new(self) -> _Count:
+        return _Count()
+
+    def _family(self) -> Metric:
+        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, values: tuple[str, ...], child: _Count) -> None:
+        assert isinstance(family, CounterMetricFamily)
+        family.add_metric(values, child.value)
+
+
+class LoopHistogram(_LoopFamily):
+    """A histogram (``_LoopFamily``), with the library's default buckets unless given others:
+    ``labels(...).observe(seconds)``, or ``observe(seconds)`` on one without labels."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str] = (),
+                 buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+                 registry: CollectorRegistry | None = REGISTRY) -> None:
+        bounds = tuple(sorted(float(b) for b in buckets))
+        self.bounds = bounds if bounds and bounds[-1] == INF else (*bounds, INF)
+        super().__init__(name, documentation, labelnames, registry)
+        if not self.labelnames:
+            self.observe = self.labels().observe
+
+    def _new(self) -> _Spread:
+        return _Spread(self.bounds)
+
+    def _family(self) -> Metric:
+        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def _add(self, family: Metric, values: tuple[str, ...], child: _Spread) -> None:
+        assert isinstance(family, HistogramMetricFamily)
+        cumulative, buckets = 0, []
+        for bound, count in zip(self.bounds, list(child.counts), strict=True):
+            cumulative += count
+            buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+        family.add_metric(values, buckets, child.sum)
+
+
 # --- HTTP (receiver, status API, verifier's health server) ---------------------------------------
-HTTP_REQUESTS = Counter(
+HTTP_REQUESTS = LoopCounter(
     "hookstatus_http_requests_total", "HTTP requests served.", ["service", "route", "method", "status"]
 )
-HTTP_DURATION = Histogram(
+HTTP_DURATION = LoopHistogram(
     "hookstatus_http_request_duration_seconds", "HTTP request handling time.", ["service", "route"]
 )
 
 # --- receiver ------------------------------------------------------------------------------------
-WEBHOOKS = Counter(
+WEBHOOKS = LoopCounter(
     "hookstatus_webhooks_total",
     "Webhooks received, by provider and outcome (verified or the rejection reason code).",
     ["provider", "outcome"],
 )
-PUBLISH_CONFIRM = Histogram(
+PUBLISH_CONFIRM = LoopHistogram(
     "hookstatus_publish_confirm_seconds",
     "Time from publishing a delivery to the broker's confirm.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
@@ -71,12 +196,12 @@ REVERIFIED = Counter(
 )
 
 # --- verifier ------------------------------------------------------------------------------------
-DELIVERIES_CONSUMED = Counter(
+DELIVERIES_CONSUMED = LoopCounter(
     "hookstatus_deliveries_consumed_total",
     "Delivery messages handled by the verifier, by result (applied, duplicate, ignored, dead_lettered).",
     ["result"],
 )
-CONSUME_SECONDS = Histogram(
+CONSUME_SECONDS = LoopHistogram(
     "hookstatus_consume_seconds",
     "Time from a webhook's arrival at the receiver to its effect stored by the verifier.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -180,3 +180,35 @@ async def test_every_transition_path_is_counted_once(system: System, verifier_ur
     assert {s: value(after, "hookstatus_connections", state=s) for s in ("pending", "failed", "connected")} == {
         "pending": 0, "failed": 0, "connected": 0}
     assert value(after, "hookstatus_pending_past_deadline") == 0
+
+
+def test_the_loop_families_expose_what_the_librarys_own_would_for_the_same_updates() -> None:
+    """``LoopCounter`` and ``LoopHistogram`` (shared/metrics.py) stand in for prometheus_client's
+    Counter and Histogram on the per-request paths: fed the same updates, each registry's text is the
+    same, buckets and sums included (values on a bucket's bound count in it: ``le``)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from shared.metrics import LoopCounter, LoopHistogram
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counters = (LoopCounter("x_requests_total", "Requests.", ["route", "status"], registry=ours),
+                Counter("x_requests_total", "Requests.", ["route", "status"], registry=theirs))
+    plain = (LoopCounter("x_plain_total", "Plain.", registry=ours), Counter("x_plain_total", "Plain.", registry=theirs))
+    spreads = (LoopHistogram("x_seconds", "Time.", ["route"], registry=ours),
+               Histogram("x_seconds", "Time.", ["route"], registry=theirs))
+    waits = (LoopHistogram("x_wait_seconds", "Wait.", buckets=(0.001, 0.01, 0.1), registry=ours),
+             Histogram("x_wait_seconds", "Wait.", buckets=(0.001, 0.01, 0.1), registry=theirs))
+    updates = [("/a", "200", 0.0004), ("/a", "200", 0.005), ("/a", "404", 0.25), ("/b", "200", 12.0),
+               ("/b", "503", 0.1), ("/a", "200", 0.0)]
+    for counter, single, spread, wait in zip(counters, plain, spreads, waits, strict=True):
+        for route, status, seconds in updates:
+            counter.labels(route, status).inc()
+            spread.labels(route).observe(seconds)
+            wait.observe(seconds)
+        single.inc(2.5)
+    assert generate_latest(ours) == generate_latest(theirs)
+    assert b'x_seconds_bucket{le="0.005",route="/a"} 3.0' in generate_latest(ours)
+    with pytest.raises(ValueError):
+        counters[0].labels("/a").inc()
+    with pytest.raises(ValueError):
+        counters[0].labels("/a", "200").inc(-1)
