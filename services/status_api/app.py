@@ -24,7 +24,8 @@ from services.status_api.auth import (
     PRINCIPAL,
     SERVICE,
     Principal,
-    bearer_token,
+    header_token,
+    query_token,
     query_token_allowed,
     service_token_in_url,
     service_token_matches,
@@ -55,16 +56,17 @@ def auth_middleware(settings: Settings) -> Middleware:
     browser = BrowserPrincipals(settings)
 
     def principal(request: web.Request) -> Principal:
-        presented = bearer_token(request)
-        if presented is None:
-            raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
-        token = presented.value
-        if service_token_matches(token, service_tokens):
-            if presented.in_url:
+        token = header_token(request)
+        if token is None:
+            token = query_token(request)
+            if token is None:
+                raise Unauthorized("send Authorization: Bearer <token>", code="missing_token")
+            if service_token_matches(token, service_tokens):
                 raise service_token_in_url()
+            if not query_token_allowed(request):
+                raise token_in_url()
+        elif service_token_matches(token, service_tokens):
             return SERVICE
-        if presented.in_url and not query_token_allowed(request):
-            raise token_in_url()
         if tokens.looks_like_browser_token(token):
             return browser.principal(token, now_ms())
         raise Unauthorized("the token is not valid", code="invalid_token")

@@ -44,19 +44,19 @@ TokenCheck = Callable[[str], Awaitable[Principal | None]]
 QUERY_TOKEN_ROUTES = frozenset({"/v1/connections/{connection_id}/stream", "/v1/accounts/{account_id}/stream"})
 
 
-@dataclass(frozen=True, slots=True)
-class PresentedToken:
-    value: str
-    in_url: bool
-
-
-def bearer_token(request: web.Request) -> PresentedToken | None:
-    header = request.headers.get("Authorization", "")
+def header_token(request: web.Request) -> str | None:
+    """The token of ``Authorization: Bearer <token>`` (the scheme in any case), if one is sent."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return PresentedToken(token.strip(), in_url=False)
-    in_query = request.query.get("token")
-    return PresentedToken(in_query, in_url=True) if in_query else None
+    token = token.strip()
+    return token if token and scheme.lower() == "bearer" else None
+
+
+def query_token(request: web.Request) -> str | None:
+    """The token of ``?token=``, if one is sent (see above for where one is taken)."""
+    return request.query.get("token") or None
 
 
 def query_token_allowed(request: web.Request) -> bool:
