@@ -5,6 +5,9 @@ nothing here times anything.)"""
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -234,3 +237,19 @@ def test_redis_commands_line_ranks_by_time_per_webhook() -> None:
     after = {"evalsha": (300, 17_000), "hmget": (300, 1_500), "ping": (1, 1), "publish": (200, 200)}
     assert redis_commands_line(before, after, 200) == "evalsha 1.00x 60.0 µs, hmget 1.00x 5.0 µs, publish 1.00x 1.0 µs"
     assert redis_commands_line(before, after, 200, top=1) == "evalsha 1.00x 60.0 µs"
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_reads_callgrinds_count_and_more_work_counts_more(tmp_path: Path) -> None:
+    """``bench.instructions`` reads callgrind's own output: a program that does more counts more."""
+    from bench.instructions import summary
+
+    counts = []
+    for n in (10_000, 1_000_000):
+        out = tmp_path / f"{n}.out"
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-S", "-c",
+                        f"sum(range({n}))"], check=True, capture_output=True)
+        counts.append(summary(str(out)))
+    assert counts[0] is not None and counts[1] is not None
+    assert counts[0] > 1_000_000  # an interpreter's start alone
+    assert counts[1] - counts[0] > 990_000 * 10  # at least ten instructions per number added
