@@ -14,13 +14,13 @@ from shared.redis import make_redis
 from shared.store import Store
 
 
-async def test_a_call_past_its_deadline_raises_timeout_error_between_the_deadline_and_one_tick_after() -> None:
+async def test_a_call_that_would_pass_its_deadline_raises_timeout_error_within_one_tick_before_it() -> None:
     deadlines = Deadlines(0.2, tick_s=0.05)
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await deadlines.run(asyncio.sleep(10))
     took = time.monotonic() - started
-    assert 0.2 <= took < 0.2 + 0.05 + 0.2  # (the last term: a loaded machine's scheduling)
+    assert 0.2 - 0.05 <= took < 0.2 + 0.1  # never past the bound but for a loaded machine's scheduling
     # The task is not left cancelled: it goes on awaiting.
     task = asyncio.current_task()
     assert task is not None and task.cancelling() == 0
@@ -62,7 +62,7 @@ async def test_a_call_inside_another_of_the_same_deadlines_is_bounded_by_the_out
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await deadlines.run(outer())
-    assert time.monotonic() - started < 0.3 + 0.05
+    assert time.monotonic() - started < 0.3
 
 
 async def test_no_timer_runs_while_no_call_does() -> None:
@@ -99,4 +99,4 @@ async def test_a_store_read_of_a_redis_that_never_answers_is_store_unavailable_a
             await store.get("c_0123456789abcdef0123456789abcdef")
     finally:
         await client.aclose()
-    assert 0.3 <= time.monotonic() - started < 1.5
+    assert 0.3 - 0.03 <= time.monotonic() - started < 1.5  # (a tenth of the bound: its tick)
