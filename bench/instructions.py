@@ -17,7 +17,8 @@ out (``callgrind_control -d``), and the instructions per request are printed.
 Instructions are user space only: the kernel's part (the sockets) is not in them, nor what an
 instruction costs in cycles. Under callgrind a process runs some fifty times slower, so this sends a
 few thousand requests, not a saturating load: each request's own work is what it measures, not how a
-busy loop amortises its wake-ups. Settings: ``--requests``, ``--connections``, ``--concurrency``; ``valgrind`` must be installed.
+busy loop amortises its wake-ups. Settings: ``--requests``, ``--connections``, ``--concurrency``;
+``valgrind`` must be installed.
 """
 
 from __future__ import annotations
