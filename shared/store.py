@@ -58,7 +58,6 @@ class RedisStore:
         self.redis = client
         self.clustered = is_cluster(client)
         # For a client without socket timeouts (``make_redis``): how long one call may take, as a whole.
-        self.deadline_s = deadline_s
         self.deadlines = Deadlines(deadline_s) if deadline_s is not None else None
         self.keys = Keys(prefix)
         self.scripts = lua.Scripts.register(client)
@@ -93,7 +92,7 @@ class RedisStore:
 
     async def ping(self) -> bool:
         try:
-            async with asyncio.timeout(self.deadline_s):
+            async with asyncio.timeout(self.deadlines.seconds if self.deadlines else None):
                 return bool(await awaited(self.redis.ping()))
         except Exception as exc:
             if is_unreachable(exc):
