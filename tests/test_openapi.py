@@ -109,6 +109,7 @@ def test_openapi_json_is_served_without_a_token(api_url: str) -> None:
     assert SPEC == schema_gen.openapi_document(), f"{SPEC_PATH.name} is stale: run `make schema`"
 
 
+FRAMING = ("transfer-encoding", "content-length")
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance]
 
@@ -119,6 +120,8 @@ CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.cont
                                  HealthCheck.filter_too_much])
 def test_schemathesis_finds_no_server_errors(case: Any, api_url: str) -> None:
     CASES[case.operation.label] += 1
+    if case.headers:  # HTTP's own framing is not the API's: aiohttp's parser answers a bogus one 400, before any route
+        case.headers = {k: v for k, v in case.headers.items() if k.lower() not in FRAMING}
     response = case.call(base_url=api_url, headers=AUTH, timeout=15)
     CASES[f"status {response.status_code}"] += 1
     case.validate_response(response, checks=CHECKS)
